@@ -1,0 +1,25 @@
+"""The project's exceptions and exit codes, under one root.
+
+Exit codes follow cli.md: 0 done; 1 done, but a delivery or file was rejected whole;
+2 the call itself was wrong (usage, missing key, unreadable path). Codes are never reused.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_REJECTED = 1
+EXIT_USAGE = 2
+
+
+class DrgEtlError(Exception):
+    """Root of every error this package raises on purpose."""
+
+    exit_code = EXIT_USAGE
+
+
+class MappingSpecError(DrgEtlError):
+    """A file in mappings/ (or another declared spec) is malformed: the spec is wrong, not the data."""
+
+
+class UsageError(DrgEtlError):
+    """The call itself is wrong: a bad option, a missing key, an unreadable path."""

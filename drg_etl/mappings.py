@@ -1,0 +1,90 @@
+"""Load the declarative source maps in ``mappings/`` and fail fast when one is malformed."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from drg_etl import vocabulary
+from drg_etl.errors import MappingSpecError
+
+MAPPINGS_DIR = Path(__file__).resolve().parent.parent / "mappings"
+
+# Which canonical value set each label table must land in.
+_VALUE_SETS: dict[str, tuple[Any, ...]] = {
+    "sex": vocabulary.SEXES,
+    "pain_location": vocabulary.PAIN_LOCATIONS,
+    "diagnosis": vocabulary.DIAGNOSES,
+    "procedure": vocabulary.PROCEDURES,
+    "procedure_text": vocabulary.PROCEDURES,
+    "surgery_type": vocabulary.PROCEDURES,
+    "revision_type": vocabulary.PROCEDURES,
+    "lead_status": vocabulary.LEAD_STATUSES,
+    "complication": vocabulary.COMPLICATIONS,
+    "timepoint": vocabulary.TIMEPOINTS,
+    "device_type": vocabulary.DEVICE_TYPES,
+    "side": ("left", "right"),
+    "trial_success": (True, False),
+    "permanent": (True, False),
+    "measure": vocabulary.MEASURES,
+}
+
+
+class SourceMap:
+    """One center's map: column renames and label tables, with the inverse for rendering."""
+
+    def __init__(self, center: str, spec: dict[str, Any]) -> None:
+        self.center = center
+        self.spec = spec
+        self.labels: dict[str, dict[str, Any]] = {
+            concept: {str(k): v for k, v in table.items()}
+            for concept, table in spec.get("labels", {}).items()
+        }
+        self.render_any: set[str] = set(spec.get("render_any", []))
+
+    def to_canonical(self, concept: str, label: object) -> Any:
+        """The canonical value of a source label; KeyError when the label is unknown."""
+        return self.labels[concept][str(label).strip()]
+
+    def labels_for(self, concept: str, value: Any) -> list[str]:
+        """Every source label that maps onto a canonical value, in map order."""
+        return [label for label, canon in self.labels[concept].items() if canon == value]
+
+    def to_label(self, concept: str, value: Any) -> str:
+        """The label a center writes for a canonical value (the first in the map)."""
+        labels = self.labels_for(concept, value)
+        if not labels:
+            raise MappingSpecError(f"mappings/{self.center}.yaml: no {concept} label for {value!r}")
+        return labels[0]
+
+
+def _validate(center: str, spec: dict[str, Any]) -> None:
+    if spec.get("center") != center:
+        raise MappingSpecError(f"mappings/{center}.yaml: 'center' is {spec.get('center')!r}")
+    if not isinstance(spec.get("version"), int):
+        raise MappingSpecError(f"mappings/{center}.yaml: 'version' must be an integer")
+    for concept, table in spec.get("labels", {}).items():
+        allowed = _VALUE_SETS.get(concept)
+        if allowed is None:
+            continue
+        bad = [v for v in table.values() if v not in allowed]
+        if bad:
+            raise MappingSpecError(
+                f"mappings/{center}.yaml: labels.{concept} maps onto {bad}, "
+                f"not canonical values {list(allowed)}"
+            )
+
+
+@functools.cache
+def source_map(center: str, mappings_dir: Path = MAPPINGS_DIR) -> SourceMap:
+    """The validated source map of a center, read once per process."""
+    path = mappings_dir / f"{center}.yaml"
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise MappingSpecError(f"{path}: cannot read the source map: {exc}") from exc
+    _validate(center, spec)
+    return SourceMap(center, spec)

@@ -1,0 +1,1 @@
+"""Data quality: the rule catalogue, quarantine and reconciliation."""

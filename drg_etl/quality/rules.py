@@ -1,0 +1,57 @@
+"""The catalogue of data-quality rules (extracts.md "Bad input").
+
+Each rule has a stable id (never reused), a severity (``error``: the record is
+quarantined; ``warning``: it is loaded and flagged) and a Kahn category
+(conformance, completeness, plausibility; Kahn et al., eGEMs 2016).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One data-quality rule."""
+
+    rule_id: str
+    severity: str
+    kahn_category: str
+    description: str
+
+
+_RULES = [
+    # File level: the whole file is rejected and the center's previous delivery stays.
+    Rule("file.missing", "error", "completeness", "a file of the delivery is missing"),
+    Rule("file.unexpected", "warning", "conformance", "a file the format does not define"),
+    Rule("file.columns", "error", "conformance", "a missing, renamed or extra column"),
+    Rule("file.encoding", "error", "conformance", "the file is not in the format's encoding"),
+    Rule("file.delimiter", "error", "conformance", "the file does not use the format's delimiter"),
+    Rule("file.empty", "error", "completeness", "the file is empty or truncated"),
+    Rule("file.unreadable", "error", "conformance", "the workbook cannot be opened"),
+    Rule("file.ndjson", "error", "conformance", "an NDJSON line that is not JSON or not FHIR R4"),
+    # Row level.
+    Rule("cpr.invalid", "error", "conformance", "CPR number of wrong length, characters or date"),
+    Rule("cpr.sex_mismatch", "warning", "plausibility", "recorded sex contradicts the CPR number"),
+    Rule("date.invalid", "error", "conformance", "a date that does not exist or cannot be read"),
+    Rule("date.out_of_range", "error", "plausibility", "a date after the cutoff or before 2010"),
+    Rule("score.out_of_range", "error", "plausibility", "NRS outside 0-10, PCS outside 0-52, PCS item outside 0-4"),
+    Rule("pcs.total_mismatch", "error", "plausibility", "PCS total is not the sum of its items"),
+    Rule("code.unknown", "error", "conformance", "an unknown code or label"),
+    Rule("value.missing_required", "error", "completeness", "a required value is missing"),
+    Rule("row.duplicate", "error", "plausibility", "an exact duplicate of an earlier record"),
+    Rule("row.conflict", "error", "plausibility", "two records disagree about the same fact"),
+    # Cross-row and cross-center.
+    Rule("implant.without_trial", "error", "plausibility", "an implant with no successful trial at any center"),
+    Rule("dates.out_of_order", "error", "plausibility", "dates out of order (implant before trial, explant before implant, follow-up before implant)"),
+    Rule("followup.outside_window", "error", "plausibility", "a follow-up timepoint dated outside its window"),
+    Rule("lead.never_placed", "error", "plausibility", "a lead status change on a lead that was never placed"),
+    Rule("patient.no_demographics", "error", "completeness", "records of a patient with no demographics record"),
+]
+
+RULES: dict[str, Rule] = {rule.rule_id: rule for rule in _RULES}
+
+
+def rule(rule_id: str) -> Rule:
+    """The rule with this id; KeyError names unknown ids."""
+    return RULES[rule_id]

@@ -1,0 +1,1 @@
+"""The synthetic cohort generator: per-patient histories, rendered as each center delivers."""

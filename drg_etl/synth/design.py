@@ -1,0 +1,67 @@
+"""Read the cohort design (demo_cohort.yaml) into plain values."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from drg_etl import vocabulary
+from drg_etl.errors import MappingSpecError
+
+DESIGN_PATH = Path(__file__).with_name("demo_cohort.yaml")
+
+
+@dataclass(frozen=True)
+class Design:
+    """The cohort design: block size, center and pain-location quotas, courses, targets."""
+
+    block: int
+    cutoff: dt.date
+    centers: dict[str, int]
+    pain_location: dict[str, int]
+    profiles: dict[str, dict[str, Any]]
+    cross_center: list[dict[str, Any]]
+    screened_only: dict[str, int]
+    score_targets: dict[str, dict[str, float]]
+
+    def profile_slots(self) -> list[tuple[str, int, dict[str, Any]]]:
+        """One (profile, index within profile, variant) per trial patient of a block."""
+        slots = []
+        for name, spec in self.profiles.items():
+            variants = spec.get("variants") or [{}]
+            for index in range(spec["count"]):
+                slots.append((name, index, dict(variants[index % len(variants)])))
+        return slots
+
+
+def load_design(path: Path = DESIGN_PATH) -> Design:
+    """Load and check the design; a malformed design fails here, not halfway through a run."""
+    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    design = Design(
+        block=int(spec["block"]),
+        cutoff=spec["cutoff"],
+        centers=dict(spec["centers"]),
+        pain_location=dict(spec["pain_location"]),
+        profiles=dict(spec["profiles"]),
+        cross_center=list(spec.get("cross_center", [])),
+        screened_only=dict(spec.get("screened_only", {})),
+        score_targets=dict(spec["score_targets"]),
+    )
+    problems = []
+    if sum(design.centers.values()) != design.block:
+        problems.append("centers do not add up to block")
+    if sum(design.pain_location.values()) != design.block:
+        problems.append("pain_location does not add up to block")
+    if sum(p["count"] for p in design.profiles.values()) != design.block:
+        problems.append("profile counts do not add up to block")
+    if set(design.centers) - set(vocabulary.CENTERS):
+        problems.append(f"unknown centers {set(design.centers) - set(vocabulary.CENTERS)}")
+    if set(design.pain_location) - set(vocabulary.PAIN_LOCATIONS):
+        problems.append("unknown pain locations")
+    if problems:
+        raise MappingSpecError(f"{path}: " + "; ".join(problems))
+    return design
