@@ -27,6 +27,8 @@ class Design:
     cross_center: list[dict[str, Any]]
     screened_only: dict[str, int]
     score_targets: dict[str, dict[str, float]]
+    defects: dict[str, list[str]]
+    phantom_defects: dict[str, list[str]]
 
     def profile_slots(self) -> list[tuple[str, int, dict[str, Any]]]:
         """One (profile, index within profile, variant) per trial patient of a block."""
@@ -50,6 +52,8 @@ def load_design(path: Path = DESIGN_PATH) -> Design:
         cross_center=list(spec.get("cross_center", [])),
         screened_only=dict(spec.get("screened_only", {})),
         score_targets=dict(spec["score_targets"]),
+        defects={c: list(k) for c, k in spec.get("defects", {}).items()},
+        phantom_defects={c: list(k) for c, k in spec.get("phantom_defects", {}).items()},
     )
     problems = []
     if sum(design.centers.values()) != design.block:
@@ -62,6 +66,11 @@ def load_design(path: Path = DESIGN_PATH) -> Design:
         problems.append(f"unknown centers {set(design.centers) - set(vocabulary.CENTERS)}")
     if set(design.pain_location) - set(vocabulary.PAIN_LOCATIONS):
         problems.append("unknown pain locations")
+    from drg_etl.synth.render.base import KIND_RULES
+
+    unknown = {k for kinds in design.defects.values() for k in kinds} - set(KIND_RULES)
+    if unknown:
+        problems.append(f"unknown defect kinds {sorted(unknown)}")
     if problems:
         raise MappingSpecError(f"{path}: " + "; ".join(problems))
     return design
