@@ -43,7 +43,8 @@ _RULES = [
     Rule("row.conflict", "error", "plausibility", "two records disagree about the same fact"),
     # Cross-row and cross-center.
     Rule("implant.without_trial", "error", "plausibility", "an implant with no successful trial at any center"),
-    Rule("dates.out_of_order", "error", "plausibility", "dates out of order (implant before trial, explant before implant, follow-up before implant)"),
+    Rule("dates.out_of_order", "error", "plausibility",
+         "dates out of order (implant before trial, explant before implant, follow-up before implant)"),
     Rule("followup.outside_window", "error", "plausibility", "a follow-up timepoint dated outside its window"),
     Rule("lead.never_placed", "error", "plausibility", "a lead status change on a lead that was never placed"),
     Rule("patient.no_demographics", "error", "completeness", "records of a patient with no demographics record"),

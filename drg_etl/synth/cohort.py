@@ -169,8 +169,8 @@ class _Builder:
 
     def explant(self, center: str, day: dt.date, reason: str, fragment_lead: Lead | None = None) -> None:
         removed = []
-        for lead in self.active_leads() + [lead for lead in self.p.leads if lead.status in ("fractured", "malfunction")]:
-            if lead.lead_id in removed or lead.center != center:
+        for lead in self.active_leads():
+            if lead.center != center:
                 continue
             retained = fragment_lead is not None and lead.lead_id == fragment_lead.lead_id
             lead.set_status("removed_fragment_retained" if retained else "removed", day)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import random
 import uuid
 from pathlib import Path
 from typing import Any
@@ -54,9 +55,9 @@ class AauhRenderer(CenterRenderer):
         self.patient_ids: dict[int, str] = {}
         self.last_observation: dict[int, dict[str, Any]] = {}
 
-    def new_id(self) -> str:
+    def new_id(self, rng: random.Random | None = None) -> str:
         """A random (seeded) UUID as the EHR would assign."""
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        return str(uuid.UUID(int=(rng or self.rng).getrandbits(128), version=4))
 
     def _coding(self, system_key: str, code: str, display: str | None = None) -> dict[str, Any]:
         coding = {"system": self.systems[system_key], "code": code}
@@ -64,8 +65,9 @@ class AauhRenderer(CenterRenderer):
             coding["display"] = display
         return {"coding": [coding]}
 
-    def _observation(self, patient_id: str, code: str, day: dt.date, value: float) -> dict[str, Any]:
-        return {"resourceType": "Observation", "id": self.new_id(), "status": "final",
+    def _observation(self, patient_id: str, code: str, day: dt.date, value: float,
+                     rng: random.Random | None = None) -> dict[str, Any]:
+        return {"resourceType": "Observation", "id": self.new_id(rng), "status": "final",
                 "code": self._coding("measure", code), "subject": {"reference": f"Patient/{patient_id}"},
                 "effectiveDateTime": day.isoformat(),
                 "valueQuantity": {"value": value, "unit": "{score}", "system": self.systems["ucum"],
@@ -167,13 +169,14 @@ class AauhRenderer(CenterRenderer):
         rule_id = KIND_RULES[kind]
         if person is None:
             if kind == "cpr_invalid":
-                rid = self.new_id()
+                rid = self.new_id(self.defect_rng)
                 row = self.sinks["Patient"].write({
                     "resourceType": "Patient", "id": rid,
                     "identifier": [{"system": self.systems["cpr"], "value": "12345678"}], "gender": "female"})
                 self.defect("Patient.ndjson", row, "identifier", rule_id, kind, None, rid)
             elif kind == "no_demographics":
-                obs = self._observation(self.new_id(), "NRS-GNS", dt.date(2017, 3, 3), 5.5)
+                nobody = self.new_id(self.defect_rng)
+                obs = self._observation(nobody, "NRS-GNS", dt.date(2017, 3, 3), 5.5, self.defect_rng)
                 row = self.sinks["Observation"].write(obs)
                 self.defect("Observation.ndjson", row, "subject", rule_id, kind, None, obs["id"])
             return
@@ -187,7 +190,7 @@ class AauhRenderer(CenterRenderer):
             day = self.cutoff + dt.timedelta(days=33) if kind == "date_after_cutoff" else dt.date(2017, 6, 1)
             code = "NRS-XYZ" if kind == "code_unknown" else "NRS-GNS"
             value = 12.0 if kind == "score_out_of_range" else 4.0
-            obs = self._observation(pid, code, day, value)
+            obs = self._observation(pid, code, day, value, self.defect_rng)
             column = {"score_out_of_range": "valueQuantity.value", "code_unknown": "code",
                       "date_after_cutoff": "effectiveDateTime"}[kind]
             row = self.sinks["Observation"].write(obs)
@@ -195,13 +198,13 @@ class AauhRenderer(CenterRenderer):
             return
         subject = {"reference": f"Patient/{pid}"}
         if kind == "missing_required":
-            rid = self.new_id()
+            rid = self.new_id(self.defect_rng)
             row = self.sinks["Procedure"].write({
                 "resourceType": "Procedure", "id": rid, "status": "completed",
                 "code": self._coding("procedure", "REPOSITION"), "subject": subject})
             self.defect("Procedure.ndjson", row, "performed[x]", rule_id, kind, person, rid)
         elif kind == "lead_never_placed":
-            rid = self.new_id()
+            rid = self.new_id(self.defect_rng)
             row = self.sinks["Device"].write({
                 "resourceType": "Device", "id": rid, "type": self._coding("device_type", "ELEKTRODE"),
                 "manufacturer": "Abbott", "modelNumber": "Slim-Tip DRG lead 50 cm", "serialNumber": "10000001",

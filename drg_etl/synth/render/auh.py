@@ -51,8 +51,9 @@ class AuhRenderer(CenterRenderer):
     # -- rendering ---------------------------------------------------------------------
     def cpr_text(self, person: Person) -> str:
         """The person's CPR as auh writes it: with or without the hyphen (fixed per person)."""
-        hyphen = self._cpr_spelling.setdefault(person.person_no, self.rng.random() < 0.5)
-        return person.cpr.hyphenated() if hyphen else person.cpr.digits
+        if person.person_no not in self._cpr_spelling:
+            self._cpr_spelling[person.person_no] = self.rng.random() < 0.5
+        return person.cpr.hyphenated() if self._cpr_spelling[person.person_no] else person.cpr.digits
 
     def _description(self, proc: Procedure) -> str:
         text = self.map.to_label("procedure_text", proc.kind)
@@ -145,9 +146,9 @@ class AuhRenderer(CenterRenderer):
         if person is None:
             from drg_etl.synth.cohort import phantom_cpr
 
-            phantom = phantom_cpr(self.rng.randrange(10_000), self.rng)
+            phantom = phantom_cpr(self.defect_rng.randrange(10_000), self.defect_rng)
             if kind == "conflict":
-                diagnoses = self.rng.sample(list(self.map.labels["diagnosis"]), 2)
+                diagnoses = self.defect_rng.sample(list(self.map.labels["diagnosis"]), 2)
                 for diagnosis in diagnoses:
                     row = self.sinks["patienter.csv"].write([phantom.digits, "M" if phantom.sex == "male" else "K",
                                                              "Underekstremitet", diagnosis])
@@ -159,7 +160,7 @@ class AuhRenderer(CenterRenderer):
         cpr = self.cpr_text(person)
         facts = person.at(self.center)
         if kind in ("cpr_invalid", "date_invalid", "score_out_of_range", "duplicate"):
-            values = self._prom_row(person, self.rng.choice(facts["measurements"]))
+            values = self._prom_row(person, self.defect_rng.choice(facts["measurements"]))
             column = {"cpr_invalid": "CPR", "date_invalid": "Dato", "score_out_of_range": "NRS_gns",
                       "duplicate": None}[kind]
             if kind == "cpr_invalid":
@@ -193,11 +194,15 @@ class AuhRenderer(CenterRenderer):
                                                       "DRG-EKSPL", "Eksplantation af DRG-system", ""])
             self.defect("procedurer.csv", row, "Dato", rule_id, kind, person)
         elif kind == "followup_outside_window":
-            m = self.rng.choice(facts["measurements"])
+            m = self.defect_rng.choice(facts["measurements"])
             values = self._prom_row(person, m)
             values[1], values[2] = auh_date(self._window_date(person)), "24 mdr"
             row = self.sinks["prom.csv"].write(values)
             self.defect("prom.csv", row, "Dato", rule_id, kind, person)
+
+    def end_block(self) -> None:
+        """Forget the block's CPR spellings."""
+        self._cpr_spelling.clear()
 
     def record_counts(self) -> dict[str, int]:
         """Data rows per file."""

@@ -86,6 +86,8 @@ class CenterRenderer:
         self.folder = inbox / self.center / self.delivery
         self.folder.mkdir(parents=True, exist_ok=True)
         self.rng = random.Random(f"{seed}:render:{self.center}")
+        # Defects draw from their own stream, so the rest of a delivery is the same with --clean.
+        self.defect_rng = random.Random(f"{seed}:defects:{self.center}")
         self.defects: list[Defect] = []
 
     def defect(self, file: str, row: int, column: str | None, rule_id: str, kind: str,
@@ -122,13 +124,13 @@ class CenterRenderer:
         raise NotImplementedError
 
 
-def implant_of(person: Person, center: str | None = None):  # noqa: ANN201 - Procedure | None
+def implant_of(person: Person, center: str | None = None):
     """The person's first implant (at ``center`` when given)."""
     return next((p for p in sorted(person.procedures, key=lambda p: p.date)
                  if p.kind == "implant" and (center is None or p.center == center)), None)
 
 
-def explant_of(person: Person):  # noqa: ANN201 - Procedure | None
+def explant_of(person: Person):
     """The person's explant, if any."""
     return next((p for p in person.procedures if p.kind == "explant"), None)
 

@@ -8,6 +8,7 @@ get fixed timestamps, so the same seed gives the same bytes.
 from __future__ import annotations
 
 import datetime as dt
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ def treatment_header() -> list[str]:
         cols += [f"Lead {n} level", f"Lead {n} serial", f"Lead {n} status"]
     for n in range(1, REVISION_SLOTS + 1):
         cols += [f"Revision {n} date", f"Revision {n} type", f"Revision {n} lead"]
-    return cols + ["Explant date", "Explant reason"]
+    return [*cols, "Explant date", "Explant reason"]
 
 
 def follow_up_header() -> list[str]:
@@ -138,7 +139,7 @@ class OuhRenderer(CenterRenderer):
         never_placed_row = None
         if "lead_never_placed" in hints:
             n = len(revisions) + 1
-            day = implant.date + dt.timedelta(days=self.rng.randint(30, 90))
+            day = implant.date + dt.timedelta(days=self.defect_rng.randint(30, 90))
             row[col[f"Revision {n} date"]] = day
             row[col[f"Revision {n} type"]] = "Lead repositioning"
             row[col[f"Revision {n} lead"]] = LEAD_SLOTS
@@ -192,9 +193,9 @@ class OuhRenderer(CenterRenderer):
         if person is None:
             from drg_etl.synth.cohort import phantom_cpr
 
-            phantom = phantom_cpr(self.rng.randrange(10_000, 20_000), self.rng)
+            phantom = phantom_cpr(self.defect_rng.randrange(10_000, 20_000), self.defect_rng)
             if kind == "conflict":
-                for diagnosis in self.rng.sample(list(self.map.labels["diagnosis"]), 2):
+                for diagnosis in self.defect_rng.sample(list(self.map.labels["diagnosis"]), 2):
                     row = self._append("Patients", [phantom.hyphenated(), "M" if phantom.sex == "male" else "F",
                                                     "Knee", diagnosis])
                     self.defect(f"{WORKBOOK}#Patients", row, "Diagnosis", rule_id, kind, None)
@@ -237,6 +238,13 @@ def _fix_zip_timestamps(path: Path, stamp: dt.datetime) -> None:
     """Rewrite a zip file with every entry dated ``stamp``, so the bytes are reproducible."""
     with zipfile.ZipFile(path) as source:
         entries = [(info, source.read(info.filename)) for info in source.infolist()]
+    # openpyxl stamps the save time into the core properties whatever was set.
+    iso = stamp.strftime("%Y-%m-%dT%H:%M:%SZ").encode()
+    entries = [
+        (info, re.sub(rb"(<dcterms:modified[^>]*>)[^<]*(</dcterms:modified>)", rb"\g<1>" + iso + rb"\g<2>", data)
+         if info.filename == "docProps/core.xml" else data)
+        for info, data in entries
+    ]
     with zipfile.ZipFile(path, "w") as target:
         for info, data in entries:
             fixed = zipfile.ZipInfo(info.filename, date_time=stamp.timetuple()[:6])
