@@ -1,0 +1,69 @@
+"""Shared fixtures: generated inboxes (default, --clean, another seed) with their truth."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from drg_etl.synth.generate import DEFAULT_SEED, GenerateResult, generate
+
+CUTOFF = "2019-12-31"
+
+
+@dataclass
+class Generated:
+    """An inbox the generator wrote, with its truth."""
+
+    inbox: Path
+    truth: dict[str, Any]
+    result: GenerateResult
+
+    def folder(self, center: str) -> Path:
+        """The center's delivery folder."""
+        return self.inbox / center / CUTOFF
+
+    def persons_at(self, center: str) -> list[dict[str, Any]]:
+        """Truth persons with records at a center."""
+        return [p for p in self.truth["patients"] if center in p["centers"]]
+
+    def defects_in(self, file: str) -> list[dict[str, Any]]:
+        """Injected defects listed for a file (or sheet)."""
+        return [d for d in self.truth["defects"] if d["file"] == file]
+
+    def defect_rows(self, file: str) -> set[int]:
+        """Row numbers of the injected defects of a file."""
+        return {d["row"] for d in self.defects_in(file)}
+
+
+def _generate(base: Path, **kwargs: Any) -> Generated:
+    inbox, truth = base / "inbox", base / "truth.json"
+    result = generate(inbox, truth=truth, **kwargs)
+    return Generated(inbox, json.loads(truth.read_text(encoding="utf-8")), result)
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Generated:
+    """The demo cohort, default seed, with defects."""
+    return _generate(tmp_path_factory.mktemp("demo"), seed=DEFAULT_SEED)
+
+
+@pytest.fixture(scope="session")
+def demo_clean(tmp_path_factory: pytest.TempPathFactory) -> Generated:
+    """The demo cohort, default seed, --clean."""
+    return _generate(tmp_path_factory.mktemp("clean"), seed=DEFAULT_SEED, clean=True)
+
+
+@pytest.fixture(scope="session")
+def other_seed(tmp_path_factory: pytest.TempPathFactory) -> Generated:
+    """The demo design under another seed."""
+    return _generate(tmp_path_factory.mktemp("seed7"), seed=7)
+
+
+@pytest.fixture(scope="session")
+def scaled(tmp_path_factory: pytest.TempPathFactory) -> Generated:
+    """A scaled cohort of 300 trial patients (seven blocks, the last one cut short)."""
+    return _generate(tmp_path_factory.mktemp("scaled"), seed=11, patients=300)
