@@ -8,6 +8,7 @@ from collections import Counter
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
+from drg_etl.levels import parse_level
 from tests.conftest import Generated
 
 TYPES = ["Patient", "Condition", "Procedure", "Device", "Observation"]
@@ -66,7 +67,7 @@ def test_codes_and_systems(demo: Generated) -> None:
         assert device["status"] in ("active", "inactive")
         if device["type"]["coding"][0]["code"] == "ELEKTRODE":
             level, side = device["note"][0]["text"].split(" ")
-            assert side in ("venstre", "højre")
+            assert parse_level(level) == level and side in ("venstre", "højre")
         for reason in device.get("statusReason", []):
             assert reason["text"] in ("brud", "defekt", "fjernet", "fjernet, fragment efterladt")
     for obs in _resources(demo, "Observation"):
