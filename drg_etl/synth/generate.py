@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -55,7 +56,8 @@ def generate(
     oracle = Oracle(design.cutoff)
     result = GenerateResult()
     truth_file: IO[str] | None = truth.open("w", encoding="utf-8") if truth else None
-    defects: list[dict[str, Any]] = []
+    # Defects go to a spool file as they are written, so memory does not grow with the cohort.
+    spool = tempfile.TemporaryFile("w+", encoding="utf-8")
     try:
         if truth_file:
             truth_file.write('{"patients": [\n')
@@ -74,15 +76,20 @@ def generate(
             for center, kind, person in extras:
                 renderers[center].inject(kind, person)
             for renderer in renderers.values():
-                defects += [d.to_json() for d in renderer.defects]
+                for defect in renderer.defects:
+                    spool.write(json.dumps(defect.to_json(), ensure_ascii=False) + "\n")
+                    result.defects += 1
                 renderer.defects.clear()
                 renderer.end_block()
         for center, renderer in renderers.items():
             result.files += renderer.close()
             result.record_counts[center] = renderer.record_counts()
-        result.defects = len(defects)
         result.figures = oracle.figures()
         if truth_file:
+            truth_file.write('\n],\n"defects": [\n')
+            spool.seek(0)
+            for i, line in enumerate(spool):
+                truth_file.write(("" if i == 0 else ",\n") + line.rstrip("\n"))
             meta = {
                 "seed": seed,
                 "patients_requested": patients,
@@ -93,11 +100,11 @@ def generate(
                      "ignored_rows": r.ignored_rows()}
                     for c, r in renderers.items()
                 ],
-                "defects": defects,
                 "figures": result.figures,
             }
             truth_file.write("\n],\n" + json.dumps(meta, ensure_ascii=False, indent=1)[1:])
     finally:
+        spool.close()
         if truth_file:
             truth_file.close()
     return result
