@@ -1,0 +1,165 @@
+"""Cross-row rules: within a delivery (duplicates, conflicts, demographics) and nationally.
+
+Rules run in order, each over what the earlier ones let through, so a row is blamed for
+the first thing wrong with it: row-level rules in the readers, then exact duplicates, then
+conflicts, then missing demographics, then the national date rules.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from drg_etl.dates import in_follow_up_window
+from drg_etl.sources.base import Issue, StagedDelivery
+
+
+def _issue(staged: StagedDelivery, file: str, row: int, column: str | None, rule_id: str, message: str,
+           patient_key: str | None) -> Issue:
+    issue = Issue(staged.delivery.center, staged.delivery.cutoff.isoformat(), file, row, column, rule_id, message,
+                  patient_key)
+    staged.issues.append(issue)
+    return issue
+
+
+def drop_rows(staged: StagedDelivery, rows: set[tuple[str, int]], tables: Iterable[str] | None = None) -> None:
+    """Remove the facts of quarantined rows (from some tables only, when given)."""
+    for table in tables or staged.facts:
+        staged.facts[table] = [f for f in staged.facts[table] if (f["source_file"], f["source_row"]) not in rows]
+
+
+def check_duplicates(staged: StagedDelivery) -> None:
+    """An exact repeat of an earlier record of the same file is quarantined; the first loads."""
+    seen: dict[tuple[str, str], int] = {}
+    duplicates = set()
+    errors = {(i.file, i.row) for i in staged.issues if i.severity == "error"}
+    for file, row, record in staged.source_rows:
+        if (file, row) in errors:
+            continue
+        first = seen.setdefault((file, record), row)
+        if first != row:
+            _issue(staged, file, row, None, "row.duplicate", f"repeats row {first} exactly", None)
+            duplicates.add((file, row))
+    drop_rows(staged, duplicates)
+
+
+def check_patient_conflicts(staged: StagedDelivery) -> None:
+    """Demographics rows of one patient that disagree are all quarantined."""
+    by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for fact in staged.facts["patients"]:
+        by_key[fact["patient_key"]].append(fact)
+    conflicted = set()
+    kept = []
+    for facts in by_key.values():
+        values = {(f["pain_location"], f["diagnosis"]) for f in facts}
+        if len(values) > 1:
+            for f in facts:
+                others = sorted({f"row {g['source_row']}" for g in facts if g is not f})
+                _issue(staged, f["source_file"], f["source_row"], None, "row.conflict",
+                       f"demographics disagree with {', '.join(others)} of the same patient", f["patient_key"])
+                conflicted.add((f["source_file"], f["source_row"]))
+        else:
+            kept.append(facts[0])
+    staged.facts["patients"] = kept
+    drop_rows(staged, conflicted)
+
+
+def check_measurement_conflicts(staged: StagedDelivery) -> None:
+    """Two records giving one patient's same measure at the same timepoint differently are quarantined."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for fact in staged.facts["measurements"]:
+        if fact["timepoint"] is not None:
+            groups[(fact["patient_key"], fact["timepoint"], fact["measure"])].append(fact)
+    conflicted = set()
+    for facts in groups.values():
+        if len({(f["date"], f["value"]) for f in facts}) > 1:
+            for f in facts:
+                if (f["source_file"], f["source_row"]) not in conflicted:
+                    _issue(staged, f["source_file"], f["source_row"], None, "row.conflict",
+                           f"{f['measure']} at {f['timepoint']} is given differently by another record",
+                           f["patient_key"])
+                    conflicted.add((f["source_file"], f["source_row"]))
+    drop_rows(staged, conflicted, ["measurements"])
+
+
+def check_demographics(staged: StagedDelivery) -> None:
+    """Records of a patient with no demographics record in the delivery are quarantined."""
+    known = {f["patient_key"] for f in staged.facts["patients"]}
+    orphans: set[tuple[str, int]] = set()
+    for table, facts in staged.facts.items():
+        if table == "patients":
+            continue
+        for f in facts:
+            where = (f["source_file"], f["source_row"])
+            if f["patient_key"] not in known and where not in orphans:
+                _issue(staged, f["source_file"], f["source_row"], "CPR", "patient.no_demographics",
+                       "the delivery has no demographics record of this patient", f["patient_key"])
+                orphans.add(where)
+    drop_rows(staged, orphans)
+
+
+def check_delivery(staged: StagedDelivery) -> None:
+    """Run the within-delivery rules."""
+    check_duplicates(staged)
+    check_patient_conflicts(staged)
+    check_measurement_conflicts(staged)
+    check_demographics(staged)
+
+
+def check_national(new: list[StagedDelivery], in_force: dict[str, list[dict[str, Any]]]) -> None:
+    """Rules that need every center: trials before implants, implants before explants and follow-ups.
+
+    ``in_force`` holds the procedures of deliveries already in the warehouse that stay in
+    force (centers this load does not replace); issues are raised on the new deliveries only.
+    """
+    procedures = list(in_force.get("procedures", [])) + [p for s in new for p in s.facts["procedures"]]
+    trials: dict[str, list[dt.date]] = defaultdict(list)
+    for p in procedures:
+        if p["procedure"] == "trial" and p["trial_success"]:
+            trials[p["patient_key"]].append(p["end_date"] or p["date"])
+    for staged in new:
+        bad = set()
+        for p in staged.facts["procedures"]:
+            if p["procedure"] != "implant":
+                continue
+            ended = trials.get(p["patient_key"], [])
+            if not ended:
+                _issue(staged, p["source_file"], p["source_row"], "procedure", "implant.without_trial",
+                       f"implant on {p['date']} but no successful trial at any center", p["patient_key"])
+                bad.add((p["source_file"], p["source_row"]))
+            elif min(ended) > p["date"]:
+                _issue(staged, p["source_file"], p["source_row"], "date", "dates.out_of_order",
+                       f"implant on {p['date']} before the successful trial ending {min(ended)}", p["patient_key"])
+                bad.add((p["source_file"], p["source_row"]))
+        drop_rows(staged, bad, ["procedures"])
+    procedures = list(in_force.get("procedures", [])) + [p for s in new for p in s.facts["procedures"]]
+    implants: dict[str, dt.date] = {}
+    for p in procedures:
+        if p["procedure"] == "implant":
+            implants[p["patient_key"]] = min(p["date"], implants.get(p["patient_key"], p["date"]))
+    for staged in new:
+        bad_procedures, bad_measurements = set(), set()
+        for p in staged.facts["procedures"]:
+            first = implants.get(p["patient_key"])
+            if p["procedure"] == "explant" and (first is None or p["date"] < first):
+                _issue(staged, p["source_file"], p["source_row"], "date", "dates.out_of_order",
+                       f"explant on {p['date']} before any implant ({first or 'none'})", p["patient_key"])
+                bad_procedures.add((p["source_file"], p["source_row"]))
+        for m in staged.facts["measurements"]:
+            tp = m["timepoint"]
+            if tp in (None, "baseline") or (m["source_file"], m["source_row"]) in bad_measurements:
+                continue
+            first = implants.get(m["patient_key"])
+            if first is None or m["date"] < first:
+                _issue(staged, m["source_file"], m["source_row"], "date", "dates.out_of_order",
+                       f"{tp} follow-up on {m['date']} before the implant ({first or 'none'})", m["patient_key"])
+                bad_measurements.add((m["source_file"], m["source_row"]))
+            elif not in_follow_up_window(tp, first, m["date"]):
+                _issue(staged, m["source_file"], m["source_row"], "date", "followup.outside_window",
+                       f"{tp} follow-up on {m['date']} is outside its window after the implant on {first}",
+                       m["patient_key"])
+                bad_measurements.add((m["source_file"], m["source_row"]))
+        drop_rows(staged, bad_procedures, ["procedures"])
+        drop_rows(staged, bad_measurements, ["measurements"])

@@ -1,0 +1,262 @@
+"""aauh reader: the EHR's FHIR R4 bulk export (extracts.md "aauh") onto the canonical model.
+
+Every line must be JSON and a valid R4 resource of its file's type (fhir.resources, R4B
+models); one that is not rejects the file. The EHR's local codes map through
+mappings/aauh.yaml. Timepoints are not in the export: the analysis derives them from dates.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from drg_etl.levels import LevelError, parse_level
+from drg_etl.mappings import source_map
+from drg_etl.pseudonym import Pseudonymizer
+from drg_etl.sources.base import Delivery, FileRejected, RowContext, StagedDelivery
+from drg_etl.sources.values import check_score, parse_iso_date
+
+RESOURCE_TYPES = ("Patient", "Condition", "Procedure", "Device", "Observation")
+SCORE_RANGES = {"nrs_average": (0, 10), "nrs_worst": (0, 10), "pcs_total": (0, 52)}
+
+
+def read_lines(delivery: Delivery, resource_type: str) -> list[tuple[int, str, dict[str, Any]]]:
+    """The file's resources with their line numbers; a line that is not R4 JSON of this type rejects the file."""
+    file = f"{resource_type}.ndjson"
+    model = get_fhir_model_class(resource_type)
+    out = []
+    try:
+        text = (delivery.folder / file).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise FileRejected(file, "file.encoding", f"not UTF-8 (byte {exc.start})") from exc
+    if not text.strip():
+        raise FileRejected(file, "file.empty", "the file is empty")
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            data = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise FileRejected(file, "file.ndjson", f"line {number} is not JSON: {exc.msg}") from exc
+        if not isinstance(data, dict) or data.get("resourceType") != resource_type:
+            found = data.get("resourceType") if isinstance(data, dict) else type(data).__name__
+            raise FileRejected(file, "file.ndjson", f"line {number} is a {found}, not a {resource_type}")
+        try:
+            model.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise FileRejected(file, "file.ndjson",
+                               f"line {number} (id {data.get('id')}) is not valid FHIR R4: {where}: {first['msg']}"
+                               ) from exc
+        out.append((number, line, data))
+    return out
+
+
+def _code(resource: dict[str, Any], element: str, system: str) -> str | None:
+    value = resource.get(element)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    for coding in (value or {}).get("coding", []):
+        if coding.get("system") == system:
+            return coding.get("code")
+    return None
+
+
+def _ref(reference: dict[str, Any] | None, prefix: str) -> str | None:
+    text = (reference or {}).get("reference", "")
+    return text[len(prefix) + 1:] if text.startswith(prefix + "/") else None
+
+
+class _Reader:
+    """Reads the five files of one delivery; devices are finished once procedures are known."""
+
+    def __init__(self, delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonymizer) -> None:
+        self.delivery, self.staged, self.pseudonymize = delivery, staged, pseudonymize
+        self.map = source_map("aauh")
+        self.systems = self.map.spec["systems"]
+        self.patients: dict[str, str] = {}
+        self.seen_lines: dict[str, set[str]] = defaultdict(set)
+        self.seen_ids: dict[tuple[str, str], int] = {}
+
+    def context(self, file: str, number: int, line: str, resource: dict[str, Any]) -> RowContext | None:
+        """A context for one line; None for an exact duplicate (already quarantined)."""
+        ctx = self.staged.context(file, number, self.pseudonymize, self.map, resource.get("id"))
+        subject = resource.get("subject") or resource.get("patient")
+        if subject is not None:
+            ctx.patient_key = self.patients.get(_ref(subject, "Patient") or "")
+        if line in self.seen_lines[file]:
+            ctx.fail(None, "row.duplicate", f"line repeats an earlier line (id {resource.get('id')})")
+            return None
+        self.seen_lines[file].add(line)
+        first = self.seen_ids.setdefault((file, resource.get("id", "")), number)
+        if first != number:
+            ctx.fail("id", "row.conflict", f"id {resource.get('id')} is also on line {first} with other content")
+            return None
+        ctx.keep_source(resource)
+        return ctx
+
+    def subject(self, ctx: RowContext, resource: dict[str, Any], element: str = "subject") -> bool:
+        """Whether the resource's patient is a Patient of this delivery."""
+        if ctx.patient_key is None:
+            ctx.fail(element, "patient.no_demographics",
+                     f"{(resource.get(element) or {}).get('reference')} is not a Patient of this delivery")
+            return False
+        return True
+
+    def read(self) -> None:
+        lines = {rt: read_lines(self.delivery, rt) for rt in RESOURCE_TYPES}
+        pain: dict[str, tuple[str | None, str | None]] = {}
+        patient_rows = []
+        for number, line, r in lines["Patient"]:
+            patient_rows.append(self.patient(number, line, r))
+        for number, line, r in lines["Condition"]:
+            self.condition(number, line, r, pain)
+        for ctx, sex in patient_rows:
+            if ctx is None or not ctx.ok:
+                continue
+            location, diagnosis = pain.get(ctx.patient_key, (None, None))
+            if location is None:
+                ctx.fail("Condition", "value.missing_required", "the patient has no pain Condition")
+                continue
+            ctx.add("patients", sex=ctx.cpr_sex(), birth_year=ctx.birth_year(), pain_location=location,
+                    diagnosis=diagnosis, recorded_sex=sex)
+        placed: dict[str, Any] = {}
+        removed: dict[str, Any] = {}
+        for number, line, r in lines["Procedure"]:
+            self.procedure(number, line, r, placed, removed)
+        faults: dict[str, Any] = {d["device_ref"]: d["date"] for d in self.staged.facts["complications"]
+                                  if d["device_ref"] and d["complication"] in ("lead_fracture", "lead_malfunction")}
+        for number, line, r in lines["Device"]:
+            self.device(number, line, r, placed, removed, faults)
+        for number, line, r in lines["Observation"]:
+            self.observation(number, line, r)
+
+    def patient(self, number: int, line: str, r: dict[str, Any]) -> tuple[RowContext | None, str | None]:
+        ctx = self.context("Patient.ndjson", number, line, r)
+        if ctx is None:
+            return None, None
+        cpr = next((i.get("value") for i in r.get("identifier", []) if i.get("system") == self.systems["cpr"]), None)
+        key = ctx.cpr("identifier", cpr)
+        sex = ctx.label("gender", "sex", r.get("gender"))
+        ctx.check_sex("gender", sex)
+        if key is not None and ctx.ok:
+            self.patients[r["id"]] = key
+        return ctx, sex
+
+    def condition(self, number: int, line: str, r: dict[str, Any], pain: dict[str, Any]) -> None:
+        ctx = self.context("Condition.ndjson", number, line, r)
+        if ctx is None or not self.subject(ctx, r):
+            return
+        category = _code(r, "category", self.systems["condition_category"])
+        if category == "problem-list-item":
+            diagnosis = ctx.label("code", "diagnosis", _code(r, "code", self.systems["diagnosis"]))
+            location = ctx.label("bodySite", "pain_location", _code(r, "bodySite", self.systems["pain_location"]))
+            if ctx.ok:
+                pain[ctx.patient_key] = (location, diagnosis)
+        elif category == "encounter-diagnosis":
+            kind = ctx.label("code", "complication", _code(r, "code", self.systems["complication"]))
+            day = ctx.date("onsetDateTime", r.get("onsetDateTime"), parse_iso_date)
+            severity = _code(r, "severity", self.systems["snomed"])
+            device = None
+            for evidence in r.get("evidence", []):
+                for detail in evidence.get("detail", []):
+                    device = device or _ref(detail, "Device")
+            if ctx.ok:
+                ctx.add("complications", date=day, complication=kind,
+                        permanent=severity == self.map.spec["severity_permanent"],
+                        device_ref=None if device is None else f"aauh:{device}", note=None)
+        else:
+            ctx.fail("category", "code.unknown", f"condition category {category!r} is neither a pain problem nor "
+                                                 "a complication")
+
+    def procedure(self, number: int, line: str, r: dict[str, Any], placed: dict, removed: dict) -> None:
+        ctx = self.context("Procedure.ndjson", number, line, r)
+        if ctx is None or not self.subject(ctx, r):
+            return
+        kind = ctx.label("code", "procedure", _code(r, "code", self.systems["procedure"]))
+        end = success = None
+        if "performedPeriod" in r:
+            day = ctx.date("performedPeriod.start", r["performedPeriod"].get("start"), parse_iso_date)
+            end = ctx.date("performedPeriod.end", r["performedPeriod"].get("end"), parse_iso_date,
+                           required=kind == "trial")
+        else:
+            day = ctx.date("performed[x]", r.get("performedDateTime"), parse_iso_date)
+        if kind == "trial":
+            success = ctx.label("outcome", "trial_success", _code(r, "outcome", self.systems["snomed"]))
+        concerned = None
+        actions = []
+        for focal in r.get("focalDevice", []):
+            action = _code(focal, "action", self.systems["device_action"])
+            device = _ref(focal.get("manipulated"), "Device")
+            if device is None:
+                ctx.fail("focalDevice", "value.missing_required", "focalDevice names no Device")
+                continue
+            actions.append((action, device))
+            if action in ("manipulated", "explanted") and kind != "explant":
+                concerned = f"aauh:{device}"
+        if ctx.ok:
+            for action, device in actions:
+                if action == "implanted":
+                    placed.setdefault(device, day)
+                elif action == "explanted":
+                    removed.setdefault(device, day)
+            ctx.add("procedures", procedure=kind, date=day, end_date=end, trial_success=success,
+                    device_ref=concerned, reason=None)
+
+    def device(self, number: int, line: str, r: dict[str, Any], placed: dict, removed: dict, faults: dict) -> None:
+        ctx = self.context("Device.ndjson", number, line, r)
+        if ctx is None or not self.subject(ctx, r, "patient"):
+            return
+        kind = ctx.label("type", "device_type", _code(r, "type", self.systems["device_type"]))
+        serial = ctx.required("serialNumber", r.get("serialNumber"))
+        level = side = None
+        if kind == "lead":
+            note = ((r.get("note") or [{}])[0].get("text") or "").split()
+            if len(note) != 2:
+                ctx.fail("note", "value.missing_required", "a lead's note must give its level and side")
+            else:
+                try:
+                    level = parse_level(note[0])
+                except LevelError as exc:
+                    ctx.fail("note", "code.unknown", str(exc))
+                side = ctx.label("note", "side", note[1])
+        reason = ((r.get("statusReason") or [{}])[0].get("text") or "").strip()
+        if reason:
+            status = ctx.label("statusReason", "lead_status", reason)
+        else:
+            status = "active" if r.get("status") == "active" else "removed"
+        day = placed.get(r["id"])
+        if day is None:
+            ctx.fail("id", "lead.never_placed", f"no Procedure places Device {r['id']} (focalDevice implanted)")
+        status_date = removed.get(r["id"]) if status in ("removed", "removed_fragment_retained") else \
+            faults.get(f"aauh:{r['id']}") if status in ("fractured", "malfunction") else day
+        if ctx.ok:
+            ctx.add("devices", device_ref=f"aauh:{r['id']}", device_type=kind, model=r.get("modelNumber"),
+                    serial=serial, placed_date=day, level=level, side=side, status=status, status_date=status_date)
+
+    def observation(self, number: int, line: str, r: dict[str, Any]) -> None:
+        ctx = self.context("Observation.ndjson", number, line, r)
+        if ctx is None or not self.subject(ctx, r):
+            return
+        measure = ctx.label("code", "measure", _code(r, "code", self.systems["measure"]))
+        day = ctx.date("effectiveDateTime", r.get("effectiveDateTime"), parse_iso_date)
+        value = (r.get("valueQuantity") or {}).get("value")
+        if value is None:
+            ctx.fail("valueQuantity.value", "value.missing_required", "the observation has no value")
+        elif measure is not None:
+            try:
+                check_score(float(value), *SCORE_RANGES[measure], measure)
+            except ValueError as exc:
+                ctx.fail("valueQuantity.value", getattr(exc, "rule_id", "score.out_of_range"), str(exc))
+        if ctx.ok:
+            ctx.add("measurements", date=day, timepoint=None, measure=measure, value=float(value))
+
+
+def read_aauh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonymizer) -> None:
+    """Read the five NDJSON files into ``staged``."""
+    _Reader(delivery, staged, pseudonymize).read()

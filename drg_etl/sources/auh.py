@@ -1,0 +1,142 @@
+"""auh reader: five Windows-1252 CSV files (extracts.md "auh") onto the canonical model."""
+
+from __future__ import annotations
+
+from drg_etl.levels import LevelError, parse_level
+from drg_etl.mappings import source_map
+from drg_etl.pseudonym import Pseudonymizer
+from drg_etl.sources.base import Delivery, RowContext, StagedDelivery
+from drg_etl.sources.csvfile import read_records
+from drg_etl.sources.values import ValueProblem, check_score, parse_danish_date, parse_decimal, parse_integer
+
+COLUMNS = {
+    "patienter.csv": ["CPR", "Køn", "Smertelokalisation", "Diagnose"],
+    "procedurer.csv": ["CPR", "Dato", "Slutdato", "Procedurekode", "Beskrivelse", "Resultat"],
+    "udstyr.csv": ["CPR", "Type", "Model", "Serienr", "Implantationsdato", "Niveau", "Side", "Status", "Statusdato"],
+    "prom.csv": ["CPR", "Dato", "Tidspunkt", "NRS_gns", "NRS_max", "PCS"],
+    "komplikationer.csv": ["CPR", "Dato", "Type", "Permanent", "Note"],
+}
+FILES = tuple(COLUMNS)
+
+
+def read_level(ctx: RowContext, column: str, raw: str) -> str | None:
+    """A spinal level, or an issue."""
+    text = ctx.required(column, raw)
+    if text is None:
+        return None
+    try:
+        return parse_level(text)
+    except LevelError as exc:
+        ctx.fail(column, "code.unknown", str(exc))
+        return None
+
+
+def nrs_average(text: str) -> float:
+    """Average NRS, one decimal with a comma."""
+    return check_score(parse_decimal(text, comma=True), 0, 10, "NRS_gns")
+
+
+def nrs_worst(text: str) -> int:
+    """Worst NRS, integer."""
+    return int(check_score(parse_integer(text), 0, 10, "NRS_max"))
+
+
+def pcs_total(text: str) -> int:
+    """PCS total, integer 0-52."""
+    return int(check_score(parse_integer(text), 0, 52, "PCS"))
+
+
+def read_auh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonymizer) -> None:
+    """Read the five files into ``staged`` (files were checked present by the caller)."""
+    smap = source_map("auh")
+    for file in FILES:
+        for row, record in read_records(delivery.folder / file, file, encoding="cp1252", delimiter=";",
+                                        columns=COLUMNS[file], line_end="\r\n"):
+            ctx = staged.context(file, row, pseudonymize, smap)
+            fields = int(record.pop("__fields__"))
+            if fields != len(COLUMNS[file]):
+                ctx.fail(None, "row.shape", f"{fields} fields, the header has {len(COLUMNS[file])}")
+                continue
+            ctx.cpr("CPR", record["CPR"])
+            ctx.keep_source(record, ("CPR",))
+            READERS[file](ctx, record)
+
+
+def _patient(ctx: RowContext, r: dict[str, str]) -> None:
+    sex = ctx.label("Køn", "sex", r["Køn"])
+    location = ctx.label("Smertelokalisation", "pain_location", r["Smertelokalisation"])
+    diagnosis = ctx.label("Diagnose", "diagnosis", r["Diagnose"])
+    ctx.check_sex("Køn", sex)
+    if ctx.ok:
+        ctx.add("patients", sex=ctx.cpr_sex(), birth_year=ctx.birth_year(), pain_location=location,
+                diagnosis=diagnosis, recorded_sex=sex)
+
+
+def _procedure(ctx: RowContext, r: dict[str, str]) -> None:
+    kind = ctx.label("Procedurekode", "procedure", r["Procedurekode"])
+    day = ctx.date("Dato", r["Dato"], parse_danish_date)
+    trial = kind == "trial"
+    end = ctx.date("Slutdato", r["Slutdato"], parse_danish_date, required=trial)
+    success = ctx.label("Resultat", "trial_success", r["Resultat"], required=trial) if trial else None
+    if day and end and end < day:
+        ctx.fail("Slutdato", "dates.out_of_order", f"trial ends {end} before it starts {day}")
+    if ctx.ok:
+        ctx.add("procedures", procedure=kind, date=day, end_date=end if trial else None, trial_success=success,
+                device_ref=None, reason=r["Beskrivelse"] or None)
+
+
+def _device(ctx: RowContext, r: dict[str, str]) -> None:
+    kind = ctx.label("Type", "device_type", r["Type"])
+    serial = ctx.required("Serienr", r["Serienr"])
+    placed = ctx.date("Implantationsdato", r["Implantationsdato"], parse_danish_date)
+    status = ctx.label("Status", "lead_status", r["Status"])
+    status_date = ctx.date("Statusdato", r["Statusdato"], parse_danish_date)
+    level = side = None
+    if kind == "lead":
+        level = read_level(ctx, "Niveau", r["Niveau"])
+        side = ctx.label("Side", "side", r["Side"])
+    if placed and status_date and status_date < placed:
+        ctx.fail("Statusdato", "dates.out_of_order", f"status date {status_date} before placement {placed}")
+    if ctx.ok:
+        ctx.add("devices", device_ref=f"auh:{serial}", device_type=kind, model=r["Model"] or None, serial=serial,
+                placed_date=placed, level=level, side=side, status=status, status_date=status_date)
+
+
+def _measurement(ctx: RowContext, r: dict[str, str]) -> None:
+    day = ctx.date("Dato", r["Dato"], parse_danish_date)
+    timepoint = ctx.label("Tidspunkt", "timepoint", r["Tidspunkt"])
+    values = {
+        "nrs_average": ctx.value("NRS_gns", nrs_average, r["NRS_gns"]),
+        "nrs_worst": ctx.value("NRS_max", nrs_worst, r["NRS_max"]),
+        "pcs_total": ctx.value("PCS", pcs_total, r["PCS"]),
+    }
+    if ctx.ok and all(v is None for v in values.values()):
+        ctx.fail("NRS_gns", "value.missing_required", "no score in the record")
+    if ctx.ok:
+        add_measurements(ctx, day, timepoint, values)
+
+
+def add_measurements(ctx: RowContext, day: object, timepoint: str | None, values: dict[str, float | None]) -> None:
+    """One canonical measurement per score present."""
+    for measure, value in values.items():
+        if value is not None:
+            ctx.add("measurements", date=day, timepoint=timepoint, measure=measure, value=float(value))
+
+
+def _complication(ctx: RowContext, r: dict[str, str]) -> None:
+    day = ctx.date("Dato", r["Dato"], parse_danish_date)
+    kind = ctx.label("Type", "complication", r["Type"])
+    permanent = ctx.label("Permanent", "permanent", r["Permanent"], required=False)
+    if ctx.ok:
+        ctx.add("complications", date=day, complication=kind, permanent=permanent, device_ref=None,
+                note=r["Note"] or None)
+
+
+READERS = {
+    "patienter.csv": _patient,
+    "procedurer.csv": _procedure,
+    "udstyr.csv": _device,
+    "prom.csv": _measurement,
+    "komplikationer.csv": _complication,
+}
+__all__ = ["FILES", "ValueProblem", "read_auh"]

@@ -1,0 +1,273 @@
+"""What every reader shares: deliveries, issues, the per-row context, and the staged result.
+
+A reader turns one delivery folder into a :class:`StagedDelivery`: canonical facts with
+their lineage (delivery, file, row), and the issues found (rule id, column, message).
+A record with an error-severity issue is quarantined; a wide record (a workbook row of a
+whole treatment, a REDCap screening row) may still load the facts that pass.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from drg_etl.cpr import CprError, parse_cpr
+from drg_etl.mappings import SourceMap
+from drg_etl.pseudonym import Pseudonymizer
+from drg_etl.quality.rules import rule
+from drg_etl.sources.values import ValueProblem, check_date_range
+
+CANONICAL_TABLES = ("patients", "procedures", "devices", "measurements", "complications")
+
+
+class FileRejected(Exception):
+    """A file that cannot be read as its format; the whole delivery is rejected, the previous stays."""
+
+    def __init__(self, file: str, rule_id: str, reason: str) -> None:
+        super().__init__(f"{file}: {reason} [{rule_id}]")
+        self.file, self.rule_id, self.reason = file, rule_id, reason
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery folder ``INBOX/<center>/<cutoff>/``."""
+
+    center: str
+    cutoff: dt.date
+    folder: Path
+
+    @property
+    def label(self) -> str:
+        """``center/cutoff``, as messages name a delivery."""
+        return f"{self.center}/{self.cutoff.isoformat()}"
+
+    def file_hashes(self) -> dict[str, str]:
+        """SHA-256 of every file in the folder."""
+        return {p.name: _sha256(p) for p in sorted(self.folder.iterdir()) if p.is_file()}
+
+    def content_id(self) -> str:
+        """The delivery's identity: a hash over its center, cutoff and files' contents."""
+        digest = hashlib.sha256(f"{self.center}/{self.cutoff}".encode())
+        for name, sha in self.file_hashes().items():
+            digest.update(f"{name}:{sha}".encode())
+        return digest.hexdigest()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class Issue:
+    """A rule broken by one record (or one fact of a wide record)."""
+
+    center: str
+    delivery: str
+    file: str
+    row: int
+    column: str | None
+    rule_id: str
+    message: str
+    patient_key: str | None = None
+    resource_id: str | None = None
+
+    @property
+    def severity(self) -> str:
+        """``error`` (quarantined) or ``warning`` (loaded, flagged)."""
+        return rule(self.rule_id).severity
+
+    def describe(self) -> str:
+        """One line naming delivery, file, row, column and rule."""
+        where = f"{self.center}/{self.delivery} {self.file} row {self.row}"
+        if self.resource_id:
+            where += f" (id {self.resource_id})"
+        if self.column:
+            where += f" column {self.column}"
+        return f"{where}: {self.message} [{self.rule_id}, {self.severity}]"
+
+
+@dataclass
+class FileCount:
+    """Records read from one file (or sheet / instrument) of a delivery."""
+
+    file: str
+    rows_read: int = 0
+    rows_ignored: int = 0
+
+
+@dataclass
+class StagedDelivery:
+    """A delivery read into canonical facts and issues, before it is written to the warehouse."""
+
+    delivery: Delivery
+    delivery_id: str
+    file_hashes: dict[str, str]
+    facts: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {t: [] for t in CANONICAL_TABLES})
+    issues: list[Issue] = field(default_factory=list)
+    counts: dict[str, FileCount] = field(default_factory=dict)
+    source_rows: list[tuple[str, int, str]] = field(default_factory=list)
+
+    def count(self, file: str) -> FileCount:
+        """The counter of a file, created on first use."""
+        return self.counts.setdefault(file, FileCount(file))
+
+    def context(self, file: str, row: int, pseudonymize: Pseudonymizer, source_map: SourceMap,
+                resource_id: str | None = None) -> RowContext:
+        """A context for reading one record."""
+        self.count(file).rows_read += 1
+        return RowContext(self, file, row, pseudonymize, source_map, resource_id)
+
+    def error_rows(self, file: str) -> set[int]:
+        """Rows of a file with an error-severity issue (quarantined records)."""
+        return {i.row for i in self.issues if i.file == file and i.severity == "error"}
+
+
+class RowContext:
+    """Reads one record's values, collecting issues; facts are added with the record's lineage."""
+
+    def __init__(self, staged: StagedDelivery, file: str, row: int, pseudonymize: Pseudonymizer,
+                 source_map: SourceMap, resource_id: str | None = None) -> None:
+        self.staged = staged
+        self.file, self.row, self.resource_id = file, row, resource_id
+        self.pseudonymize = pseudonymize
+        self.map = source_map
+        self.cutoff = staged.delivery.cutoff
+        self.patient_key: str | None = None
+        self.issues: list[Issue] = []
+
+    # -- issues --------------------------------------------------------------------------
+    def fail(self, column: str | None, rule_id: str, message: str) -> None:
+        """Record a broken rule."""
+        issue = Issue(self.staged.delivery.center, self.cutoff.isoformat(), self.file, self.row, column, rule_id,
+                      message, self.patient_key, self.resource_id)
+        self.issues.append(issue)
+        self.staged.issues.append(issue)
+
+    @property
+    def ok(self) -> bool:
+        """No error-severity issue so far."""
+        return not any(i.severity == "error" for i in self.issues)
+
+    def mark(self) -> int:
+        """A position in this record's issues, to ask later whether a fact added any."""
+        return len(self.issues)
+
+    def ok_since(self, mark: int) -> bool:
+        """No error-severity issue since ``mark`` (for the facts of a wide record)."""
+        return not any(i.severity == "error" for i in self.issues[mark:])
+
+    # -- values --------------------------------------------------------------------------
+    def cpr(self, column: str, raw: object) -> str | None:
+        """The pseudonym of the CPR in ``column``; on an invalid CPR, a keyed stand-in and an issue."""
+        text = "" if raw is None else str(raw)
+        try:
+            cpr = parse_cpr(text)
+        except CprError as exc:
+            self.patient_key = self.pseudonymize.of_text(text) if text.strip() else None
+            rule_id = "value.missing_required" if not text.strip() else "cpr.invalid"
+            self.fail(column, rule_id, str(exc))
+            return None
+        self.patient_key = self.pseudonymize(cpr)
+        self._cpr = cpr
+        return self.patient_key
+
+    def cpr_sex(self) -> str | None:
+        """Sex as the last parsed CPR gives it."""
+        return self._cpr.sex if getattr(self, "_cpr", None) else None
+
+    def birth_year(self) -> int | None:
+        """Birth year from the last parsed CPR."""
+        return self._cpr.birth_date.year if getattr(self, "_cpr", None) else None
+
+    def required(self, column: str, raw: object) -> str | None:
+        """A required value as stripped text; an issue when missing."""
+        text = "" if raw is None else str(raw).strip()
+        if not text:
+            self.fail(column, "value.missing_required", f"{column} is missing")
+            return None
+        return text
+
+    def date(self, column: str, raw: object, parser: Callable[[str], dt.date], *, required: bool = True,
+             ) -> dt.date | None:
+        """A date (parsed, then checked against 2010 and the cutoff)."""
+        if isinstance(raw, dt.datetime):
+            day: dt.date | None = raw.date()
+        elif isinstance(raw, dt.date):
+            day = raw
+        else:
+            text = "" if raw is None else str(raw).strip()
+            if not text:
+                if required:
+                    self.fail(column, "value.missing_required", f"{column} is missing")
+                return None
+            try:
+                day = parser(text)
+            except ValueProblem as exc:
+                self.fail(column, exc.rule_id, str(exc))
+                return None
+        try:
+            return check_date_range(day, self.cutoff)
+        except ValueProblem as exc:
+            self.fail(column, exc.rule_id, str(exc))
+            return None
+
+    def label(self, column: str, concept: str, raw: object, *, required: bool = True) -> Any:
+        """The canonical value of a source label, through the center's map."""
+        text = "" if raw is None else str(raw).strip()
+        if not text:
+            if required:
+                self.fail(column, "value.missing_required", f"{column} is missing")
+            return None
+        try:
+            return self.map.to_canonical(concept, text)
+        except KeyError:
+            self.fail(column, "code.unknown", f"{text!r} is not a known {concept.replace('_', ' ')} label")
+            return None
+
+    def value(self, column: str, parse: Callable[[str], Any], raw: object, *, required: bool = False) -> Any:
+        """Any value through a parser that raises ValueProblem."""
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            raw = repr(raw) if isinstance(raw, float) else str(raw)
+        text = "" if raw is None else str(raw).strip()
+        if not text:
+            if required:
+                self.fail(column, "value.missing_required", f"{column} is missing")
+            return None
+        try:
+            return parse(text)
+        except ValueProblem as exc:
+            self.fail(column, exc.rule_id, str(exc))
+            return None
+
+    def check_sex(self, column: str, recorded: str | None) -> None:
+        """Warn when the recorded sex contradicts the CPR number."""
+        expected = self.cpr_sex()
+        if recorded is not None and expected is not None and recorded != expected:
+            self.fail(column, "cpr.sex_mismatch", f"recorded sex {recorded} contradicts the CPR number ({expected})")
+
+    # -- facts ---------------------------------------------------------------------------
+    def add(self, table: str, **values: Any) -> None:
+        """Add a canonical fact with this record's lineage."""
+        self.staged.facts[table].append({
+            "center": self.staged.delivery.center, "delivery": self.cutoff.isoformat(),
+            "source_file": self.file, "source_row": self.row, "patient_key": self.patient_key, **values})
+
+    def keep_source(self, record: dict[str, Any], cpr_columns: tuple[str, ...] = ()) -> None:
+        """Keep the source record for staging, its CPR replaced by the pseudonym."""
+        clean = {k: (self.patient_key if k in cpr_columns else _jsonable(v)) for k, v in record.items()}
+        self.staged.source_rows.append((self.file, self.row, json.dumps(clean, ensure_ascii=False)))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    return value

@@ -1,0 +1,310 @@
+"""rh reader: the REDCap raw export and its data dictionary (extracts.md "rh") onto the canonical model.
+
+Every coded field is decoded with the delivered dictionary's choices, then the choice
+label is mapped to a canonical value through mappings/rh.yaml; nothing is hard-coded.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from drg_etl.cpr import CprError, parse_cpr
+from drg_etl.levels import LevelError, parse_level
+from drg_etl.mappings import source_map
+from drg_etl.pseudonym import Pseudonymizer
+from drg_etl.sources.auh import add_measurements
+from drg_etl.sources.base import Delivery, FileRejected, RowContext, StagedDelivery
+from drg_etl.sources.csvfile import check_columns, decode, read_records
+from drg_etl.sources.values import ValueProblem, check_score, parse_decimal, parse_integer, parse_iso_date
+
+DICTIONARY = "DRGDK_DataDictionary.csv"
+DICTIONARY_COLUMNS = [
+    "Variable / Field Name", "Form Name", "Section Header", "Field Type", "Field Label",
+    "Choices, Calculations, OR Slider Labels", "Field Note", "Text Validation Type OR Show Slider Number",
+    "Text Validation Min", "Text Validation Max", "Identifier?", "Branching Logic (Show field only if...)",
+    "Required Field?", "Custom Alignment", "Question Number (surveys only)", "Matrix Group Name",
+    "Matrix Ranking?", "Field Annotation",
+]
+KEYS = ["record_id", "redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance"]
+EVENT_FORMS = {"screening_arm_1": ("demographics", "prom"), "trial_arm_1": ("trial",),
+               "implant_arm_1": ("implant",), "month_3_arm_1": ("prom",), "month_6_arm_1": ("prom",),
+               "month_12_arm_1": ("prom",), "month_24_arm_1": ("prom",), "month_36_arm_1": ("prom",)}
+PCS_ITEMS = [f"pcs_{i:02d}" for i in range(1, 14)]
+
+
+def data_file(delivery: Delivery) -> str:
+    """The export's name for the delivery's cutoff."""
+    return f"DRGDK_DATA_{delivery.cutoff.isoformat()}.csv"
+
+
+class Dictionary:
+    """The project's data dictionary: fields, forms, choices, and the export columns they imply."""
+
+    def __init__(self, rows: list[dict[str, str]]) -> None:
+        self.fields = rows
+        self.form_of = {r["Variable / Field Name"]: r["Form Name"] for r in rows}
+        self.choices: dict[str, dict[str, str]] = {}
+        for r in rows:
+            if r["Field Type"] in ("radio", "dropdown", "checkbox") and r["Choices, Calculations, OR Slider Labels"]:
+                self.choices[r["Variable / Field Name"]] = _parse_choices(r["Choices, Calculations, OR Slider Labels"])
+
+    def export_columns(self) -> list[str]:
+        """The raw export's columns in REDCap's order."""
+        columns = list(KEYS)
+        forms = list(dict.fromkeys(r["Form Name"] for r in self.fields))
+        for form in forms:
+            for r in self.fields:
+                name = r["Variable / Field Name"]
+                if r["Form Name"] != form or name == "record_id":
+                    continue
+                if r["Field Type"] == "checkbox":
+                    columns += [f"{name}___{code}" for code in self.choices.get(name, {})]
+                else:
+                    columns.append(name)
+            columns.append(f"{form}_complete")
+        return columns
+
+    def form_columns(self, form: str) -> list[str]:
+        """The export columns holding a form's data (not its ``_complete``)."""
+        return [c for c in self.export_columns()[4:] if self.form_of.get(c.split("___")[0]) == form
+                and c != "record_id"]
+
+
+def _parse_choices(cell: str) -> dict[str, str]:
+    out = {}
+    for item in cell.split("|"):
+        code, _, label = item.partition(",")
+        out[code.strip()] = label.strip()
+    return out
+
+
+def read_dictionary(delivery: Delivery) -> Dictionary:
+    """Read and check the data dictionary; reject it when it breaks REDCap's column set."""
+    text = decode(delivery.folder / DICTIONARY, DICTIONARY, "utf-8")
+    rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    if not rows:
+        raise FileRejected(DICTIONARY, "file.empty", "the data dictionary is empty")
+    check_columns(DICTIONARY, rows[0], DICTIONARY_COLUMNS)
+    return Dictionary([dict(zip(DICTIONARY_COLUMNS, r, strict=False)) for r in rows[1:] if r])
+
+
+class _Record:
+    """Reads one REDCap row's coded values through the dictionary."""
+
+    def __init__(self, ctx: RowContext, row: dict[str, str], dictionary: Dictionary) -> None:
+        self.ctx, self.row, self.dictionary = ctx, row, dictionary
+
+    def code(self, field: str, concept: str | None, *, required: bool = True) -> Any:
+        raw = self.row.get(field, "").strip()
+        if not raw:
+            if required:
+                self.ctx.fail(field, "value.missing_required", f"{field} is missing")
+            return None
+        label = self.dictionary.choices.get(field, {}).get(raw)
+        if label is None:
+            self.ctx.fail(field, "code.unknown", f"{raw!r} is not a choice of {field} in the data dictionary")
+            return None
+        return label if concept is None else self.ctx.label(field, concept, label)
+
+    def date(self, field: str, *, required: bool = True) -> Any:
+        return self.ctx.date(field, self.row.get(field, ""), parse_iso_date, required=required)
+
+
+def _score(name: str, low: float, high: float, integer: bool):
+    def parse(text: str) -> float:
+        value = parse_integer(text) if integer else parse_decimal(text, comma=False)
+        return check_score(value, low, high, name)
+
+    return parse
+
+
+def read_rh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonymizer) -> None:
+    """Read the export into ``staged``: demographics first, so every row knows its patient."""
+    dictionary = read_dictionary(delivery)
+    smap = source_map("rh")
+    file = data_file(delivery)
+    records = list(read_records(delivery.folder / file, file, encoding="utf-8-sig", delimiter=",",
+                                columns=_found_columns(delivery, file, dictionary)))
+    keys: dict[str, str | None] = {}
+    for _row, record in records:
+        if record["redcap_event_name"] == "screening_arm_1" and record["record_id"] not in keys:
+            try:
+                keys[record["record_id"]] = pseudonymize(parse_cpr(record["cpr"]))
+            except CprError:
+                keys[record["record_id"]] = None
+    for row, record in records:
+        fields = int(record.pop("__fields__"))
+        event = record["redcap_event_name"]
+        form = record["redcap_repeat_instrument"] or None
+        forms = (form,) if form else EVENT_FORMS.get(event, ())
+        if not form and event not in EVENT_FORMS:
+            ctx = staged.context(file, row, pseudonymize, smap)
+            ctx.fail("redcap_event_name", "code.unknown", f"{event!r} is not an event of the project")
+            continue
+        if _empty(record, forms, dictionary):
+            staged.count(file).rows_ignored += 1
+            continue
+        ctx = staged.context(file, row, pseudonymize, smap)
+        if fields != len(record):
+            ctx.fail(None, "row.shape", f"{fields} fields, the header has {len(record)}")
+            continue
+        if event == "screening_arm_1":
+            ctx.cpr("cpr", record["cpr"])
+        else:
+            ctx.patient_key = keys.get(record["record_id"])
+            if ctx.patient_key is None:
+                ctx.fail("record_id", "patient.no_demographics",
+                         f"record {record['record_id']} has no valid demographics (screening) row")
+        ctx.keep_source(record, ("cpr",))
+        if ctx.patient_key is None:
+            continue
+        reader = _Record(ctx, record, dictionary)
+        for name in forms:
+            FORM_READERS[name](reader, event)
+    _remove_explanted_generators(staged)
+
+
+def _remove_explanted_generators(staged: StagedDelivery) -> None:
+    """REDCap keeps the generator on the implant form; an explant surgery removes it."""
+    explants = {}
+    for p in staged.facts["procedures"]:
+        if p["procedure"] == "explant":
+            explants.setdefault(p["patient_key"], p["date"])
+    for device in staged.facts["devices"]:
+        day = explants.get(device["patient_key"])
+        if device["device_type"] == "generator" and day and device["placed_date"] <= day:
+            device["status"], device["status_date"] = "removed", day
+
+
+def _found_columns(delivery: Delivery, file: str, dictionary: Dictionary) -> list[str]:
+    """The export's header, checked against the columns the dictionary implies."""
+    text = decode(delivery.folder / file, file, "utf-8")
+    if not text.startswith("\ufeff"):
+        raise FileRejected(file, "file.encoding", "the export lacks REDCap's UTF-8 byte order mark")
+    first = next(csv.reader(io.StringIO(text[1:])), [])
+    expected = dictionary.export_columns()
+    if len(first) == 1 and ";" in first[0] and first[0].split(";") == expected:
+        raise FileRejected(file, "file.delimiter", "fields are separated by ';', not ','")
+    check_columns(file, first, expected)
+    return expected
+
+
+def _empty(record: dict[str, str], forms: tuple[str, ...], dictionary: Dictionary) -> bool:
+    """An instrument saved empty: marked 0 (Incomplete) and no data (not a record)."""
+    for form in forms:
+        if record.get(f"{form}_complete", "") not in ("", "0"):
+            return False
+        if any(record.get(c, "").strip() for c in dictionary.form_columns(form)):
+            return False
+    return True
+
+
+def _demographics(r: _Record, event: str) -> None:
+    ctx = r.ctx
+    mark = ctx.mark()
+    sex = r.code("sex", "sex")
+    location = r.code("pain_location", "pain_location")
+    diagnosis = r.code("diagnosis", "diagnosis")
+    ctx.check_sex("sex", sex)
+    if ctx.ok_since(mark) and ctx.patient_key and ctx.cpr_sex():
+        ctx.add("patients", sex=ctx.cpr_sex(), birth_year=ctx.birth_year(), pain_location=location,
+                diagnosis=diagnosis, recorded_sex=sex)
+
+
+def _prom(r: _Record, event: str) -> None:
+    ctx, row = r.ctx, r.row
+    if not any(row.get(c, "").strip() for c in r.dictionary.form_columns("prom")):
+        return
+    mark = ctx.mark()
+    day = r.date("prom_date")
+    values = {
+        "nrs_average": ctx.value("nrs_avg", _score("nrs_avg", 0, 10, False), row.get("nrs_avg")),
+        "nrs_worst": ctx.value("nrs_worst", _score("nrs_worst", 0, 10, True), row.get("nrs_worst")),
+        "pcs_total": ctx.value("pcs_total", _score("pcs_total", 0, 52, True), row.get("pcs_total")),
+    }
+    items = [ctx.value(c, _score(c, 0, 4, True), row.get(c)) for c in PCS_ITEMS]
+    if all(i is not None for i in items) and values["pcs_total"] is not None and ctx.ok_since(mark):
+        if sum(items) != values["pcs_total"]:
+            ctx.fail("pcs_total", "pcs.total_mismatch",
+                     f"pcs_total {values['pcs_total']:g} is not the sum of the 13 items ({sum(items):g})")
+    if ctx.ok_since(mark):
+        timepoint = source_map("rh").spec["events"][event]
+        add_measurements(ctx, day, timepoint, values)
+
+
+def _trial(r: _Record, event: str) -> None:
+    ctx = r.ctx
+    mark = ctx.mark()
+    start, end = r.date("trial_start"), r.date("trial_end")
+    success = r.code("trial_success", "trial_success")
+    if ctx.ok_since(mark):
+        ctx.add("procedures", procedure="trial", date=start, end_date=end, trial_success=success, device_ref=None,
+                reason=None)
+
+
+def _implant(r: _Record, event: str) -> None:
+    ctx = r.ctx
+    mark = ctx.mark()
+    day = r.date("implant_date")
+    model = r.code("ipg_model", "ipg_model")
+    serial = ctx.required("ipg_serial", r.row.get("ipg_serial"))
+    if ctx.ok_since(mark):
+        ctx.add("procedures", procedure="implant", date=day, end_date=None, trial_success=None, device_ref=None,
+                reason=None)
+        ctx.add("devices", device_ref=f"rh:{r.row['record_id']}:ipg", device_type="generator", model=model,
+                serial=serial, placed_date=day, level=None, side=None, status="active", status_date=day)
+
+
+def _lead(r: _Record, event: str) -> None:
+    ctx = r.ctx
+    placed = r.date("lead_date")
+    level_label = r.code("lead_level", None)
+    level = None
+    if level_label is not None:
+        try:
+            level = parse_level(level_label)
+        except LevelError as exc:
+            ctx.fail("lead_level", "code.unknown", str(exc))
+    side = r.code("lead_side", "side")
+    serial = ctx.required("lead_serial", r.row.get("lead_serial"))
+    status = r.code("lead_status", "lead_status")
+    status_date = r.date("lead_status_date")
+    if ctx.ok:
+        ctx.add("devices", device_ref=f"rh:{r.row['record_id']}:lead:{r.row['redcap_repeat_instance']}",
+                device_type="lead", model=None, serial=serial, placed_date=placed, level=level, side=side,
+                status=status, status_date=status_date)
+
+
+def _surgery(r: _Record, event: str) -> None:
+    ctx = r.ctx
+    day = r.date("surg_date")
+    kind = r.code("surg_type", "surgery_type")
+    if ctx.ok:
+        ctx.add("procedures", procedure=kind, date=day, end_date=None, trial_success=None, device_ref=None,
+                reason=r.row.get("surg_reason") or None)
+
+
+def _complication(r: _Record, event: str) -> None:
+    ctx = r.ctx
+    day = r.date("comp_date")
+    kinds = []
+    for code, label in r.dictionary.choices.get("comp_type", {}).items():
+        value = r.row.get(f"comp_type___{code}", "").strip()
+        if value not in ("", "0", "1"):
+            ctx.fail(f"comp_type___{code}", "code.unknown", f"checkbox value {value!r} is not 0 or 1")
+        elif value == "1":
+            kinds.append(ctx.label(f"comp_type___{code}", "complication", label))
+    if not kinds:
+        ctx.fail("comp_type", "value.missing_required", "no complication type is checked")
+    permanent = r.code("comp_permanent", "permanent", required=False)
+    if ctx.ok:
+        for kind in kinds:
+            ctx.add("complications", date=day, complication=kind, permanent=permanent, device_ref=None,
+                    note=r.row.get("comp_note") or None)
+
+
+FORM_READERS = {"demographics": _demographics, "prom": _prom, "trial": _trial, "implant": _implant,
+                "lead": _lead, "surgery": _surgery, "complication": _complication}
+__all__ = ["ValueProblem", "read_rh"]
