@@ -158,6 +158,7 @@ class _Reader:
             location = ctx.label("bodySite", "pain_location", _code(r, "bodySite", self.systems["pain_location"]))
             if ctx.ok:
                 pain[ctx.patient_key] = (location, diagnosis)
+                ctx.contributes()
         elif category == "encounter-diagnosis":
             kind = ctx.label("code", "complication", _code(r, "code", self.systems["complication"]))
             day = ctx.date("onsetDateTime", r.get("onsetDateTime"), parse_iso_date)

@@ -115,6 +115,7 @@ class StagedDelivery:
     issues: list[Issue] = field(default_factory=list)
     counts: dict[str, FileCount] = field(default_factory=dict)
     source_rows: list[tuple[str, int, str]] = field(default_factory=list)
+    contributed: set[tuple[str, int]] = field(default_factory=set)
 
     def count(self, file: str) -> FileCount:
         """The counter of a file, created on first use."""
@@ -255,8 +256,13 @@ class RowContext:
             self.fail(column, "cpr.sex_mismatch", f"recorded sex {recorded} contradicts the CPR number ({expected})")
 
     # -- facts ---------------------------------------------------------------------------
+    def contributes(self) -> None:
+        """Mark this record as loaded although its values went into another record's fact."""
+        self.staged.contributed.add((self.file, self.row))
+
     def add(self, table: str, **values: Any) -> None:
         """Add a canonical fact with this record's lineage."""
+        self.contributes()
         self.staged.facts[table].append({
             "center": self.staged.delivery.center, "delivery": self.cutoff.isoformat(),
             "source_file": self.file, "source_row": self.row, "patient_key": self.patient_key, **values})
