@@ -19,6 +19,7 @@ from drg_etl import warehouse
 from drg_etl.errors import EXIT_OK, EXIT_REJECTED, DrgEtlError, UsageError
 from drg_etl.pseudonym import Pseudonymizer
 from drg_etl.quality.checks import check_national
+from drg_etl.schemas import validate_canonical
 from drg_etl.sources.base import Delivery, Issue, StagedDelivery
 from drg_etl.sources.deliveries import DeliveryRejected, discover, read_delivery
 
@@ -107,6 +108,7 @@ def load_inbox(inbox: Path, warehouse_path: Path, key: bytes,
         for staged in staged_list:
             if progress:
                 progress(f"writing {staged.delivery.label}")
+            validate_canonical(staged)
             counts = reconcile(staged)
             warehouse.write_delivery(con, staged, counts, report.load_id)
             report.loaded.append(staged.delivery.label)

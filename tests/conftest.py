@@ -67,3 +67,40 @@ def other_seed(tmp_path_factory: pytest.TempPathFactory) -> Generated:
 def scaled(tmp_path_factory: pytest.TempPathFactory) -> Generated:
     """A scaled cohort of 300 trial patients (seven blocks, the last one cut short)."""
     return _generate(tmp_path_factory.mktemp("scaled"), seed=11, patients=300)
+
+
+TEST_KEY = b"test-key-for-pseudonyms-0123456789"
+
+
+@dataclass
+class Loaded:
+    """A generated inbox loaded into a warehouse."""
+
+    gen: Generated
+    warehouse: Path
+    report: Any
+
+
+def _load(gen: Generated, base: Path) -> Loaded:
+    from drg_etl.load import load_inbox
+
+    path = base / "warehouse.duckdb"
+    return Loaded(gen, path, load_inbox(gen.inbox, path, TEST_KEY))
+
+
+@pytest.fixture(scope="session")
+def loaded_demo(demo: Generated, tmp_path_factory: pytest.TempPathFactory) -> Loaded:
+    """The demo inbox (with defects) loaded."""
+    return _load(demo, tmp_path_factory.mktemp("wh_demo"))
+
+
+@pytest.fixture(scope="session")
+def loaded_clean(demo_clean: Generated, tmp_path_factory: pytest.TempPathFactory) -> Loaded:
+    """The --clean demo inbox loaded."""
+    return _load(demo_clean, tmp_path_factory.mktemp("wh_clean"))
+
+
+@pytest.fixture(scope="session")
+def loaded_other_seed(other_seed: Generated, tmp_path_factory: pytest.TempPathFactory) -> Loaded:
+    """Another seed's inbox loaded."""
+    return _load(other_seed, tmp_path_factory.mktemp("wh_seed7"))

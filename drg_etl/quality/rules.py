@@ -42,6 +42,7 @@ _RULES = [
     Rule("row.duplicate", "error", "plausibility", "an exact duplicate of an earlier record"),
     Rule("row.conflict", "error", "plausibility", "two records disagree about the same fact"),
     Rule("row.shape", "error", "conformance", "a record with more or fewer fields than the header"),
+    Rule("canonical.schema", "error", "conformance", "a canonical fact breaks the canonical table's schema"),
     # Cross-row and cross-center.
     Rule("implant.without_trial", "error", "plausibility", "an implant with no successful trial at any center"),
     Rule("dates.out_of_order", "error", "plausibility",

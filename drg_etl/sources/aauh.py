@@ -89,6 +89,7 @@ class _Reader:
         subject = resource.get("subject") or resource.get("patient")
         if subject is not None:
             ctx.patient_key = self.patients.get(_ref(subject, "Patient") or "")
+        ctx.keep_source(resource)
         if line in self.seen_lines[file]:
             ctx.fail(None, "row.duplicate", f"line repeats an earlier line (id {resource.get('id')})")
             return None
@@ -97,7 +98,6 @@ class _Reader:
         if first != number:
             ctx.fail("id", "row.conflict", f"id {resource.get('id')} is also on line {first} with other content")
             return None
-        ctx.keep_source(resource)
         return ctx
 
     def subject(self, ctx: RowContext, resource: dict[str, Any], element: str = "subject") -> bool:
