@@ -14,6 +14,7 @@ from typing import Any
 from fhir.resources.R4B import get_fhir_model_class
 from pydantic import ValidationError
 
+from drg_etl.cpr import CprError, parse_cpr
 from drg_etl.levels import LevelError, parse_level
 from drg_etl.mappings import source_map
 from drg_etl.pseudonym import Pseudonymizer
@@ -89,7 +90,7 @@ class _Reader:
         subject = resource.get("subject") or resource.get("patient")
         if subject is not None:
             ctx.patient_key = self.patients.get(_ref(subject, "Patient") or "")
-        ctx.keep_source(resource)
+        ctx.keep_source(self.deidentified(resource))
         if line in self.seen_lines[file]:
             ctx.fail(None, "row.duplicate", f"line repeats an earlier line (id {resource.get('id')})")
             return None
@@ -99,6 +100,26 @@ class _Reader:
             ctx.fail("id", "row.conflict", f"id {resource.get('id')} is also on line {first} with other content")
             return None
         return ctx
+
+    def deidentified(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """The resource as staged: CPR identifiers become the pseudonym, birth date the year, no names or addresses."""
+        if resource.get("resourceType") != "Patient":
+            return resource
+        clean = {k: v for k, v in resource.items() if k not in ("name", "address", "telecom", "photo", "contact")}
+        identifiers = []
+        for identifier in resource.get("identifier", []):
+            if identifier.get("system") == self.systems["cpr"]:
+                try:
+                    value = self.pseudonymize(parse_cpr(identifier.get("value")))
+                except CprError:
+                    value = self.pseudonymize.of_text(str(identifier.get("value")))
+                identifiers.append({"system": "pseudonym", "value": value})
+            else:
+                identifiers.append(identifier)
+        clean["identifier"] = identifiers
+        if "birthDate" in clean:
+            clean["birthDate"] = str(clean["birthDate"])[:4]
+        return clean
 
     def subject(self, ctx: RowContext, resource: dict[str, Any], element: str = "subject") -> bool:
         """Whether the resource's patient is a Patient of this delivery."""

@@ -1,0 +1,70 @@
+"""No CPR number of the input appears in the warehouse, its tables, or anything the commands print."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import duckdb
+import openpyxl
+import pytest
+from typer.testing import CliRunner
+
+from drg_etl.cli import app
+from tests.conftest import TEST_KEY, Generated
+
+CPR_SHAPE = re.compile(r"(?<![\w-])(\d{6})-?(\d{4})(?![\w-])")
+
+
+def all_cprs(gen: Generated) -> set[str]:
+    """Every CPR in the inbox, with and without hyphen: the truth's and any CPR-shaped value in the files."""
+    out = set()
+    for p in gen.truth["patients"]:
+        out |= {p["cpr"], f"{p['cpr'][:6]}-{p['cpr'][6:]}"}
+    texts = [p.read_bytes().decode("cp1252" if p.parent.parent.name == "auh" else "utf-8", errors="replace")
+             for p in gen.inbox.rglob("*") if p.is_file() and p.suffix in (".csv", ".ndjson")]
+    workbook = openpyxl.load_workbook(next(gen.inbox.rglob("*.xlsx")), read_only=True)
+    texts += [str(row[0]) for sheet in workbook for row in sheet.iter_rows(values_only=True)]
+    for text in texts:
+        for head, tail in CPR_SHAPE.findall(text):
+            out |= {head + tail, f"{head}-{tail}"}
+    return out
+
+
+def test_no_cpr_in_warehouse_tables_file_or_output(demo: Generated, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DRG_ETL_PSEUDONYM_KEY", TEST_KEY.decode())
+    warehouse = tmp_path / "w.duckdb"
+    runner = CliRunner()
+    outputs = [runner.invoke(app, ["load", str(demo.inbox), "--warehouse", str(warehouse)]).output,
+               runner.invoke(app, ["quality", "--warehouse", str(warehouse)]).output,
+               runner.invoke(app, ["quality", "--warehouse", str(warehouse), "--json"]).output]
+    con = duckdb.connect(str(warehouse), read_only=True)
+    tables = con.execute("select table_schema, table_name from information_schema.tables").fetchall()
+    dump = []
+    for schema, table in tables:
+        dump += [json.dumps(row, default=str) for row in con.execute(f"select * from {schema}.{table}").fetchall()]
+    con.close()
+    text = "\n".join(outputs + dump)
+    raw = warehouse.read_bytes()
+    cprs = all_cprs(demo)
+    assert len(dump) > 500 and len(cprs) > 100
+    assert [c for c in cprs if c in text] == []
+    assert [c for c in cprs if c.encode() in raw] == []
+    # The invalid CPRs of injected defects are not persisted either.
+    for invalid in ("31O585-1234", "0113851234", "12345678"):
+        assert invalid not in text and invalid.encode() not in raw
+
+
+def test_a_different_key_gives_unlinkable_pseudonyms(demo: Generated, tmp_path: Path) -> None:
+    from drg_etl.load import load_inbox
+
+    keys = []
+    for key in (TEST_KEY, b"another-key-entirely-0123456789"):
+        path = tmp_path / f"{len(keys)}.duckdb"
+        load_inbox(demo.inbox, path, key)
+        con = duckdb.connect(str(path), read_only=True)
+        keys.append({r[0] for r in con.execute("select patient_key from canonical.patients").fetchall()})
+        con.close()
+    assert len(keys[0]) == len(keys[1]) > 40 and keys[0].isdisjoint(keys[1])
