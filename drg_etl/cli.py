@@ -13,7 +13,7 @@ from rich.table import Table
 
 from drg_etl.errors import EXIT_USAGE, DrgEtlError
 from drg_etl.load import LoadReport, load_inbox
-from drg_etl.pseudonym import key_from_environment
+from drg_etl.pseudonym import DEMO_KEY, KEY_VARIABLE, key_from_environment
 from drg_etl.quality.report import quality_report
 from drg_etl.synth.generate import DEFAULT_SEED, GenerateResult, generate
 from drg_etl.warehouse import connect
@@ -135,14 +135,23 @@ def quality_command(
 def demo_command(
     workdir: Annotated[Path, typer.Option(help="work folder, made afresh")] = Path("drg-demo"),
 ) -> None:
-    """Generate the demo cohort's deliveries in a fresh work folder and list them."""
-    inbox = workdir / "inbox"
-    if inbox.exists():
-        shutil.rmtree(inbox)
+    """Generate the demo cohort's deliveries in a fresh work folder, load them, and report quality."""
+    inbox, warehouse = workdir / "inbox", workdir / "warehouse.duckdb"
+    for stale in (inbox, warehouse, workdir / "warehouse.duckdb.wal"):
+        if stale.is_dir():
+            shutil.rmtree(stale)
+        elif stale.exists():
+            stale.unlink()
     workdir.mkdir(parents=True, exist_ok=True)
     truth = workdir / "truth.json"
     result = generate(inbox, truth=truth)
     _print_generated(result, inbox)
+    console.print(f"[yellow]The demo pseudonymises CPR numbers with a fixed demo key, not a secret one; "
+                  f"real loads take the key from {KEY_VARIABLE}.[/yellow]")
+    report = load_inbox(inbox, warehouse, DEMO_KEY.encode())
+    print_load(report)
+    console.print(f"Warehouse: {warehouse}")
+    console.print(f"Data-quality report: drg-etl quality --warehouse {warehouse}")
     console.print(f"The generator's truth (per-patient histories, injected defects): {truth}")
 
 

@@ -42,3 +42,6 @@ def test_demo_makes_a_fresh_workdir(tmp_path: Path) -> None:
     assert not stale.exists()
     assert (tmp_path / "work" / "inbox" / "rh" / "2019-12-31" / "DRGDK_DataDictionary.csv").exists()
     assert (tmp_path / "work" / "truth.json").exists()
+    output = " ".join(result.output.split())
+    assert "fixed demo key" in output and "loaded 4" in output
+    assert (tmp_path / "work" / "warehouse.duckdb").exists()
