@@ -17,6 +17,7 @@ import duckdb
 
 from drg_etl import warehouse
 from drg_etl.errors import EXIT_OK, EXIT_REJECTED, DrgEtlError, UsageError
+from drg_etl.fhir.store import refresh_fhir
 from drg_etl.pseudonym import Pseudonymizer
 from drg_etl.quality.checks import check_national
 from drg_etl.schemas import validate_canonical
@@ -54,6 +55,7 @@ class LoadReport:
     skipped: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
+    fhir_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -115,6 +117,10 @@ def load_inbox(inbox: Path, warehouse_path: Path, key: bytes,
             report.issues += staged.issues
             report.files += [FileReport(staged.delivery.center, staged.delivery.cutoff.isoformat(), **c)
                              for c in ({k: v for k, v in c.items() if k != "sha256"} for c in counts)]
+        if report.loaded or not con.execute("select count(*) from fhir.resources").fetchone()[0]:
+            if progress:
+                progress("building the FHIR layer")
+            report.fhir_counts = refresh_fhir(con)
         con.execute("update quality.loads set finished_at = ?, seconds = ?, loaded = ?, skipped = ?, rejected = ? "
                     "where load_id = ?", [dt.datetime.now(dt.UTC).replace(tzinfo=None), time.perf_counter() - clock,
                                           len(report.loaded), len(report.skipped), len(report.rejected),

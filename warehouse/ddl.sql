@@ -138,3 +138,15 @@ create or replace view canonical.current_measurements as
     select t.* from canonical.measurements t join quality.deliveries d using (delivery_id) where d.status = 'in_force';
 create or replace view canonical.current_complications as
     select t.* from canonical.complications t join quality.deliveries d using (delivery_id) where d.status = 'in_force';
+
+-- The FHIR layer: the national data set as R4 resources, rebuilt from the deliveries in force
+-- after each load (ids are deterministic, so a rebuild gives the same resources).
+create schema if not exists fhir;
+create table if not exists fhir.resources (
+    resource_type  varchar not null,
+    id             varchar not null,
+    patient_id     varchar,
+    center         varchar,
+    resource       json not null,
+    primary key (resource_type, id)
+);

@@ -1,0 +1,1 @@
+"""The national analysis (analysis.md): SQL over the warehouse's FHIR views, and the exact test."""

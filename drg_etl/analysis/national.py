@@ -1,0 +1,131 @@
+"""The national analysis: run the SQL over the FHIR views and shape analysis.md's JSON contract."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from drg_etl.analysis.wilcoxon import signed_rank_p
+from drg_etl.vocabulary import CENTERS, MEASURES, PAIN_LOCATIONS
+
+SQL_DIR = Path(__file__).resolve().parent.parent.parent / "warehouse" / "analysis"
+MASK = "<5"
+
+
+def _sql(name: str) -> str:
+    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+
+
+def one_decimal(value: Decimal) -> float:
+    """Round half up to one decimal, as a published table does."""
+    return float(value.quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
+
+
+def pct(part: int, whole: int) -> float | None:
+    """A percentage to one decimal."""
+    return None if whole == 0 else one_decimal(Decimal(100 * part) / Decimal(whole))
+
+
+def default_observation_end(con: duckdb.DuckDBPyConnection) -> dt.date:
+    """The latest cutoff among the deliveries in force."""
+    value = con.execute("select max(cutoff) from quality.deliveries where status = 'in_force'").fetchone()[0]
+    if value is None:
+        raise ValueError("the warehouse holds no delivery; load one first")
+    return value
+
+
+def national_analysis(con: duckdb.DuckDBPyConnection, observation_end: dt.date | None = None) -> dict[str, Any]:
+    """The figures of analysis.md, computed from the warehouse's FHIR layer."""
+    end = observation_end or default_observation_end(con)
+    con.execute("create or replace temp table flags as " + _sql("patient_flags"), {"observation_end": end})
+    counts = con.execute("""
+        select count(*), count(*) filter (where implanted), count(*) filter (where still_implanted),
+               count(*) filter (where fully_functional), count(*) filter (where lead_defect),
+               count(*) filter (where retained_fragment), count(*) filter (where permanent_nerve_damage)
+        from flags""").fetchone()
+    trial, implanted, still, functional, defect, fragment, nerve = counts
+    pain = dict(con.execute("select pain_location, count(*) from flags group by 1").fetchall())
+    pairs: dict[str, tuple[list[float], list[float]]] = {m: ([], []) for m in MEASURES}
+    for measure, baseline, month12 in con.execute(
+            "select measure, baseline, month12 from (" + _sql("outcome_pairs") + ")").fetchall():
+        pairs[measure][0].append(baseline)
+        pairs[measure][1].append(month12)
+    by_center = {c: {"trial_patients": 0, "implanted_patients": 0} for c in CENTERS}
+    for center, trials, implants in con.execute(_sql("by_center")).fetchall():
+        by_center[center] = {"trial_patients": trials, "implanted_patients": implants}
+    return {
+        "observation_end": end.isoformat(),
+        "cohort": {
+            "trial_patients": trial,
+            "implanted_patients": implanted,
+            "still_implanted": still,
+            "still_implanted_pct": pct(still, implanted),
+            "fully_functional": functional,
+            "fully_functional_pct": pct(functional, implanted),
+        },
+        "pain_location": {loc: {"n": pain.get(loc, 0), "pct": pct(pain.get(loc, 0), trial)}
+                          for loc in PAIN_LOCATIONS},
+        "outcomes_12m": {m: _outcome(*pairs[m]) for m in MEASURES},
+        "complications": {
+            "lead_defect_patients": defect,
+            "lead_defect_pct": pct(defect, implanted),
+            "retained_fragment_patients": fragment,
+            "retained_fragment_pct": pct(fragment, implanted),
+            "permanent_nerve_damage_patients": nerve,
+        },
+        "by_center": by_center,
+    }
+
+
+def _outcome(baseline: list[float], month12: list[float]) -> dict[str, Any]:
+    n = len(baseline)
+    if n == 0:
+        return {"n": 0, "baseline_mean": None, "month12_mean": None, "p_value": None}
+    base = sum(Decimal(str(v)) for v in baseline) / n
+    later = sum(Decimal(str(v)) for v in month12) / n
+    return {"n": n, "baseline_mean": one_decimal(base), "month12_mean": one_decimal(later),
+            "baseline_mean_exact": float(base), "month12_mean_exact": float(later),
+            "p_value": signed_rank_p(baseline, month12), "test": "exact Wilcoxon signed-rank, two-sided"}
+
+
+def publishable(figures: dict[str, Any]) -> dict[str, Any]:
+    """Mask every count from 1 to 4 (and the percentages and means computed from it) as "<5"."""
+    def small(n: Any) -> bool:
+        return isinstance(n, int) and 1 <= n <= 4
+
+    out = {k: v for k, v in figures.items()}
+    cohort = dict(figures["cohort"])
+    for count, share in (("trial_patients", None), ("implanted_patients", None),
+                         ("still_implanted", "still_implanted_pct"), ("fully_functional", "fully_functional_pct")):
+        if small(cohort[count]):
+            cohort[count] = MASK
+            if share:
+                cohort[share] = MASK
+    out["cohort"] = cohort
+    out["pain_location"] = {k: ({"n": MASK, "pct": MASK} if small(v["n"]) else dict(v))
+                            for k, v in figures["pain_location"].items()}
+    outcomes = {}
+    for measure, o in figures["outcomes_12m"].items():
+        o = dict(o)
+        if small(o["n"]):
+            for key in ("n", "baseline_mean", "month12_mean", "baseline_mean_exact", "month12_mean_exact"):
+                if key in o:
+                    o[key] = MASK
+        outcomes[measure] = o
+    out["outcomes_12m"] = outcomes
+    comps = dict(figures["complications"])
+    for count, share in (("lead_defect_patients", "lead_defect_pct"),
+                         ("retained_fragment_patients", "retained_fragment_pct"),
+                         ("permanent_nerve_damage_patients", None)):
+        if small(comps[count]):
+            comps[count] = MASK
+            if share:
+                comps[share] = MASK
+    out["complications"] = comps
+    out["by_center"] = {c: {k: (MASK if small(v) else v) for k, v in counts.items()}
+                        for c, counts in figures["by_center"].items()}
+    return out

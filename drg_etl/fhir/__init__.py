@@ -1,0 +1,1 @@
+"""The FHIR R4 layer: terminology, mapping the canonical model to resources, export."""

@@ -1,0 +1,258 @@
+"""Map the canonical model (the deliveries in force) to FHIR R4 resources, as fhir.md specifies.
+
+Ids are UUID v5 of the pseudonym and the fact's natural key, so a re-load gives the same
+ids. Every resource carries ``meta.source`` (center and delivery) and a ``meta.tag`` for the
+center, and is validated with fhir.resources' R4B models before it is stored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import duckdb
+from fhir.resources.R4B import get_fhir_model_class
+
+from drg_etl.fhir.terminology import codeable, system
+from drg_etl.vocabulary import CENTER_NAMES, CENTERS, FAULTY_LEAD_STATUSES, REMOVED_LEAD_STATUSES
+
+NAMESPACE = uuid.UUID("6f1c2b0e-4d7a-5c3e-9b8f-2a1d0e9c7b65")
+PLACING = {"implant", "lead_replacement", "ipg_replacement"}
+REMOVING = {"explant", "lead_removal", "lead_replacement", "ipg_replacement"}
+
+
+def resource_id(resource_type: str, *natural_key: Any) -> str:
+    """A deterministic id: UUID v5 of the type and the natural key (pseudonym first)."""
+    return str(uuid.uuid5(NAMESPACE, "|".join([resource_type, *(str(k) for k in natural_key)])))
+
+
+def _meta(center: str, cutoff: Any) -> dict[str, Any]:
+    return {"source": f"urn:drg-etl:delivery:{center}:{_iso(cutoff)}",
+            "tag": [{"system": system("center"), "code": center, "display": CENTER_NAMES[center]}]}
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if isinstance(value, dt.date | dt.datetime) else str(value)[:10]
+
+
+def _rows(con: duckdb.DuckDBPyConnection, table: str) -> list[dict[str, Any]]:
+    cursor = con.execute(f"select * from canonical.current_{table} order by all")
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def organizations() -> Iterator[dict[str, Any]]:
+    """The four centers."""
+    for center in CENTERS:
+        yield {"resourceType": "Organization", "id": center,
+               "identifier": [{"system": system("center"), "value": center}],
+               "active": True, "name": CENTER_NAMES[center],
+               "meta": {"tag": [{"system": system("center"), "code": center}]}}
+
+
+def build_resources(con: duckdb.DuckDBPyConnection) -> Iterator[dict[str, Any]]:
+    """Every resource of the national data set, from the canonical tables in force."""
+    patients = _rows(con, "patients")
+    procedures = _rows(con, "procedures")
+    devices = _rows(con, "devices")
+    measurements = _rows(con, "measurements")
+    complications = _rows(con, "complications")
+    yield from organizations()
+    first_center = _first_centers(procedures, patients)
+    seen: set[str] = set()
+    for p in patients:
+        key = p["patient_key"]
+        if key in seen:
+            continue
+        seen.add(key)
+        home = first_center[key]
+        fact = next((q for q in patients if q["patient_key"] == key and q["center"] == home), p)
+        yield {"resourceType": "Patient", "id": resource_id("Patient", key), "meta": _meta(fact["center"],
+                                                                                           fact["cutoff"]),
+               "identifier": [{"system": system("pseudonym"), "value": key}],
+               "gender": fact["sex"], "birthDate": str(fact["birth_year"]),
+               "managingOrganization": {"reference": f"Organization/{home}"}}
+        yield {"resourceType": "Condition", "id": resource_id("Condition", key, "pain"),
+               "meta": _meta(fact["center"], fact["cutoff"]),
+               "clinicalStatus": {"coding": [{"system": system("condition_clinical"), "code": "active"}]},
+               "category": [{"coding": [{"system": system("condition_category"), "code": "problem-list-item"}]}],
+               "code": codeable("diagnosis", fact["diagnosis"]),
+               "bodySite": [codeable("pain_location", fact["pain_location"])],
+               "subject": {"reference": f"Patient/{resource_id('Patient', key)}"}}
+    device_ids = {(d["patient_key"], d["center"], d["device_ref"]): resource_id("Device", d["patient_key"],
+                                                                                d["center"], d["device_ref"])
+                  for d in devices}
+    comp_ids: dict[tuple[str, str, Any], list[str]] = defaultdict(list)
+    for c in complications:
+        comp_ids[(c["patient_key"], c["center"], c["date"])].append(_complication_id(c))
+    by_owner: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for d in devices:
+        by_owner[(d["patient_key"], d["center"])].append(d)
+        yield _device(d, device_ids)
+    for p in procedures:
+        yield _procedure(p, by_owner[(p["patient_key"], p["center"])], device_ids, comp_ids)
+    for m in measurements:
+        yield _observation(m)
+    for c in complications:
+        device = _complication_device(c, by_owner[(c["patient_key"], c["center"])], device_ids)
+        yield from _complication(c, device)
+
+
+def _first_centers(procedures: list[dict[str, Any]], patients: list[dict[str, Any]]) -> dict[str, str]:
+    """The center that saw each patient first (earliest procedure; else the first with demographics)."""
+    first: dict[str, tuple[Any, int, str]] = {}
+    for p in procedures:
+        candidate = (p["date"], CENTERS.index(p["center"]), p["center"])
+        if p["patient_key"] not in first or candidate < first[p["patient_key"]]:
+            first[p["patient_key"]] = candidate
+    out = {k: v[2] for k, v in first.items()}
+    for p in patients:
+        out.setdefault(p["patient_key"], min((q["center"] for q in patients if q["patient_key"] == p["patient_key"]),
+                                             key=CENTERS.index))
+    return out
+
+
+def _subject(key: str) -> dict[str, str]:
+    return {"reference": f"Patient/{resource_id('Patient', key)}"}
+
+
+def _device(d: dict[str, Any], device_ids: dict) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Device", "id": device_ids[(d["patient_key"], d["center"], d["device_ref"])],
+        "meta": _meta(d["center"], d["cutoff"]),
+        "identifier": [{"system": f"{system('project')}/device/{d['center']}", "value": d["device_ref"]}],
+        "type": codeable("device_type", d["device_type"]), "manufacturer": "Abbott",
+        "serialNumber": d["serial"], "patient": _subject(d["patient_key"]),
+        "status": "active" if d["status"] == "active" else "inactive",
+        "extension": [],
+    }
+    if d["model"]:
+        resource["deviceName"] = [{"name": d["model"], "type": "model-name"}]
+    if d["placed_date"]:
+        resource["extension"].append({"url": system("placed_extension"), "valueDate": _iso(d["placed_date"])})
+    if d["status"] != "active":
+        resource["statusReason"] = [codeable("lead_status", d["status"])]
+        if d["status_date"]:
+            resource["extension"].append({"url": system("status_date_extension"), "valueDate": _iso(d["status_date"])})
+    if d["device_type"] == "lead":
+        resource["property"] = [{"type": {"text": "spinal level"}, "valueCode": [{"text": d["level"]}]},
+                                {"type": {"text": "side"}, "valueCode": [{"text": d["side"]}]}]
+    if not resource["extension"]:
+        del resource["extension"]
+    return resource
+
+
+def _procedure(p: dict[str, Any], mine: list[dict[str, Any]], device_ids: dict,
+               comp_ids: dict[tuple[str, str, Any], list[str]]) -> dict[str, Any]:
+    """A Procedure; ``mine`` are the devices of the same patient and center."""
+    key, center = p["patient_key"], p["center"]
+    resource: dict[str, Any] = {
+        "resourceType": "Procedure", "id": resource_id("Procedure", key, center, p["procedure"], _iso(p["date"]),
+                                                       p["device_ref"]),
+        "meta": _meta(center, p["cutoff"]), "status": "completed", "code": codeable("procedure", p["procedure"]),
+        "subject": _subject(key), "performer": [{"actor": {"reference": f"Organization/{center}"}}],
+    }
+    if p["procedure"] == "trial":
+        resource["performedPeriod"] = {"start": _iso(p["date"]), "end": _iso(p["end_date"])}
+        resource["outcome"] = codeable("trial_outcome", bool(p["trial_success"]))
+    else:
+        resource["performedDateTime"] = _iso(p["date"])
+    focal = []
+    if p["procedure"] in PLACING:
+        focal += [("implanted", d) for d in mine if d["placed_date"] == p["date"]]
+    if p["procedure"] in REMOVING:
+        focal += [("explanted", d) for d in mine if d["status"] in REMOVED_LEAD_STATUSES
+                  and d["status_date"] == p["date"]]
+    if p["device_ref"]:
+        focal += [("manipulated", d) for d in mine if d["device_ref"] == p["device_ref"]
+                  and all(d is not other for _, other in focal)]
+    if focal:
+        resource["focalDevice"] = [
+            {"action": {"coding": [{"system": system("device_action"), "code": action}]},
+             "manipulated": {"reference": f"Device/{device_ids[(key, center, d['device_ref'])]}"}}
+            for action, d in focal]
+        sites = sorted({f"{d['level']} {d['side']}" for _, d in focal if d["device_type"] == "lead"})
+        if sites:
+            resource["bodySite"] = [{"text": f"dorsal root ganglion, {site}"} for site in sites]
+    complications = comp_ids.get((key, center, p["date"]), [])
+    if complications:
+        resource["complicationDetail"] = [{"reference": f"Condition/{c}"} for c in complications]
+    return resource
+
+
+def _observation(m: dict[str, Any]) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": resource_id("Observation", m["patient_key"], m["center"], _iso(m["date"]), m["measure"], m["timepoint"]),
+        "meta": _meta(m["center"], m["cutoff"]), "status": "final",
+        "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                  "code": "survey"}]}],
+        "code": codeable("measure", m["measure"]), "subject": _subject(m["patient_key"]),
+        "effectiveDateTime": _iso(m["date"]),
+        "valueQuantity": {"value": m["value"], "unit": "{score}", "system": system("ucum"), "code": "{score}"},
+    }
+    if m["timepoint"]:
+        resource["extension"] = [{"url": system("timepoint_extension"),
+                                  "valueCodeableConcept": codeable("timepoint", m["timepoint"])}]
+    return resource
+
+
+def _complication_id(c: dict[str, Any]) -> str:
+    return resource_id("Condition", c["patient_key"], c["center"], _iso(c["date"]), c["complication"])
+
+
+def _complication_device(c: dict[str, Any], mine: list[dict[str, Any]], device_ids: dict) -> str | None:
+    """The Device a complication concerns: the source's link, or the lead whose status changed that day."""
+    if c["device_ref"]:
+        match = [d for d in mine if d["device_ref"] == c["device_ref"]]
+    elif c["complication"] in ("lead_fracture", "lead_malfunction"):
+        match = [d for d in mine if d["status"] in FAULTY_LEAD_STATUSES and d["status_date"] == c["date"]]
+    elif c["complication"] == "retained_fragment":
+        match = [d for d in mine if d["status"] == "removed_fragment_retained" and d["status_date"] == c["date"]]
+    else:
+        match = []
+    return device_ids[(c["patient_key"], c["center"], match[0]["device_ref"])] if len(match) == 1 else None
+
+
+def _complication(c: dict[str, Any], device: str | None) -> Iterator[dict[str, Any]]:
+    cid = _complication_id(c)
+    condition: dict[str, Any] = {
+        "resourceType": "Condition", "id": cid, "meta": _meta(c["center"], c["cutoff"]),
+        "clinicalStatus": {"coding": [{"system": system("condition_clinical"),
+                                       "code": "active" if c["permanent"] else "resolved"}]},
+        "category": [{"coding": [{"system": system("condition_category"), "code": "encounter-diagnosis"}]}],
+        "code": codeable("complication", c["complication"]), "subject": _subject(c["patient_key"]),
+        "onsetDateTime": _iso(c["date"]),
+    }
+    if c["permanent"]:
+        condition["severity"] = codeable("severity", "permanent")
+    if device:
+        condition["evidence"] = [{"detail": [{"reference": f"Device/{device}"}]}]
+    if c["note"]:
+        condition["note"] = [{"text": c["note"]}]
+    yield condition
+    event: dict[str, Any] = {
+        "resourceType": "AdverseEvent", "id": resource_id("AdverseEvent", c["patient_key"], c["center"],
+                                                          _iso(c["date"]), c["complication"]),
+        "meta": _meta(c["center"], c["cutoff"]), "actuality": "actual", "event": codeable("complication",
+                                                                                           c["complication"]),
+        "subject": _subject(c["patient_key"]), "date": _iso(c["date"]),
+        "resultingCondition": [{"reference": f"Condition/{cid}"}],
+    }
+    if c["permanent"] is not None:
+        event["seriousness"] = {"coding": [{"system": system("adverse_event_seriousness"),
+                                            "code": "serious" if c["permanent"] else "non-serious"}]}
+        event["outcome"] = {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/adverse-event-outcome",
+                                        "code": "resolvedWithSequelae" if c["permanent"] else "resolved"}]}
+    if device:
+        event["suspectEntity"] = [{"instance": {"reference": f"Device/{device}"}}]
+    yield event
+
+
+def validate(resource: dict[str, Any]) -> dict[str, Any]:
+    """Validate a resource with fhir.resources (R4B models); raise on an invalid one."""
+    get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+    return resource

@@ -1,0 +1,72 @@
+"""Codes for canonical values, from mappings/terminology.yaml (the only place codes live)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import yaml
+
+from drg_etl.errors import MappingSpecError
+from drg_etl.mappings import MAPPINGS_DIR
+
+STANDARD = ("snomed", "loinc")
+
+
+@functools.cache
+def terminology() -> dict[str, Any]:
+    """The terminology map, checked: every standard code cites its source."""
+    spec = yaml.safe_load((MAPPINGS_DIR / "terminology.yaml").read_text(encoding="utf-8"))
+    for concept, values in spec["concepts"].items():
+        for value, entry in values.items():
+            if "text" not in entry:
+                raise MappingSpecError(f"terminology.yaml: {concept}.{value} has no text")
+            for system in STANDARD:
+                if system in entry and not entry[system].get("source"):
+                    raise MappingSpecError(f"terminology.yaml: {concept}.{value} {system} code cites no source")
+    return spec
+
+
+def system(name: str) -> str:
+    """A system URI by its short name."""
+    return terminology()["systems"][name]
+
+
+def project_code(concept: str, value: Any) -> str:
+    """The project CodeSystem's code of a canonical value: ``concept/value``."""
+    return f"{concept}/{str(value).lower()}"
+
+
+def codeable(concept: str, value: Any) -> dict[str, Any]:
+    """A CodeableConcept: the standard codes where verified, the project code, and the text."""
+    entry = terminology()["concepts"][concept][str(value).lower()]
+    codings = [{"system": system(s), "code": entry[s]["code"], "display": entry[s]["display"]}
+               for s in STANDARD if s in entry]
+    codings.append({"system": system("project"), "code": project_code(concept, value), "display": entry["text"]})
+    return {"coding": codings, "text": entry["text"]}
+
+
+def code_system_resource() -> dict[str, Any]:
+    """The project's CodeSystem as a FHIR R4 resource (published in mappings/)."""
+    spec = terminology()
+    concepts = []
+    for concept, values in spec["concepts"].items():
+        for value, entry in values.items():
+            concepts.append({"code": project_code(concept, value), "display": entry["text"]})
+    return {
+        "resourceType": "CodeSystem",
+        "id": "drg-etl",
+        "url": system("project"),
+        "version": str(spec["version"]),
+        "name": "DrgEtlCodes",
+        "title": "drg-etl codes for DRG-stimulation registry concepts",
+        "status": "active",
+        "experimental": False,
+        "publisher": "drg-etl",
+        "description": "Codes for the national DRG-stimulation data set where no standard code was verified; "
+                       "every concept also carries standard codes (SNOMED CT, LOINC) where one was.",
+        "caseSensitive": True,
+        "content": "complete",
+        "count": len(concepts),
+        "concept": concepts,
+    }

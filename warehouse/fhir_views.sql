@@ -1,0 +1,94 @@
+-- SQL-on-FHIR style flattening views over fhir.resources: one row per resource, the columns the
+-- marts and the national analysis read. Codes are read from the project CodeSystem's coding
+-- (every CodeableConcept carries one, beside its SNOMED CT / LOINC codes).
+
+create or replace macro fhir_code(codes, concept) as
+    split_part(list_filter(codes, lambda c: starts_with(c, concept || '/'))[1], '/', 2);
+
+create or replace macro fhir_extension(res, ext_url, field) as
+    json_extract_string(
+        list_filter(json_extract(res, '$.extension[*]'), lambda e: json_extract_string(e, '$.url') = ext_url)[1],
+        field);
+
+create or replace macro fhir_ref(reference) as split_part(reference, '/', 2);
+
+create or replace view fhir.patient_flat as
+select
+    id                                                              as patient_id,
+    json_extract_string(resource, '$.identifier[0].value')           as pseudonym,
+    json_extract_string(resource, '$.gender')                        as gender,
+    cast(json_extract_string(resource, '$.birthDate') as integer)    as birth_year,
+    fhir_ref(json_extract_string(resource, '$.managingOrganization.reference')) as managing_center
+from fhir.resources
+where resource_type = 'Patient';
+
+create or replace view fhir.pain_condition_flat as
+select
+    id,
+    fhir_ref(json_extract_string(resource, '$.subject.reference'))                           as patient_id,
+    center,
+    fhir_code(json_extract_string(resource, '$.code.coding[*].code'), 'diagnosis')           as diagnosis,
+    fhir_code(json_extract_string(resource, '$.bodySite[0].coding[*].code'), 'pain_location') as pain_location
+from fhir.resources
+where resource_type = 'Condition'
+  and json_extract_string(resource, '$.category[0].coding[0].code') = 'problem-list-item';
+
+create or replace view fhir.procedure_flat as
+select
+    id,
+    fhir_ref(json_extract_string(resource, '$.subject.reference'))                     as patient_id,
+    center,
+    fhir_code(json_extract_string(resource, '$.code.coding[*].code'), 'procedure')     as procedure,
+    cast(coalesce(json_extract_string(resource, '$.performedDateTime'),
+                  json_extract_string(resource, '$.performedPeriod.start')) as date)   as date,
+    cast(json_extract_string(resource, '$.performedPeriod.end') as date)               as end_date,
+    fhir_code(json_extract_string(resource, '$.outcome.coding[*].code'), 'trial_outcome') = 'true'
+                                                                                       as trial_success
+from fhir.resources
+where resource_type = 'Procedure';
+
+create or replace view fhir.device_flat as
+select
+    id,
+    fhir_ref(json_extract_string(resource, '$.patient.reference'))                     as patient_id,
+    center,
+    fhir_code(json_extract_string(resource, '$.type.coding[*].code'), 'device_type')   as device_type,
+    coalesce(fhir_code(json_extract_string(resource, '$.statusReason[0].coding[*].code'), 'lead_status'),
+             'active')                                                                 as status,
+    cast(fhir_extension(resource, 'https://drg-etl.example/fhir/StructureDefinition/device-placed-date',
+                        '$.valueDate') as date)                                        as placed_date,
+    cast(fhir_extension(resource, 'https://drg-etl.example/fhir/StructureDefinition/device-status-date',
+                        '$.valueDate') as date)                                        as status_date,
+    json_extract_string(resource, '$.property[0].valueCode[0].text')                   as level,
+    json_extract_string(resource, '$.property[1].valueCode[0].text')                   as side
+from fhir.resources
+where resource_type = 'Device';
+
+create or replace view fhir.observation_flat as
+select
+    id,
+    fhir_ref(json_extract_string(resource, '$.subject.reference'))                     as patient_id,
+    center,
+    fhir_code(json_extract_string(resource, '$.code.coding[*].code'), 'measure')       as measure,
+    cast(json_extract_string(resource, '$.effectiveDateTime') as date)                 as date,
+    cast(json_extract_string(resource, '$.valueQuantity.value') as double)             as value,
+    fhir_code(json_extract_string(
+        list_filter(json_extract(resource, '$.extension[*]'),
+                    lambda e: json_extract_string(e, '$.url') =
+                              'https://drg-etl.example/fhir/StructureDefinition/study-timepoint')[1],
+        '$.valueCodeableConcept.coding[*].code'), 'timepoint')                          as timepoint
+from fhir.resources
+where resource_type = 'Observation';
+
+create or replace view fhir.complication_flat as
+select
+    id,
+    fhir_ref(json_extract_string(resource, '$.subject.reference'))                     as patient_id,
+    center,
+    fhir_code(json_extract_string(resource, '$.code.coding[*].code'), 'complication')  as complication,
+    cast(json_extract_string(resource, '$.onsetDateTime') as date)                     as date,
+    fhir_code(json_extract_string(resource, '$.severity.coding[*].code'), 'severity') = 'permanent'
+                                                                                       as permanent
+from fhir.resources
+where resource_type = 'Condition'
+  and json_extract_string(resource, '$.category[0].coding[0].code') = 'encounter-diagnosis';
