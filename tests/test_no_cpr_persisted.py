@@ -52,9 +52,12 @@ def test_no_cpr_in_warehouse_tables_file_or_output(demo: Generated, tmp_path: Pa
     assert len(dump) > 500 and len(cprs) > 100
     assert [c for c in cprs if c in text] == []
     assert [c for c in cprs if c.encode() in raw] == []
-    # The invalid CPRs of injected defects are not persisted either.
+    # The invalid CPRs of injected defects are not persisted either. ("12345678" is only checked in
+    # the tables: DuckDB's compression symbol tables hold the hex alphabet "0123456789abcdef".)
     for invalid in ("31O585-1234", "0113851234", "12345678"):
-        assert invalid not in text and invalid.encode() not in raw
+        assert invalid not in text
+    for invalid in ("31O585-1234", "0113851234"):
+        assert invalid.encode() not in raw
 
 
 def test_a_different_key_gives_unlinkable_pseudonyms(demo: Generated, tmp_path: Path) -> None:
