@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 from pathlib import Path
@@ -11,10 +12,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from drg_etl.analysis.national import national_analysis, publishable
 from drg_etl.errors import EXIT_USAGE, DrgEtlError
+from drg_etl.fhir.export import export_fhir
 from drg_etl.load import LoadReport, load_inbox
 from drg_etl.pseudonym import DEMO_KEY, KEY_VARIABLE, key_from_environment
 from drg_etl.quality.report import quality_report
+from drg_etl.reference.compare import compare_with_paper
 from drg_etl.synth.generate import DEFAULT_SEED, GenerateResult, generate
 from drg_etl.warehouse import connect
 
@@ -131,13 +135,119 @@ def quality_command(
                   f"{rec['rows_quarantined']}: {'balanced' if rec['balanced'] else 'OUT OF BALANCE'}")
 
 
+def _open(warehouse: Path):
+    try:
+        return connect(warehouse, read_only=True)
+    except DrgEtlError as exc:
+        raise _fail(exc) from exc
+
+
+def _date(text: str | None) -> dt.date | None:
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] --observation-end {text!r} is not a date YYYY-MM-DD")
+        raise typer.Exit(EXIT_USAGE) from exc
+
+
+def print_figures(figures: dict) -> None:
+    """The national analysis as readable tables."""
+    c = figures["cohort"]
+    table = Table(title=f"National analysis, observation end {figures['observation_end']}")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    rows = [("trial patients", c["trial_patients"]), ("implanted patients", c["implanted_patients"]),
+            ("still implanted", f"{c['still_implanted']} ({c['still_implanted_pct']}%)"),
+            ("fully functional", f"{c['fully_functional']} ({c['fully_functional_pct']}%)")]
+    rows += [(f"pain location: {k.replace('_', ' ')}", f"{v['n']} ({v['pct']}%)")
+             for k, v in figures["pain_location"].items()]
+    for measure, o in figures["outcomes_12m"].items():
+        rows.append((f"{measure.replace('_', ' ')}: baseline -> 12 months (n={o['n']})",
+                     f"{o['baseline_mean']} -> {o['month12_mean']}, p = {_p(o['p_value'])}"))
+    k = figures["complications"]
+    rows += [("lead-defect complication", f"{k['lead_defect_patients']} ({k['lead_defect_pct']}%)"),
+             ("retained lead fragments", f"{k['retained_fragment_patients']} ({k['retained_fragment_pct']}%)"),
+             ("permanent nerve damage", str(k["permanent_nerve_damage_patients"]))]
+    rows += [(f"{center}: trial / implanted", f"{v['trial_patients']} / {v['implanted_patients']}")
+             for center, v in figures["by_center"].items()]
+    for label, value in rows:
+        table.add_row(label, str(value))
+    console.print(table)
+
+
+def _p(value: object) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+@app.command("analyze")
+def analyze_command(
+    warehouse: Annotated[Path, typer.Option(help="the DuckDB warehouse file")],
+    as_json: Annotated[bool, typer.Option("--json", help="print analysis.md's JSON")] = False,
+    publish: Annotated[bool, typer.Option("--publish", help="mask counts 1-4 as \"<5\"")] = False,
+    observation_end: Annotated[str | None, typer.Option(help="YYYY-MM-DD; default: the latest cutoff")] = None,
+) -> None:
+    """The national analysis (analysis.md), by SQL over the warehouse's FHIR layer."""
+    end = _date(observation_end)
+    con = _open(warehouse)
+    try:
+        figures = national_analysis(con, end)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_USAGE) from exc
+    finally:
+        con.close()
+    if publish:
+        figures = publishable(figures)
+    if as_json:
+        typer.echo(json.dumps(figures, indent=2))
+    else:
+        print_figures(figures)
+
+
+@app.command("export-fhir")
+def export_fhir_command(
+    warehouse: Annotated[Path, typer.Option(help="the DuckDB warehouse file")],
+    out: Annotated[Path, typer.Option(help="folder for the NDJSON files and manifest.json")],
+) -> None:
+    """FHIR R4 Bulk Data NDJSON, one file per resource type, with manifest.json."""
+    con = _open(warehouse)
+    try:
+        manifest = export_fhir(con, out)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_USAGE) from exc
+    finally:
+        con.close()
+    for entry in manifest["output"]:
+        console.print(f"{entry['count']:>8}  {out / entry['url']}")
+    console.print(f"manifest: {out / 'manifest.json'}")
+
+
+def print_comparison(figures: dict) -> bool:
+    """The computed figures beside the paper's, each marked as matching at the paper's rounding."""
+    table = Table(title="drg-etl beside Horan et al. 2021 (at the paper's rounding)")
+    for column in ("figure", "paper", "drg-etl", "match"):
+        table.add_column(column, justify="left" if column == "figure" else "right")
+    rows = compare_with_paper(figures)
+    for row in rows:
+        computed = _p(row.computed) if row.key.endswith("p_value") else str(row.computed)
+        table.add_row(row.label, str(row.published), computed,
+                      "[green]yes[/green]" if row.matches else "[red]no[/red]")
+    console.print(table)
+    matched = sum(r.matches for r in rows)
+    console.print(f"{matched} of {len(rows)} published figures reproduced from the deliveries.")
+    return matched == len(rows)
+
+
 @app.command("demo")
 def demo_command(
     workdir: Annotated[Path, typer.Option(help="work folder, made afresh")] = Path("drg-demo"),
 ) -> None:
-    """Generate the demo cohort's deliveries in a fresh work folder, load them, and report quality."""
+    """Generate, load, analyze and export in a fresh work folder; compare the figures with the paper's."""
     inbox, warehouse = workdir / "inbox", workdir / "warehouse.duckdb"
-    for stale in (inbox, warehouse, workdir / "warehouse.duckdb.wal"):
+    for stale in (inbox, warehouse, workdir / "warehouse.duckdb.wal", workdir / "fhir"):
         if stale.is_dir():
             shutil.rmtree(stale)
         elif stale.exists():
@@ -150,9 +260,20 @@ def demo_command(
                   f"real loads take the key from {KEY_VARIABLE}.[/yellow]")
     report = load_inbox(inbox, warehouse, DEMO_KEY.encode())
     print_load(report)
+    con = connect(warehouse, read_only=True)
+    try:
+        figures = national_analysis(con)
+        export_fhir(con, workdir / "fhir")
+    finally:
+        con.close()
+    print_figures(figures)
+    all_match = print_comparison(figures)
     console.print(f"Warehouse: {warehouse}")
     console.print(f"Data-quality report: drg-etl quality --warehouse {warehouse}")
+    console.print(f"FHIR R4 bulk export: {workdir / 'fhir'} (manifest.json)")
     console.print(f"The generator's truth (per-patient histories, injected defects): {truth}")
+    if not all_match:
+        raise typer.Exit(1)
 
 
 def main() -> None:
