@@ -104,3 +104,22 @@ def loaded_clean(demo_clean: Generated, tmp_path_factory: pytest.TempPathFactory
 def loaded_other_seed(other_seed: Generated, tmp_path_factory: pytest.TempPathFactory) -> Loaded:
     """Another seed's inbox loaded."""
     return _load(other_seed, tmp_path_factory.mktemp("wh_seed7"))
+
+
+@pytest.fixture(scope="session")
+def seed13(tmp_path_factory: pytest.TempPathFactory) -> Generated:
+    """The demo design under a third seed."""
+    return _generate(tmp_path_factory.mktemp("seed13"), seed=13)
+
+
+@pytest.fixture(scope="session")
+def loaded_seed13(seed13: Generated, tmp_path_factory: pytest.TempPathFactory) -> Loaded:
+    """The third seed loaded."""
+    return _load(seed13, tmp_path_factory.mktemp("wh_seed13"))
+
+
+@pytest.fixture(scope="session")
+def loaded_2000(tmp_path_factory: pytest.TempPathFactory) -> Loaded:
+    """A cohort of 2,000 trial patients, generated with defects and loaded."""
+    base = tmp_path_factory.mktemp("p2000")
+    return _load(_generate(base, seed=5, patients=2000), base)
