@@ -94,6 +94,28 @@ MODELS: dict[str, type[pa.DataFrameModel]] = {
 }
 
 
+def prepare(frame: pd.DataFrame) -> pd.DataFrame:
+    """Give a canonical frame the types the models expect (dates, nullable booleans)."""
+    frame = frame.copy()
+    for column in ("date", "end_date", "placed_date", "status_date"):
+        if column in frame:
+            frame[column] = pd.to_datetime(frame[column])
+    if "permanent" in frame:
+        frame["permanent"] = frame["permanent"].astype("boolean")
+    return frame
+
+
+def schema_failures(table: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """The failure cases of a canonical table against its model (empty when it passes)."""
+    if frame.empty:
+        return pd.DataFrame(columns=["index", "column", "check", "failure_case"])
+    try:
+        MODELS[table].validate(prepare(frame), lazy=True)
+    except SchemaErrors as exc:
+        return exc.failure_cases
+    return pd.DataFrame(columns=["index", "column", "check", "failure_case"])
+
+
 def validate_canonical(staged: StagedDelivery) -> int:
     """Validate each canonical table; quarantine failing facts; return how many failed."""
     failed_total = 0
@@ -101,19 +123,11 @@ def validate_canonical(staged: StagedDelivery) -> int:
         facts = staged.facts[table]
         if not facts:
             continue
-        frame = pd.DataFrame(facts)
-        for column in ("date", "end_date", "placed_date", "status_date"):
-            if column in frame:
-                frame[column] = pd.to_datetime(frame[column])
-        if "permanent" in frame:
-            frame["permanent"] = frame["permanent"].astype("boolean")
-        try:
-            MODELS[table].validate(frame, lazy=True)
-        except SchemaErrors as exc:
-            cases = exc.failure_cases
+        cases = schema_failures(table, pd.DataFrame(facts))
+        if len(cases):
             bad_index = set(cases["index"].dropna().astype(int))
             if cases["index"].isna().any():  # a whole-column failure: every fact of the table
-                bad_index = set(range(len(frame)))
+                bad_index = set(range(len(facts)))
             for i in sorted(bad_index):
                 fact = facts[i]
                 check = cases[cases["index"] == i]

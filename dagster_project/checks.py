@@ -1,0 +1,130 @@
+"""Asset checks: file contracts, the pandera schemas, reconciliation, FHIR validity, cross-center linkage.
+
+Errors that make data unusable are blocking (downstream assets do not materialize in that run);
+quarantine-level findings are warnings with counts and examples.
+"""
+
+
+import json
+
+import dagster as dg
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from dagster_project.assets import CANONICAL, canonical_tables, fhir_resources, quarantine, staged_rows
+from dagster_project.resources import WarehouseResource
+from drg_etl.schemas import schema_failures
+
+
+@dg.asset_check(asset=staged_rows, blocking=True, description="Every file of the center's new deliveries "
+                "reads as its format (encoding, delimiter, columns, not truncated, workbook opens, R4 JSON).")
+def file_contracts(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Blocking: a rejected delivery stops the center's load here."""
+    result = warehouse.store().load(context.partition_key)
+    rejected = [] if result is None else result.rejected
+    return dg.AssetCheckResult(
+        passed=not rejected,
+        metadata={"rejected files": len(rejected), "rules": dg.MetadataValue.json(sorted({r["rule_id"]
+                                                                                          for r in rejected})),
+                  "rejections": dg.MetadataValue.json(rejected)})
+
+
+def _schema_check(table: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=canonical_tables, name=f"schema_{table}", blocking=True,
+                    description=f"canonical.{table} of the center passes its pandera model (drg_etl/schemas.py).")
+    def check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+        with warehouse.connection() as con:
+            frame = con.execute(f"select * from canonical.current_{table} where center = ?",
+                                [context.partition_key]).df()
+        cases = schema_failures(table, frame)
+        examples = cases.head(10).astype(str).to_dict("records")
+        return dg.AssetCheckResult(passed=len(cases) == 0, metadata={
+            "rows": len(frame), "failure cases": len(cases), "examples": dg.MetadataValue.json(examples)})
+
+    return check
+
+
+SCHEMA_CHECKS = [_schema_check(table) for table in CANONICAL]
+
+
+@dg.asset_check(asset=canonical_tables, blocking=True,
+                description="Per file of the deliveries in force: rows read = rows loaded + rows quarantined.")
+def reconciliation(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Blocking: a record neither loaded nor quarantined is a lost record."""
+    with warehouse.connection() as con:
+        rows = con.execute("""
+            select f.file, f.rows_read, f.rows_loaded, f.rows_quarantined
+            from quality.delivery_files f join quality.deliveries d using (delivery_id)
+            where d.center = ? and d.status = 'in_force' order by f.file""", [context.partition_key]).fetchall()
+    unbalanced = [f for f, read, ok, bad in rows if read != ok + bad]
+    return dg.AssetCheckResult(passed=not unbalanced, metadata={
+        "files": len(rows), "rows read": sum(r[1] for r in rows), "rows loaded": sum(r[2] for r in rows),
+        "rows quarantined": sum(r[3] for r in rows), "out of balance": dg.MetadataValue.json(unbalanced)})
+
+
+@dg.asset_check(asset=quarantine, blocking=False,
+                description="Records quarantined (errors) or flagged (warnings), counted by rule with examples.")
+def quarantine_findings(context: dg.AssetCheckExecutionContext,
+                        warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """A warning, never blocking: quarantine is where bad rows are meant to go."""
+    with warehouse.connection() as con:
+        by_rule = con.execute("""
+            select q.rule_id, q.severity, count(*) from quality.quarantine q
+            join quality.deliveries d using (delivery_id)
+            where d.status = 'in_force' and q.center = ? group by all order by 3 desc""",
+                              [context.partition_key]).fetchall()
+        examples = con.execute("""
+            select q.file || ' row ' || q."row" || ': ' || q.message || ' [' || q.rule_id || ']'
+            from quality.quarantine q join quality.deliveries d using (delivery_id)
+            where d.status = 'in_force' and q.center = ? order by q.file, q."row" limit 5""",
+                               [context.partition_key]).fetchall()
+    errors = sum(n for _, severity, n in by_rule if severity == "error")
+    return dg.AssetCheckResult(
+        passed=errors == 0, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"quarantined": errors, "flagged": sum(n for _, s, n in by_rule if s == "warning"),
+                  "by rule": dg.MetadataValue.json({r: n for r, _, n in by_rule}),
+                  "examples": dg.MetadataValue.json([e for (e,) in examples])})
+
+
+@dg.asset_check(asset=fhir_resources, blocking=True,
+                description="Every stored resource validates against FHIR R4 (fhir.resources R4B models).")
+def fhir_validity(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Blocking: an invalid resource must not reach the export."""
+    invalid, count = [], 0
+    with warehouse.connection() as con:
+        cursor = con.execute("select resource_type, id, resource from fhir.resources")
+        while rows := cursor.fetchmany(10_000):
+            for resource_type, rid, resource in rows:
+                count += 1
+                try:
+                    get_fhir_model_class(resource_type).model_validate(json.loads(resource))
+                except ValidationError as exc:
+                    invalid.append(f"{resource_type}/{rid}: {exc.errors()[0]['msg']}")
+    return dg.AssetCheckResult(passed=not invalid, metadata={"resources": count, "invalid": len(invalid),
+                                                             "examples": dg.MetadataValue.json(invalid[:10])})
+
+
+@dg.asset_check(asset=fhir_resources, blocking=True,
+                description="One Patient per person across centers; every reference to a Patient or Device resolves.")
+def cross_center_linkage(warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """Blocking: a person split in two, or a dangling reference, breaks the national analysis."""
+    with warehouse.connection() as con:
+        persons = con.execute("select count(distinct patient_key) from canonical.current_patients").fetchone()[0]
+        patients = con.execute("select count(*), count(distinct pseudonym) from fhir.patient_flat").fetchone()
+        multi = con.execute("select count(*) from (select patient_key from canonical.current_patients "
+                            "group by 1 having count(distinct center) > 1)").fetchone()[0]
+        dangling = con.execute("""
+            select count(*) from fhir.resources r
+            where r.resource_type not in ('Patient', 'Organization')
+              and r.patient_id not in (select id from fhir.resources where resource_type = 'Patient')""").fetchone()[0]
+    passed = patients[0] == patients[1] == persons and dangling == 0
+    return dg.AssetCheckResult(passed=passed, metadata={
+        "persons": persons, "Patient resources": patients[0], "seen at several centers": multi,
+        "resources with a dangling patient": dangling})
+
+
+ALL_CHECKS = [file_contracts, *SCHEMA_CHECKS, reconciliation, quarantine_findings, fhir_validity,
+              cross_center_linkage]
+STAGING_CHECKS = [file_contracts]
+WRITING_CHECKS = [*SCHEMA_CHECKS, reconciliation, quarantine_findings]
+NATIONAL_CHECKS = [fhir_validity, cross_center_linkage]

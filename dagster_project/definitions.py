@@ -1,0 +1,27 @@
+"""The Definitions of the drg-etl code location."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from dagster_project.assets import CENTER_ASSETS, NATIONAL_ASSETS
+from dagster_project.checks import ALL_CHECKS
+from dagster_project.resources import resources_from_environment
+from dagster_project.sensors import (
+    load_one_center,
+    new_deliveries,
+    nightly_national_refresh,
+    refresh_after_load,
+    refresh_national,
+)
+
+defs = dg.Definitions(
+    assets=[*CENTER_ASSETS, *NATIONAL_ASSETS],
+    asset_checks=ALL_CHECKS,
+    jobs=[load_one_center, refresh_national],
+    sensors=[new_deliveries, refresh_after_load],
+    schedules=[nightly_national_refresh],
+    resources=resources_from_environment(),
+    # One step at a time inside a run; across runs, the pool "drg_warehouse" (see dagster.yaml).
+    executor=dg.in_process_executor,
+)
