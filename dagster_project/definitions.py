@@ -1,7 +1,5 @@
 """The Definitions of the drg-etl code location."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from dagster_project.assets import CENTER_ASSETS, NATIONAL_ASSETS
@@ -15,13 +13,19 @@ from dagster_project.sensors import (
     refresh_national,
 )
 
-defs = dg.Definitions(
-    assets=[*CENTER_ASSETS, *NATIONAL_ASSETS],
-    asset_checks=ALL_CHECKS,
-    jobs=[load_one_center, refresh_national],
-    sensors=[new_deliveries, refresh_after_load],
-    schedules=[nightly_national_refresh],
-    resources=resources_from_environment(),
-    # One step at a time inside a run; across runs, the pool "drg_warehouse" (see dagster.yaml).
-    executor=dg.in_process_executor,
-)
+
+def build_defs(resources: dict[str, dg.ConfigurableResource] | None = None) -> dg.Definitions:
+    """The code location's Definitions; resources from the environment unless given."""
+    return dg.Definitions(
+        assets=[*CENTER_ASSETS, *NATIONAL_ASSETS],
+        asset_checks=ALL_CHECKS,
+        jobs=[load_one_center, refresh_national],
+        sensors=[new_deliveries, refresh_after_load],
+        schedules=[nightly_national_refresh],
+        resources=resources or resources_from_environment(),
+        # One step at a time inside a run; across runs, one run at a time (dagster.yaml).
+        executor=dg.in_process_executor,
+    )
+
+
+defs = build_defs()
