@@ -51,8 +51,8 @@ def test_definitions_load_with_assets_partitions_checks_jobs_sensor_schedule() -
     assert checks >= {"file_contracts", "reconciliation", "quarantine_findings", "fhir_validity",
                       "cross_center_linkage", "schema_patients", "schema_measurements"}
     assert defs.resolve_job_def("load_one_center") and defs.resolve_job_def("refresh_national")
-    assert defs.get_sensor_def("new_deliveries") and defs.get_sensor_def("refresh_after_load")
-    assert defs.get_schedule_def("nightly_national_refresh").cron_schedule == "0 3 * * *"
+    assert defs.resolve_sensor_def("new_deliveries") and defs.resolve_sensor_def("refresh_after_load")
+    assert defs.resolve_schedule_def("nightly_national_refresh").cron_schedule == "0 3 * * *"
 
 
 def test_dagster_cli_validates_the_code_location(tmp_path: Path) -> None:
@@ -191,3 +191,16 @@ def test_dagster_dev_serves_the_assets_checks_sensor_and_schedule(tmp_path: Path
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
 
+
+
+def test_centers_loaded_one_run_each_keep_the_cross_center_patients(demo_clean: Generated, tmp_path: Path) -> None:
+    """The sensor's flow: one full run per center. auh (an explant of an ouh implant) loads before ouh."""
+    location = build_defs(resources(demo_clean.inbox, tmp_path / "w.duckdb"))
+    instance = dg.DagsterInstance.ephemeral()
+    for center in ("auh", "ouh", "rh", "aauh"):
+        result = location.resolve_job_def("load_one_center").execute_in_process(
+            partition_key=center, instance=instance, run_config=QUIET)
+        assert result.success, center
+    con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+    assert con.execute("select count(*) from quality.quarantine").fetchone()[0] == 0
+    con.close()

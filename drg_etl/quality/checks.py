@@ -143,9 +143,11 @@ def check_national(new: list[StagedDelivery], in_force: dict[str, list[dict[str,
         bad_procedures, bad_measurements = set(), set()
         for p in staged.facts["procedures"]:
             first = implants.get(p["patient_key"])
-            if p["procedure"] == "explant" and (first is None or p["date"] < first):
+            # An explant with no implant known yet is not flagged: the implant may be in another
+            # center's delivery that has not arrived (a center's delivery can load before another's).
+            if p["procedure"] == "explant" and first is not None and p["date"] < first:
                 _issue(staged, p["source_file"], p["source_row"], "date", "dates.out_of_order",
-                       f"explant on {p['date']} before any implant ({first or 'none'})", p["patient_key"])
+                       f"explant on {p['date']} before the implant on {first}", p["patient_key"])
                 bad_procedures.add((p["source_file"], p["source_row"]))
         for m in staged.facts["measurements"]:
             tp = m["timepoint"]
