@@ -18,7 +18,7 @@ from dagster_project.resources import (
     WarehouseResource,
 )
 from drg_etl.errors import DrgEtlError
-from drg_etl.load import LoadReport, load_report
+from drg_etl.load import LoadReport, finish_load, load_report
 from drg_etl.vocabulary import CENTERS
 from drg_etl.warehouse import connect
 
@@ -69,6 +69,8 @@ def run_load(inbox: Path, warehouse: Path, key: bytes, progress: Callable[[str],
     _raise_on_step_failure(result, "FHIR layer")
     con = connect(warehouse)
     try:
+        finish_load(con, load_id)
+        con.execute("update quality.loads set skipped = ? where load_id = ?", [len(skipped), load_id])
         return load_report(con, load_id, skipped, rejected)
     finally:
         con.close()

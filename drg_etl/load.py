@@ -181,8 +181,18 @@ def write_center(con: duckdb.DuckDBPyConnection, result: StageResult, pending: l
         validate_canonical(staged)
         warehouse.write_delivery(con, staged, reconcile(staged), load_id)
         written.append(staged.delivery.label)
-    con.execute("update quality.loads set finished_at = ? where load_id = ?", [_now(), load_id])
+    finish_load(con, load_id)
     return written
+
+
+def finish_load(con: duckdb.DuckDBPyConnection, load_id: str) -> None:
+    """Stamp the load's end, duration and counts in the audit (quality.loads)."""
+    con.execute("""
+        update quality.loads set finished_at = $now,
+            seconds = epoch($now) - epoch(started_at),
+            loaded = (select count(*) from quality.deliveries where load_id = $id),
+            rejected = (select count(distinct delivery_id) from quality.rejections where load_id = $id)
+        where load_id = $id""", {"now": _now(), "id": load_id})
 
 
 def load_report(con: duckdb.DuckDBPyConnection, load_id: str, skipped: list[str],

@@ -129,3 +129,12 @@ def test_quarantine_points_back_and_holds_the_pseudonym(loaded_demo: Loaded) -> 
         assert file and row >= 1 and message and record
         if center != "aauh" and patient_key:  # a FHIR record names its patient by resource id instead
             assert patient_key in record
+
+
+def test_the_load_audit_records_hashes_counts_timing_and_code_version(loaded_demo: Loaded) -> None:
+    loads = query(loaded_demo, "select load_id, seconds, loaded, skipped, rejected, code_version from quality.loads")
+    assert len(loads) == 1
+    _, seconds, loaded, skipped, rejected, version = loads[0]
+    assert seconds > 0 and (loaded, skipped, rejected) == (4, 0, 0) and version.startswith("drg-etl ")
+    hashes = query(loaded_demo, "select file, sha256 from quality.delivery_files where file = 'prom.csv'")
+    assert len(hashes) == 1 and len(hashes[0][1]) == 64
