@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from drg_etl.dates import add_months
 from drg_etl.mappings import source_map
 from drg_etl.synth.model import Measurement, Person, Procedure
 from drg_etl.synth.render.base import KIND_RULES, CenterRenderer, CsvSink, explant_of, implant_of
@@ -126,19 +125,9 @@ class AuhRenderer(CenterRenderer):
         if kind == "explant_before_implant":
             return implant is not None and explant_of(person) is None
         if kind == "followup_outside_window":
-            return implant is not None and self._window_date(person) is not None
+            return implant is not None and self.mislabelled_24_month_date(person, 13) is not None
         return False
 
-    def _window_date(self, person: Person) -> dt.date | None:
-        """A date 13 months after implant, usable for a mislabelled 24-month row, if any."""
-        implant = implant_of(person, self.center)
-        if implant is None or any(m.timepoint == "month_24" for m in person.measurements):
-            return None
-        day = add_months(implant.date, 13)
-        explant = explant_of(person)
-        if day > self.cutoff or (explant is not None and day >= explant.date):
-            return None
-        return day
 
     def inject(self, kind: str, person: Person | None) -> None:
         """Write the extra rows of one defect."""
@@ -196,7 +185,7 @@ class AuhRenderer(CenterRenderer):
         elif kind == "followup_outside_window":
             m = self.defect_rng.choice(facts["measurements"])
             values = self._prom_row(person, m)
-            values[1], values[2] = auh_date(self._window_date(person)), "24 mdr"
+            values[1], values[2] = auh_date(self.mislabelled_24_month_date(person, 13)), "24 mdr"
             row = self.sinks["prom.csv"].write(values)
             self.defect("prom.csv", row, "Dato", rule_id, kind, person)
 

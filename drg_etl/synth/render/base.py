@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from drg_etl.dates import add_months
 from drg_etl.quality.rules import rule
 from drg_etl.synth.model import Person
 
@@ -115,6 +116,21 @@ class CenterRenderer:
     def ignored_rows(self) -> dict[str, list[int]]:
         """Rows the format says are not records (REDCap's empty instrument rows)."""
         return {}
+
+    def mislabelled_24_month_date(self, person: Person, months: int) -> dt.date | None:
+        """A date ``months`` after this center's implant for a row wrongly labelled 24 months, if one fits.
+
+        It must fall before the cutoff and any explant, for a person with no 24-month assessment,
+        so that the only thing wrong with the row is its window.
+        """
+        implant = implant_of(person, self.center)
+        if implant is None or any(m.timepoint == "month_24" for m in person.measurements):
+            return None
+        day = add_months(implant.date, months)
+        explant = explant_of(person)
+        if day > self.cutoff or (explant is not None and day >= explant.date):
+            return None
+        return day
 
     def end_block(self) -> None:
         """Forget per-block state; renderers that keep some override this."""

@@ -6,11 +6,10 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from drg_etl.dates import add_months
 from drg_etl.mappings import source_map
 from drg_etl.synth.model import Measurement, Person
 from drg_etl.synth.render import rh_project as project
-from drg_etl.synth.render.base import KIND_RULES, CenterRenderer, CsvSink, explant_of, implant_of
+from drg_etl.synth.render.base import KIND_RULES, CenterRenderer, CsvSink, implant_of
 
 EVENTS = {"baseline": "screening_arm_1", "month_3": "month_3_arm_1", "month_6": "month_6_arm_1",
           "month_12": "month_12_arm_1", "month_24": "month_24_arm_1", "month_36": "month_36_arm_1"}
@@ -157,18 +156,9 @@ class RhRenderer(CenterRenderer):
         if kind in ("date_before_2010", "code_unknown", "date_invalid"):
             return implant is not None
         if kind == "followup_outside_window":
-            return implant is not None and self._window_date(person) is not None
+            return implant is not None and self.mislabelled_24_month_date(person, 14) is not None
         return False
 
-    def _window_date(self, person: Person) -> dt.date | None:
-        implant = implant_of(person, self.center)
-        if implant is None or any(m.timepoint == "month_24" for m in person.measurements):
-            return None
-        day = add_months(implant.date, 14)
-        explant = explant_of(person)
-        if day > self.cutoff or (explant is not None and day >= explant.date):
-            return None
-        return day
 
     def inject(self, kind: str, person: Person | None) -> None:
         """Write the extra rows of one defect."""
@@ -184,7 +174,7 @@ class RhRenderer(CenterRenderer):
             record, _ = self.records[person.person_no]
             m = next(m for m in person.measurements if m.timepoint != "baseline")
             values = self._prom(m)
-            values["prom_date"] = self._window_date(person).isoformat()
+            values["prom_date"] = self.mislabelled_24_month_date(person, 14).isoformat()
             row = self.sink.write(self._row(record, "month_24_arm_1", **values))
             self.defect(self.file, row, "prom_date", rule_id, kind, person)
             return
