@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
+import duckdb
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -135,11 +138,20 @@ def quality_command(
                   f"{rec['rows_quarantined']}: {'balanced' if rec['balanced'] else 'OUT OF BALANCE'}")
 
 
-def _open(warehouse: Path):
+@contextmanager
+def _reading(warehouse: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only warehouse connection; a missing or empty warehouse is a usage error (exit 2)."""
     try:
-        return connect(warehouse, read_only=True)
+        con = connect(warehouse, read_only=True)
     except DrgEtlError as exc:
         raise _fail(exc) from exc
+    try:
+        yield con
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(EXIT_USAGE) from exc
+    finally:
+        con.close()
 
 
 def _date(text: str | None) -> dt.date | None:
@@ -190,14 +202,8 @@ def analyze_command(
 ) -> None:
     """The national analysis (analysis.md), by SQL over the warehouse's FHIR layer."""
     end = _date(observation_end)
-    con = _open(warehouse)
-    try:
+    with _reading(warehouse) as con:
         figures = national_analysis(con, end)
-    except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(EXIT_USAGE) from exc
-    finally:
-        con.close()
     if publish:
         figures = publishable(figures)
     if as_json:
@@ -212,14 +218,8 @@ def export_fhir_command(
     out: Annotated[Path, typer.Option(help="folder for the NDJSON files and manifest.json")],
 ) -> None:
     """FHIR R4 Bulk Data NDJSON, one file per resource type, with manifest.json."""
-    con = _open(warehouse)
-    try:
+    with _reading(warehouse) as con:
         manifest = export_fhir(con, out)
-    except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(EXIT_USAGE) from exc
-    finally:
-        con.close()
     for entry in manifest["output"]:
         console.print(f"{entry['count']:>8}  {out / entry['url']}")
     console.print(f"manifest: {out / 'manifest.json'}")

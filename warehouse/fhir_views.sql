@@ -72,11 +72,8 @@ select
     fhir_code(json_extract_string(resource, '$.code.coding[*].code'), 'measure')       as measure,
     cast(json_extract_string(resource, '$.effectiveDateTime') as date)                 as date,
     cast(json_extract_string(resource, '$.valueQuantity.value') as double)             as value,
-    fhir_code(json_extract_string(
-        list_filter(json_extract(resource, '$.extension[*]'),
-                    lambda e: json_extract_string(e, '$.url') =
-                              'https://drg-etl.example/fhir/StructureDefinition/study-timepoint')[1],
-        '$.valueCodeableConcept.coding[*].code'), 'timepoint')                          as timepoint
+    fhir_code(fhir_extension(resource, 'https://drg-etl.example/fhir/StructureDefinition/study-timepoint',
+                             '$.valueCodeableConcept.coding[*].code'), 'timepoint')    as timepoint
 from fhir.resources
 where resource_type = 'Observation';
 

@@ -189,13 +189,18 @@ class RowContext:
         """Birth year from the last parsed CPR."""
         return self._cpr.birth_date.year if getattr(self, "_cpr", None) else None
 
+    def _text(self, column: str, raw: object, required: bool) -> str | None:
+        """The value as stripped text; None when empty, with an issue when it is required."""
+        text = "" if raw is None else str(raw).strip()
+        if text:
+            return text
+        if required:
+            self.fail(column, "value.missing_required", f"{column} is missing")
+        return None
+
     def required(self, column: str, raw: object) -> str | None:
         """A required value as stripped text; an issue when missing."""
-        text = "" if raw is None else str(raw).strip()
-        if not text:
-            self.fail(column, "value.missing_required", f"{column} is missing")
-            return None
-        return text
+        return self._text(column, raw, True)
 
     def date(self, column: str, raw: object, parser: Callable[[str], dt.date], *, required: bool = True,
              ) -> dt.date | None:
@@ -205,10 +210,8 @@ class RowContext:
         elif isinstance(raw, dt.date):
             day = raw
         else:
-            text = "" if raw is None else str(raw).strip()
-            if not text:
-                if required:
-                    self.fail(column, "value.missing_required", f"{column} is missing")
+            text = self._text(column, raw, required)
+            if text is None:
                 return None
             try:
                 day = parser(text)
@@ -223,10 +226,8 @@ class RowContext:
 
     def label(self, column: str, concept: str, raw: object, *, required: bool = True) -> Any:
         """The canonical value of a source label, through the center's map."""
-        text = "" if raw is None else str(raw).strip()
-        if not text:
-            if required:
-                self.fail(column, "value.missing_required", f"{column} is missing")
+        text = self._text(column, raw, required)
+        if text is None:
             return None
         try:
             return self.map.to_canonical(concept, text)
@@ -238,10 +239,8 @@ class RowContext:
         """Any value through a parser that raises ValueProblem."""
         if isinstance(raw, int | float) and not isinstance(raw, bool):
             raw = repr(raw) if isinstance(raw, float) else str(raw)
-        text = "" if raw is None else str(raw).strip()
-        if not text:
-            if required:
-                self.fail(column, "value.missing_required", f"{column} is missing")
+        text = self._text(column, raw, required)
+        if text is None:
             return None
         try:
             return parse(text)
