@@ -20,6 +20,7 @@ from drg_etl.analysis.national import national_analysis as compute_national_anal
 from drg_etl.fhir.export import export_fhir
 from drg_etl.fhir.store import refresh_fhir
 from drg_etl.load import StageResult, stage_center, write_center
+from drg_etl.paths import ANALYSIS_SQL_DIR
 from drg_etl.sources.deliveries import discover
 from drg_etl.vocabulary import CENTERS
 from drg_etl.warehouse import known_delivery
@@ -126,7 +127,7 @@ def fhir_resources(warehouse: WarehouseResource) -> dg.MaterializeResult:
 @dg.asset(group_name="national", deps=[fhir_resources], kinds={"duckdb"}, pool=POOL)
 def warehouse_marts(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Marts over the FHIR views: per-patient analysis flags and the data-quality summary."""
-    flags_sql = (Path(__file__).resolve().parent.parent / "warehouse" / "analysis" / "patient_flags.sql").read_text()
+    flags_sql = (ANALYSIS_SQL_DIR / "patient_flags.sql").read_text()
     with warehouse.connection() as con:
         con.execute("create schema if not exists marts")
         end = con.execute("select max(cutoff) from quality.deliveries where status = 'in_force'").fetchone()[0]

@@ -10,8 +10,7 @@ import yaml
 
 from drg_etl import vocabulary
 from drg_etl.errors import MappingSpecError
-
-MAPPINGS_DIR = Path(__file__).resolve().parent.parent / "mappings"
+from drg_etl.paths import MAPPINGS_DIR
 
 # Which canonical value set each label table must land in.
 _VALUE_SETS: dict[str, tuple[Any, ...]] = {

@@ -11,10 +11,10 @@ import pandas as pd
 
 from drg_etl import __version__
 from drg_etl.errors import UsageError
+from drg_etl.paths import SQL_DIR
 from drg_etl.quality.rules import RULES
 from drg_etl.sources.base import CANONICAL_TABLES, StagedDelivery
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "warehouse"
 CODE_VERSION = f"drg-etl {__version__}"
 CANONICAL_COLUMNS = {
     "patients": ["patient_key", "sex", "birth_year", "pain_location", "diagnosis", "recorded_sex"],

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from drg_etl.analysis.wilcoxon import signed_rank_p
+from drg_etl.paths import ANALYSIS_SQL_DIR as SQL_DIR
 from drg_etl.vocabulary import CENTERS, MEASURES, PAIN_LOCATIONS
 
-SQL_DIR = Path(__file__).resolve().parent.parent.parent / "warehouse" / "analysis"
 MASK = "<5"
 
 

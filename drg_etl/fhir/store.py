@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import duckdb
 import pandas as pd
 
 from drg_etl.fhir.build import build_resources, validate
+from drg_etl.paths import SQL_DIR
 
-SQL_DIR = Path(__file__).resolve().parent.parent.parent / "warehouse"
 BATCH = 20_000
 
 
