@@ -19,15 +19,15 @@ from dagster_project.resources import (
 from drg_etl.analysis.national import national_analysis as compute_national_analysis
 from drg_etl.fhir.export import export_fhir
 from drg_etl.fhir.store import refresh_fhir
-from drg_etl.load import StageResult, stage_center, write_center
-from drg_etl.paths import ANALYSIS_SQL_DIR
+from drg_etl.load import stage_center, write_center
+from drg_etl.marts import refresh_marts
+from drg_etl.model import CANONICAL_TABLES
 from drg_etl.sources.deliveries import discover
 from drg_etl.vocabulary import CENTERS
 from drg_etl.warehouse import known_delivery
 
 CENTER_PARTITIONS = dg.StaticPartitionsDefinition(list(CENTERS))
 POOL = "drg_warehouse"  # one writer at a time: DuckDB allows a single writing process
-CANONICAL = ("patients", "procedures", "devices", "measurements", "complications")
 
 
 def _md_table(rows: list[dict], limit: int = 20) -> dg.MetadataValue:
@@ -56,7 +56,7 @@ def delivery_files(context: dg.AssetExecutionContext, inbox: InboxResource,
                                           "folders": _md_table(rows)})
 
 
-@dg.asset(partitions_def=CENTER_PARTITIONS, group_name="center_load", deps=[delivery_files], kinds={"pandas"},
+@dg.asset(partitions_def=CENTER_PARTITIONS, group_name="center_load", deps=[delivery_files], kinds={"duckdb"},
           pool=POOL)
 def staged_rows(context: dg.AssetExecutionContext, inbox: InboxResource, warehouse: WarehouseResource,
                 pseudonym_key: PseudonymKeyResource, load_run: LoadRunResource) -> dg.MaterializeResult:
@@ -65,10 +65,12 @@ def staged_rows(context: dg.AssetExecutionContext, inbox: InboxResource, warehou
     with warehouse.connection() as con:
         result = stage_center(Path(inbox.path), center, con, pseudonym_key.pseudonymizer(),
                               load_run.id_for(context))
-    warehouse.store().save(result)
-    files = [{"delivery": s.delivery.label, "file": c.file, "rows read": c.rows_read,
-              "findings": sum(1 for i in s.issues if i.file == c.file)}
-             for s in result.staged for c in s.counts.values()]
+        files = con.execute("""
+            select d.center || '/' || strftime(d.cutoff, '%Y-%m-%d') as delivery, f.file, f.rows_read as "rows read",
+                   (select count(*) from staging.pending_issues i
+                    where i.delivery_id = f.delivery_id and i.file = f.file) as findings
+            from staging.pending_files f join staging.pending_deliveries d using (delivery_id)
+            where d.center = ? order by all""", [center]).df().to_dict("records")
     return dg.MaterializeResult(metadata={
         "staged deliveries": len(result.staged), "already loaded": len(result.skipped),
         "rejected files": len(result.rejected), "rows read": sum(f["rows read"] for f in files),
@@ -81,16 +83,13 @@ def canonical_tables(context: dg.AssetExecutionContext, warehouse: WarehouseReso
                      load_run: LoadRunResource) -> dg.MaterializeResult:
     """The canonical tables of the center's deliveries, checked nationally, reconciled, written."""
     center = context.partition_key
-    store = warehouse.store()
-    result = store.load(center) or StageResult(center)
     with warehouse.connection() as con:
-        written = write_center(con, result, store.pending(), load_run.id_for(context))
+        written = write_center(con, center, load_run.id_for(context))
         counts = {t: con.execute(f"select count(*) from canonical.current_{t} where center = ?", [center]
-                                 ).fetchone()[0] for t in CANONICAL}
+                                 ).fetchone()[0] for t in CANONICAL_TABLES}
         preview = con.execute("select patient_key[:12] as patient, date, timepoint, measure, value "
                               "from canonical.current_measurements where center = ? order by date limit 10",
                               [center]).df().to_dict("records")
-    store.discard(center)
     return dg.MaterializeResult(metadata={"written deliveries": dg.MetadataValue.json(written),
                                           **{f"rows: {t}": n for t, n in counts.items()},
                                           "preview: measurements": _md_table(preview)})
@@ -118,26 +117,20 @@ def quarantine(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
 
 @dg.asset(group_name="national", deps=[canonical_tables], kinds={"duckdb"}, pool=POOL)
 def fhir_resources(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """The national data set as FHIR R4 resources, rebuilt from the deliveries in force."""
+    """The national data set as FHIR R4 resources, rebuilt for the patients the latest writes touched."""
     with warehouse.connection() as con:
         counts = refresh_fhir(con)
-    return dg.MaterializeResult(metadata={"resources": sum(counts.values()), **{t: n for t, n in counts.items()}})
+        mode, patients, seconds = con.execute("select mode, patients, seconds from quality.fhir_builds "
+                                              "order by built_at desc limit 1").fetchone()
+    return dg.MaterializeResult(metadata={"resources": sum(counts.values()), "build": mode,
+                                          "patients rebuilt": patients, "seconds": seconds, **counts})
 
 
 @dg.asset(group_name="national", deps=[fhir_resources], kinds={"duckdb"}, pool=POOL)
 def warehouse_marts(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """Marts over the FHIR views: per-patient analysis flags and the data-quality summary."""
-    flags_sql = (ANALYSIS_SQL_DIR / "patient_flags.sql").read_text()
     with warehouse.connection() as con:
-        con.execute("create schema if not exists marts")
-        end = con.execute("select max(cutoff) from quality.deliveries where status = 'in_force'").fetchone()[0]
-        con.execute("create or replace table marts.patient_flags as " + flags_sql, {"observation_end": end})
-        con.execute("""create or replace table marts.quality_by_rule as
-            select q.center, q.rule_id, q.severity, q.kahn_category, count(*) as records
-            from quality.quarantine q join quality.deliveries d using (delivery_id)
-            where d.status = 'in_force' group by all""")
-        rows = {t: con.execute(f"select count(*) from marts.{t}").fetchone()[0]
-                for t in ("patient_flags", "quality_by_rule")}
+        rows = refresh_marts(con)
     return dg.MaterializeResult(metadata={f"rows: marts.{t}": n for t, n in rows.items()})
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from drg_etl.load import StagedStore
 from drg_etl.pseudonym import KEY_VARIABLE, MIN_KEY_LENGTH, Pseudonymizer
 from drg_etl.warehouse import connect
 
@@ -30,10 +29,6 @@ class WarehouseResource(dg.ConfigurableResource):
             yield con
         finally:
             con.close()
-
-    def store(self) -> StagedStore:
-        """The staged-deliveries store beside the warehouse."""
-        return StagedStore.beside(Path(self.path))
 
 
 class InboxResource(dg.ConfigurableResource):

@@ -89,12 +89,15 @@ def print_load(report: LoadReport) -> None:
 def load_command(
     inbox: Annotated[Path, typer.Argument(help="inbox folder of center deliveries")],
     warehouse: Annotated[Path, typer.Option(help="the DuckDB warehouse file")],
+    strict: Annotated[bool, typer.Option("--strict", help="also validate every FHIR resource with fhir.resources "
+                                                          "(slower; the R4 JSON Schema checks every resource anyway)")
+                      ] = False,
 ) -> None:
     """Load every delivery under INBOX that the warehouse has not seen."""
     try:
         key = key_from_environment()
         with console.status("loading") as status:
-            report = load_inbox(inbox, warehouse, key, progress=lambda text: status.update(text))
+            report = load_inbox(inbox, warehouse, key, progress=lambda text: status.update(text), strict=strict)
     except DrgEtlError as exc:
         raise _fail(exc) from exc
     print_load(report)

@@ -1,18 +1,17 @@
-"""The load, as the stage functions the Dagster assets call, and the report read back from the warehouse.
+"""The load: plain library functions, called by `drg-etl load` and wrapped by the Dagster assets.
 
-Stages, per center: ``stage_center`` reads each new delivery of the center (file contracts, row
-rules, within-delivery rules) into the staged store; ``write_center`` runs the national rules
-(against the deliveries in force and every center's staged deliveries), validates the canonical
-tables, reconciles the counts and writes each delivery in one transaction. Then, nationally,
-the FHIR layer is rebuilt. ``load_inbox`` runs these as the Dagster asset graph in process
-(dagster_project), so the CLI and Dagster share one pipeline.
+Stages: ``stage_center`` reads each new delivery of a center (file contracts, row rules,
+within-delivery rules, the canonical schemas) into the warehouse's staging schema;
+``write_pending`` (drg_etl.write) runs the national rules as SQL, reconciles the counts and
+writes the staged deliveries in one transaction; ``refresh_fhir`` rebuilds the FHIR
+resources of the patients the write touched. ``load_inbox`` runs them in that order. Data
+passes between stages only through the warehouse.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import pickle
-import shutil
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,16 +20,17 @@ from typing import Any
 import duckdb
 
 from drg_etl import warehouse
-from drg_etl.errors import EXIT_OK, EXIT_REJECTED, DrgEtlError, UsageError
+from drg_etl.errors import EXIT_OK, EXIT_REJECTED, UsageError
+from drg_etl.fhir.store import refresh_fhir
 from drg_etl.pseudonym import Pseudonymizer
-from drg_etl.quality.checks import check_national
 from drg_etl.schemas import validate_canonical
-from drg_etl.sources.base import Issue, StagedDelivery
+from drg_etl.sources.base import Issue
 from drg_etl.sources.deliveries import DeliveryRejected, discover, read_delivery
+from drg_etl.staging import stage_delivery
+from drg_etl.vocabulary import CENTERS
+from drg_etl.write import ReconciliationError, write_pending
 
-
-class ReconciliationError(DrgEtlError):
-    """Records that neither loaded nor went to quarantine: a defect of the pipeline, never silent."""
+__all__ = ["LoadReport", "ReconciliationError", "load_inbox", "stage_center", "write_center"]
 
 
 @dataclass
@@ -69,52 +69,12 @@ class LoadReport:
 
 @dataclass
 class StageResult:
-    """One center's new deliveries, read and checked, waiting to be written."""
+    """What staging one center's new deliveries did: staged (into the warehouse), skipped, rejected."""
 
     center: str
-    staged: list[StagedDelivery] = field(default_factory=list)
+    staged: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
-
-
-class StagedStore:
-    """Staged deliveries on disk between the staging and writing stages (pseudonymised; never a CPR)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    @classmethod
-    def beside(cls, warehouse_path: Path) -> StagedStore:
-        """The store next to a warehouse file."""
-        return cls(warehouse_path.parent / f"{warehouse_path.name}.staged")
-
-    def save(self, result: StageResult) -> None:
-        """Keep a center's stage result (replacing an earlier one)."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.folder / f"{result.center}.pickle.tmp"
-        with tmp.open("wb") as handle:
-            pickle.dump(result, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(self.folder / f"{result.center}.pickle")
-
-    def load(self, center: str) -> StageResult | None:
-        """A center's stage result, if staged."""
-        path = self.folder / f"{center}.pickle"
-        if not path.exists():
-            return None
-        with path.open("rb") as handle:
-            return pickle.load(handle)
-
-    def pending(self) -> list[StageResult]:
-        """Every staged result not yet written."""
-        return [r for p in sorted(self.folder.glob("*.pickle")) if (r := self.load(p.stem)) is not None]
-
-    def discard(self, center: str) -> None:
-        """Forget a center's stage result once written."""
-        (self.folder / f"{center}.pickle").unlink(missing_ok=True)
-
-    def clear(self) -> None:
-        """Remove the store."""
-        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _now() -> dt.datetime:
@@ -130,7 +90,11 @@ def begin_load(con: duckdb.DuckDBPyConnection, load_id: str, inbox: Path) -> Non
 
 def stage_center(inbox: Path, center: str, con: duckdb.DuckDBPyConnection, pseudonymize: Pseudonymizer,
                  load_id: str) -> StageResult:
-    """Read every new delivery of one center; record rejected deliveries with their reasons."""
+    """Read every new delivery of one center into the staging schema; record rejected deliveries.
+
+    One delivery is in memory at a time (the reader's result); it leaves for the warehouse
+    as columnar batches before the next is read.
+    """
     if not inbox.is_dir():
         raise UsageError(f"inbox {inbox} is not a folder")
     begin_load(con, load_id, inbox)
@@ -141,7 +105,7 @@ def stage_center(inbox: Path, center: str, con: duckdb.DuckDBPyConnection, pseud
             result.skipped.append(delivery.label)
             continue
         try:
-            result.staged.append(read_delivery(delivery, pseudonymize))
+            staged = read_delivery(delivery, pseudonymize)
         except DeliveryRejected as rejection:
             if not warehouse.known_rejection(con, delivery_id):
                 for r in rejection.rejections:
@@ -149,38 +113,16 @@ def stage_center(inbox: Path, center: str, con: duckdb.DuckDBPyConnection, pseud
                                 [load_id, delivery_id, center, delivery.cutoff, r.file, r.rule_id, r.reason, _now()])
             result.rejected += [{"delivery": delivery.label, "file": r.file, "rule_id": r.rule_id, "reason": r.reason}
                                 for r in rejection.rejections]
+            continue
+        validate_canonical(staged)
+        stage_delivery(con, staged, load_id)
+        result.staged.append(delivery.label)
     return result
 
 
-def reconcile(staged: StagedDelivery) -> list[dict[str, Any]]:
-    """Per file: rows read = loaded + quarantined, or ReconciliationError naming the lost rows."""
-    out = []
-    for file, count in sorted(staged.counts.items()):
-        quarantined = staged.error_rows(file)
-        loaded = {row for f, row in staged.contributed if f == file} - quarantined
-        if count.rows_read != len(loaded) + len(quarantined):
-            lost = sorted({row for f, row, _ in staged.source_rows if f == file} - loaded - quarantined)
-            raise ReconciliationError(
-                f"{staged.delivery.label} {file}: {count.rows_read} rows read but {len(loaded)} loaded and "
-                f"{len(quarantined)} quarantined; rows neither loaded nor quarantined: {lost[:10]}")
-        out.append({"file": file, "sha256": staged.file_hashes.get(file.split("#")[0]),
-                    "rows_read": count.rows_read, "rows_loaded": len(loaded), "rows_quarantined": len(quarantined),
-                    "rows_ignored": count.rows_ignored})
-    return out
-
-
-def write_center(con: duckdb.DuckDBPyConnection, result: StageResult, pending: list[StageResult],
-                 load_id: str) -> list[str]:
-    """Check a center's staged deliveries nationally, then reconcile and write each; return their labels."""
-    others = [s for r in pending if r.center != result.center for s in r.staged]
-    context = warehouse.in_force_facts(con, "procedures", {result.center}) + \
-        [p for s in others for p in s.facts["procedures"]]
-    check_national(result.staged, {"procedures": context})
-    written = []
-    for staged in sorted(result.staged, key=lambda s: s.delivery.cutoff):
-        validate_canonical(staged)
-        warehouse.write_delivery(con, staged, reconcile(staged), load_id)
-        written.append(staged.delivery.label)
+def write_center(con: duckdb.DuckDBPyConnection, center: str, load_id: str) -> list[str]:
+    """Check a center's staged deliveries nationally, reconcile and write them; return their labels."""
+    written = write_pending(con, load_id, [center])
     finish_load(con, load_id)
     return written
 
@@ -222,11 +164,36 @@ def load_report(con: duckdb.DuckDBPyConnection, load_id: str, skipped: list[str]
     return report
 
 
-def load_inbox(inbox: Path, warehouse_path: Path, key: bytes,
-               progress: Callable[[str], None] | None = None) -> LoadReport:
-    """Load every delivery under ``inbox`` the warehouse has not seen, by running the asset graph in process."""
+def load_inbox(inbox: Path, warehouse_path: Path, key: bytes, progress: Callable[[str], None] | None = None,
+               *, strict: bool = False) -> LoadReport:
+    """Load every delivery under ``inbox`` the warehouse has not seen: stage, write, rebuild the FHIR layer.
+
+    Every center is staged before any is written, so the national rules see the whole batch
+    (an implant whose trial is in another center's delivery of the same load). ``strict``
+    validates every FHIR resource with fhir.resources as well as the R4 JSON Schema.
+    """
     if not inbox.is_dir():
         raise UsageError(f"inbox {inbox} is not a folder")
-    from dagster_project.runner import run_load
-
-    return run_load(inbox, warehouse_path, key, progress)
+    load_id = str(uuid.uuid4())
+    pseudonymize = Pseudonymizer(key)
+    con = warehouse.connect(warehouse_path)
+    try:
+        skipped: list[str] = []
+        rejected: list[dict[str, Any]] = []
+        for center in CENTERS:
+            if progress:
+                progress(f"staging {center}")
+            result = stage_center(inbox, center, con, pseudonymize, load_id)
+            skipped += result.skipped
+            rejected += result.rejected
+        if progress:
+            progress("writing")
+        write_pending(con, load_id)
+        if progress:
+            progress("building the FHIR layer")
+        refresh_fhir(con, strict=strict)
+        finish_load(con, load_id)
+        con.execute("update quality.loads set skipped = ? where load_id = ?", [len(skipped), load_id])
+        return load_report(con, load_id, skipped, rejected)
+    finally:
+        con.close()

@@ -139,7 +139,7 @@ class Tiny:
                         measure=measure, value=value)
 
     def analyze(self, end: str = "2019-12-31") -> dict[str, Any]:
-        refresh_fhir(self.con)
+        refresh_fhir(self.con, full=True)
         return national_analysis(self.con, dt.date.fromisoformat(end))
 
 

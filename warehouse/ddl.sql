@@ -3,6 +3,7 @@
 --   canonical  the canonical model, every row with its lineage (delivery, file, row)
 --   quality    deliveries, files, the quarantine, rule results, loads, rejections
 -- Views canonical.current_* show the deliveries in force (one per center, the latest cutoff).
+-- The canonical tables themselves are declared once, in drg_etl/model.py.
 
 create schema if not exists staging;
 create schema if not exists canonical;
@@ -92,52 +93,61 @@ create table if not exists staging.source_records (
     record         json not null
 );
 
-create table if not exists canonical.patients (
-    delivery_id varchar not null, center varchar not null, cutoff date not null,
-    source_file varchar not null, source_row integer not null,
-    patient_key varchar not null, sex varchar not null, birth_year integer not null,
-    pain_location varchar not null, diagnosis varchar not null, recorded_sex varchar
+-- The canonical tables (canonical.*), their staging twins (staging.pending_*) and the views
+-- canonical.current_* are generated from the one declaration of the model, drg_etl/model.py.
+
+-- A delivery read and checked but not yet written: its facts wait in staging.pending_<table>,
+-- its findings, per-file counts, the records that contributed a fact, and its source records
+-- here. Writing moves them, in one transaction, into canonical.* and quality.*.
+create table if not exists staging.pending_deliveries (
+    delivery_id    varchar primary key,
+    center         varchar not null,
+    cutoff         date not null,
+    load_id        varchar not null,
+    staged_at      timestamp not null
 );
 
-create table if not exists canonical.procedures (
-    delivery_id varchar not null, center varchar not null, cutoff date not null,
-    source_file varchar not null, source_row integer not null,
-    patient_key varchar not null, procedure varchar not null, date date not null, end_date date,
-    trial_success boolean, device_ref varchar, reason varchar
+create table if not exists staging.pending_issues (
+    delivery_id    varchar not null,
+    center         varchar not null,
+    cutoff         date not null,
+    file           varchar not null,
+    "row"          integer not null,
+    resource_id    varchar,
+    column_name    varchar,
+    rule_id        varchar not null,
+    severity       varchar not null,
+    kahn_category  varchar not null,
+    message        varchar not null,
+    patient_key    varchar
 );
 
-create table if not exists canonical.devices (
-    delivery_id varchar not null, center varchar not null, cutoff date not null,
-    source_file varchar not null, source_row integer not null,
-    patient_key varchar not null, device_ref varchar not null, device_type varchar not null, model varchar,
-    serial varchar not null, placed_date date, level varchar, side varchar, status varchar not null,
-    status_date date
+create table if not exists staging.pending_files (
+    delivery_id    varchar not null,
+    file           varchar not null,
+    sha256         varchar,
+    rows_read      integer not null,
+    rows_ignored   integer not null
 );
 
-create table if not exists canonical.measurements (
-    delivery_id varchar not null, center varchar not null, cutoff date not null,
-    source_file varchar not null, source_row integer not null,
-    patient_key varchar not null, date date not null, timepoint varchar, measure varchar not null,
-    value double not null
+create table if not exists staging.pending_contributed (
+    delivery_id    varchar not null,
+    file           varchar not null,
+    "row"          integer not null
 );
 
-create table if not exists canonical.complications (
-    delivery_id varchar not null, center varchar not null, cutoff date not null,
-    source_file varchar not null, source_row integer not null,
-    patient_key varchar not null, date date not null, complication varchar not null, permanent boolean,
-    device_ref varchar, note varchar
+create table if not exists staging.pending_source_records (
+    delivery_id    varchar not null,
+    file           varchar not null,
+    "row"          integer not null,
+    record         json not null
 );
 
-create or replace view canonical.current_patients as
-    select t.* from canonical.patients t join quality.deliveries d using (delivery_id) where d.status = 'in_force';
-create or replace view canonical.current_procedures as
-    select t.* from canonical.procedures t join quality.deliveries d using (delivery_id) where d.status = 'in_force';
-create or replace view canonical.current_devices as
-    select t.* from canonical.devices t join quality.deliveries d using (delivery_id) where d.status = 'in_force';
-create or replace view canonical.current_measurements as
-    select t.* from canonical.measurements t join quality.deliveries d using (delivery_id) where d.status = 'in_force';
-create or replace view canonical.current_complications as
-    select t.* from canonical.complications t join quality.deliveries d using (delivery_id) where d.status = 'in_force';
+-- Patients whose FHIR resources must be rebuilt: marked in the transaction that writes or
+-- supersedes a delivery, cleared in the one that rebuilds them (the FHIR layer is incremental).
+create table if not exists staging.fhir_dirty (
+    patient_key    varchar primary key
+);
 
 -- The FHIR layer: the national data set as R4 resources, rebuilt from the deliveries in force
 -- after each load (ids are deterministic, so a rebuild gives the same resources).
@@ -149,4 +159,15 @@ create table if not exists fhir.resources (
     center         varchar,
     resource       json not null,
     primary key (resource_type, id)
+);
+
+-- Each build of the FHIR layer: how many patients and resources, validated by what.
+create table if not exists quality.fhir_builds (
+    built_at       timestamp not null,
+    mode           varchar not null,      -- full | incremental
+    validation     varchar not null,      -- schema (R4 JSON Schema, every resource) | strict (also fhir.resources)
+    patients       integer not null,
+    resources      integer not null,
+    invalid        integer not null,
+    seconds        double not null
 );

@@ -2,26 +2,32 @@
 
 Ids are UUID v5 of the pseudonym and the fact's natural key, so a re-load gives the same
 ids. Every resource carries ``meta.source`` (center and delivery) and a ``meta.tag`` for the
-center, and is validated with fhir.resources' R4B models before it is stored.
+center. Resources are built per patient from that patient's facts alone, so the layer can be
+rebuilt for just the patients a delivery touches, in bounded batches of patients; validation
+is the store's job (drg_etl/fhir/store.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
 import duckdb
-from fhir.resources.R4B import get_fhir_model_class
+import yaml
 
 from drg_etl.fhir.terminology import codeable, system
+from drg_etl.model import TABLES
+from drg_etl.paths import MAPPINGS_DIR
 from drg_etl.vocabulary import CENTER_NAMES, CENTERS, FAULTY_LEAD_STATUSES, REMOVED_LEAD_STATUSES
 
 NAMESPACE = uuid.UUID("6f1c2b0e-4d7a-5c3e-9b8f-2a1d0e9c7b65")
 PLACING = {"implant", "lead_replacement", "ipg_replacement"}
 REMOVING = {"explant", "lead_removal", "lead_replacement", "ipg_replacement"}
+PatientFacts = dict[str, list[dict[str, Any]]]
 
 
 def resource_id(resource_type: str, *natural_key: Any) -> str:
@@ -38,10 +44,10 @@ def _iso(value: Any) -> str:
     return value.isoformat() if isinstance(value, dt.date | dt.datetime) else str(value)[:10]
 
 
-def _rows(con: duckdb.DuckDBPyConnection, table: str) -> list[dict[str, Any]]:
-    cursor = con.execute(f"select * from canonical.current_{table} order by all")
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+@functools.cache
+def manufacturers() -> dict[str, str]:
+    """Device model -> manufacturer, from mappings/devices.yaml."""
+    return yaml.safe_load((MAPPINGS_DIR / "devices.yaml").read_text(encoding="utf-8"))["manufacturers"]
 
 
 def organizations() -> Iterator[dict[str, Any]]:
@@ -53,23 +59,31 @@ def organizations() -> Iterator[dict[str, Any]]:
                "meta": {"tag": [{"system": system("center"), "code": center}]}}
 
 
-def build_resources(con: duckdb.DuckDBPyConnection) -> Iterator[dict[str, Any]]:
-    """Every resource of the national data set, from the canonical tables in force."""
-    patients = _rows(con, "patients")
-    procedures = _rows(con, "procedures")
-    devices = _rows(con, "devices")
-    measurements = _rows(con, "measurements")
-    complications = _rows(con, "complications")
-    yield from organizations()
-    first_center = _first_centers(procedures, patients)
-    seen: set[str] = set()
-    for p in patients:
-        key = p["patient_key"]
-        if key in seen:
-            continue
-        seen.add(key)
-        home = first_center[key]
-        fact = next((q for q in patients if q["patient_key"] == key and q["center"] == home), p)
+def facts_by_patient(con: duckdb.DuckDBPyConnection, keys_table: str) -> dict[str, PatientFacts]:
+    """The facts in force of the patients in ``keys_table`` (a table with a patient_key column), per patient.
+
+    Rows keep the order of ``order by all`` within each table, so a patient's resources do not
+    depend on which other patients are built with them.
+    """
+    out: dict[str, PatientFacts] = defaultdict(lambda: {t: [] for t in TABLES})
+    for table in TABLES:
+        cursor = con.execute(f"select t.* from canonical.current_{table} t semi join {keys_table} k "
+                             "using (patient_key) order by all")
+        names = [d[0] for d in cursor.description]
+        while rows := cursor.fetchmany(50_000):
+            for row in rows:
+                fact = dict(zip(names, row, strict=True))
+                out[fact["patient_key"]][table].append(fact)
+    return out
+
+
+def build_patient(key: str, facts: PatientFacts) -> Iterator[dict[str, Any]]:
+    """Every resource of one patient, from that patient's facts in force (all centers)."""
+    patients, procedures = facts["patients"], facts["procedures"]
+    devices, complications = facts["devices"], facts["complications"]
+    if patients:
+        home = _first_center(procedures, patients)
+        fact = next((q for q in patients if q["center"] == home), patients[0])
         yield {"resourceType": "Patient", "id": resource_id("Patient", key), "meta": _meta(fact["center"],
                                                                                            fact["cutoff"]),
                "identifier": [{"system": system("pseudonym"), "value": key}],
@@ -81,38 +95,29 @@ def build_resources(con: duckdb.DuckDBPyConnection) -> Iterator[dict[str, Any]]:
                "category": [{"coding": [{"system": system("condition_category"), "code": "problem-list-item"}]}],
                "code": codeable("diagnosis", fact["diagnosis"]),
                "bodySite": [codeable("pain_location", fact["pain_location"])],
-               "subject": {"reference": f"Patient/{resource_id('Patient', key)}"}}
-    device_ids = {(d["patient_key"], d["center"], d["device_ref"]): resource_id("Device", d["patient_key"],
-                                                                                d["center"], d["device_ref"])
+               "subject": _subject(key)}
+    device_ids = {(d["center"], d["device_ref"]): resource_id("Device", key, d["center"], d["device_ref"])
                   for d in devices}
-    comp_ids: dict[tuple[str, str, Any], list[str]] = defaultdict(list)
+    comp_ids: dict[tuple[str, Any], list[str]] = defaultdict(list)
     for c in complications:
-        comp_ids[(c["patient_key"], c["center"], c["date"])].append(_complication_id(c))
-    by_owner: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        comp_ids[(c["center"], c["date"])].append(_complication_id(c))
+    by_center: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for d in devices:
-        by_owner[(d["patient_key"], d["center"])].append(d)
+        by_center[d["center"]].append(d)
         yield _device(d, device_ids)
     for p in procedures:
-        yield _procedure(p, by_owner[(p["patient_key"], p["center"])], device_ids, comp_ids)
-    for m in measurements:
+        yield _procedure(p, by_center[p["center"]], device_ids, comp_ids)
+    for m in facts["measurements"]:
         yield _observation(m)
     for c in complications:
-        device = _complication_device(c, by_owner[(c["patient_key"], c["center"])], device_ids)
-        yield from _complication(c, device)
+        yield from _complication(c, _complication_device(c, by_center[c["center"]], device_ids))
 
 
-def _first_centers(procedures: list[dict[str, Any]], patients: list[dict[str, Any]]) -> dict[str, str]:
-    """The center that saw each patient first (earliest procedure; else the first with demographics)."""
-    first: dict[str, tuple[Any, int, str]] = {}
-    for p in procedures:
-        candidate = (p["date"], CENTERS.index(p["center"]), p["center"])
-        if p["patient_key"] not in first or candidate < first[p["patient_key"]]:
-            first[p["patient_key"]] = candidate
-    out = {k: v[2] for k, v in first.items()}
-    for p in patients:
-        out.setdefault(p["patient_key"], min((q["center"] for q in patients if q["patient_key"] == p["patient_key"]),
-                                             key=CENTERS.index))
-    return out
+def _first_center(procedures: list[dict[str, Any]], patients: list[dict[str, Any]]) -> str:
+    """The center that saw the patient first (earliest procedure; else the first with demographics)."""
+    if procedures:
+        return min((p["date"], CENTERS.index(p["center"]), p["center"]) for p in procedures)[2]
+    return min((q["center"] for q in patients), key=CENTERS.index)
 
 
 def _subject(key: str) -> dict[str, str]:
@@ -121,14 +126,16 @@ def _subject(key: str) -> dict[str, str]:
 
 def _device(d: dict[str, Any], device_ids: dict) -> dict[str, Any]:
     resource: dict[str, Any] = {
-        "resourceType": "Device", "id": device_ids[(d["patient_key"], d["center"], d["device_ref"])],
+        "resourceType": "Device", "id": device_ids[(d["center"], d["device_ref"])],
         "meta": _meta(d["center"], d["cutoff"]),
         "identifier": [{"system": f"{system('project')}/device/{d['center']}", "value": d["device_ref"]}],
-        "type": codeable("device_type", d["device_type"]), "manufacturer": "Abbott",
+        "type": codeable("device_type", d["device_type"]),
         "serialNumber": d["serial"], "patient": _subject(d["patient_key"]),
         "status": "active" if d["status"] == "active" else "inactive",
         "extension": [],
     }
+    if d["model"] in manufacturers():
+        resource["manufacturer"] = manufacturers()[d["model"]]
     if d["model"]:
         resource["deviceName"] = [{"name": d["model"], "type": "model-name"}]
     if d["placed_date"]:
@@ -146,7 +153,7 @@ def _device(d: dict[str, Any], device_ids: dict) -> dict[str, Any]:
 
 
 def _procedure(p: dict[str, Any], mine: list[dict[str, Any]], device_ids: dict,
-               comp_ids: dict[tuple[str, str, Any], list[str]]) -> dict[str, Any]:
+               comp_ids: dict[tuple[str, Any], list[str]]) -> dict[str, Any]:
     """A Procedure; ``mine`` are the devices of the same patient and center."""
     key, center = p["patient_key"], p["center"]
     resource: dict[str, Any] = {
@@ -172,12 +179,12 @@ def _procedure(p: dict[str, Any], mine: list[dict[str, Any]], device_ids: dict,
     if focal:
         resource["focalDevice"] = [
             {"action": {"coding": [{"system": system("device_action"), "code": action}]},
-             "manipulated": {"reference": f"Device/{device_ids[(key, center, d['device_ref'])]}"}}
+             "manipulated": {"reference": f"Device/{device_ids[(center, d['device_ref'])]}"}}
             for action, d in focal]
         sites = sorted({f"{d['level']} {d['side']}" for _, d in focal if d["device_type"] == "lead"})
         if sites:
             resource["bodySite"] = [{"text": f"dorsal root ganglion, {site}"} for site in sites]
-    complications = comp_ids.get((key, center, p["date"]), [])
+    complications = comp_ids.get((center, p["date"]), [])
     if complications:
         resource["complicationDetail"] = [{"reference": f"Condition/{c}"} for c in complications]
     return resource
@@ -214,7 +221,7 @@ def _complication_device(c: dict[str, Any], mine: list[dict[str, Any]], device_i
         match = [d for d in mine if d["status"] == "removed_fragment_retained" and d["status_date"] == c["date"]]
     else:
         match = []
-    return device_ids[(c["patient_key"], c["center"], match[0]["device_ref"])] if len(match) == 1 else None
+    return device_ids[(c["center"], match[0]["device_ref"])] if len(match) == 1 else None
 
 
 def _complication(c: dict[str, Any], device: str | None) -> Iterator[dict[str, Any]]:
@@ -250,9 +257,3 @@ def _complication(c: dict[str, Any], device: str | None) -> Iterator[dict[str, A
     if device:
         event["suspectEntity"] = [{"instance": {"reference": f"Device/{device}"}}]
     yield event
-
-
-def validate(resource: dict[str, Any]) -> dict[str, Any]:
-    """Validate a resource with fhir.resources (R4B models); raise on an invalid one."""
-    get_fhir_model_class(resource["resourceType"]).model_validate(resource)
-    return resource

@@ -1,51 +1,158 @@
-"""Store the FHIR layer in the warehouse: rebuild fhir.resources from the deliveries in force."""
+"""Store the FHIR layer in the warehouse: rebuild fhir.resources for the patients that changed.
+
+A write marks the patients it touches (``staging.fhir_dirty``); :func:`refresh_fhir` rebuilds
+just their resources (or every patient's, with ``full``), in batches of patients read from
+key-sorted copies of the canonical tables, so memory is bounded by the batch. Every resource
+is validated against the official FHIR R4 JSON Schema (:mod:`drg_etl.fhir.validate`); each
+distinct resource shape, and every coded concept, is also validated once with fhir.resources;
+``strict`` validates every resource with fhir.resources too. Resources are stored as the
+compact JSON the export writes, serialised once with orjson.
+"""
 
 from __future__ import annotations
 
-import json
+import datetime as dt
+import functools
+import time
+from collections.abc import Iterator
+from typing import Any
 
 import duckdb
+import orjson
 import pandas as pd
+from fhir.resources.R4B import get_fhir_model_class
 
-from drg_etl.fhir.build import build_resources, validate
+from drg_etl.fhir.build import build_patient, organizations, resource_id
+from drg_etl.fhir.terminology import all_codeables
+from drg_etl.fhir.validate import check_resources
+from drg_etl.model import TABLES
 from drg_etl.paths import SQL_DIR
 
-BATCH = 20_000
+BATCH_PATIENTS = 5_000
+Row = tuple[str, str, str | None, str | None, str]
 
 
-def refresh_fhir(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Rebuild the FHIR layer in one transaction; return the count per resource type."""
-    counts: dict[str, int] = {}
+def _source_sql(table: str) -> str:
+    order = ", ".join(f'"{c.name}"' for c in TABLES[table].all_columns)
+    return (f"create or replace temp table fhir_src_{table} as select t.* from canonical.current_{table} t "
+            f"semi join fhir_targets k using (patient_key) order by patient_key, {order}")
+
+
+def _batches(con: duckdb.DuckDBPyConnection, size: int) -> Iterator[tuple[list[str], dict[str, dict[str, list]]]]:
+    """Target patients in key order, ``size`` at a time, with their facts per table."""
+    keys = [k for (k,) in con.execute("select patient_key from fhir_targets order by patient_key").fetchall()]
+    for start in range(0, len(keys), size):
+        chunk = keys[start:start + size]
+        facts: dict[str, dict[str, list]] = {k: {t: [] for t in TABLES} for k in chunk}
+        for table in TABLES:
+            cursor = con.execute(f"select * from fhir_src_{table} where patient_key between ? and ?",
+                                 [chunk[0], chunk[-1]])
+            names = [d[0] for d in cursor.description]
+            for row in cursor.fetchall():
+                fact = dict(zip(names, row, strict=True))
+                facts[fact["patient_key"]][table].append(fact)
+        yield chunk, facts
+
+
+def _shape(resource: dict[str, Any]) -> tuple:
+    return resource["resourceType"], tuple(resource), tuple(e["url"] for e in resource.get("extension", ()))
+
+
+@functools.cache
+def _codeables_validated() -> int:
+    """Validate every coded concept of the terminology map once with fhir.resources."""
+    model = get_fhir_model_class("CodeableConcept")
+    for concept in all_codeables():
+        model.model_validate(concept)
+    return len(all_codeables())
+
+
+class _Validator:
+    """Every resource against the R4 JSON Schema; fhir.resources per shape (or per resource if strict)."""
+
+    def __init__(self, strict: bool) -> None:
+        self.strict = strict
+        self.shapes: set[tuple] = set()
+
+    def __call__(self, resources: list[dict[str, Any]]) -> None:
+        check_resources(resources)
+        _codeables_validated()
+        for resource in resources:
+            if self.strict or (shape := _shape(resource)) not in self.shapes:
+                get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+                if not self.strict:
+                    self.shapes.add(shape)
+
+
+def _row(resource: dict[str, Any]) -> Row:
+    reference = (resource.get("subject") or resource.get("patient") or {}).get("reference")
+    patient = resource["id"] if resource["resourceType"] == "Patient" else (
+        reference.split("/")[1] if reference else None)
+    tags = resource.get("meta", {}).get("tag", [])
+    return (resource["resourceType"], resource["id"], patient, tags[0]["code"] if tags else None,
+            orjson.dumps(resource).decode())
+
+
+def _insert(con: duckdb.DuckDBPyConnection, rows: list[Row]) -> None:
+    if rows:
+        frame = pd.DataFrame.from_records(rows, columns=["resource_type", "id", "patient_id", "center", "resource"])
+        con.register("incoming", frame)
+        con.execute("insert or replace into fhir.resources select resource_type, id, patient_id, center, "
+                    "resource::json from incoming")
+        con.unregister("incoming")
+
+
+def _targets(con: duckdb.DuckDBPyConnection, full: bool) -> str:
+    """Choose the patients to rebuild (temp table fhir_targets) and remove their resources; return the mode."""
+    if full or not con.execute("select count(*) from fhir.resources").fetchone()[0]:
+        keys = " union ".join(f"select patient_key from canonical.current_{t}" for t in TABLES)
+        con.execute(f"create or replace temp table fhir_targets as select distinct patient_key from ({keys})")
+        con.execute("delete from fhir.resources")
+        return "full"
+    con.execute("create or replace temp table fhir_targets as select patient_key from staging.fhir_dirty")
+    keys = [k for (k,) in con.execute("select patient_key from fhir_targets").fetchall()]
+    stale = pd.DataFrame({"patient_id": [resource_id("Patient", k) for k in keys]}, dtype=object)
+    con.register("stale", stale)
+    con.execute("delete from fhir.resources where patient_id in (select patient_id from stale)")
+    con.unregister("stale")
+    return "incremental"
+
+
+def refresh_fhir(con: duckdb.DuckDBPyConnection, *, full: bool = False, strict: bool = False,
+                 batch_patients: int = BATCH_PATIENTS) -> dict[str, int]:
+    """Rebuild the FHIR resources of the changed patients (all with ``full``) in one transaction.
+
+    Returns the count per resource type of the whole layer afterwards.
+    """
+    started = time.perf_counter()
+    validate = _Validator(strict)
     con.execute("begin transaction")
     try:
-        con.execute("delete from fhir.resources")
-        batch: list[tuple[str, str, str | None, str | None, str]] = []
-        for resource in build_resources(con):
-            validate(resource)
-            patient = (resource.get("subject") or resource.get("patient") or {}).get("reference")
-            if resource["resourceType"] == "Patient":
-                patient = f"Patient/{resource['id']}"
-            center = next((t["code"] for t in resource.get("meta", {}).get("tag", [])), None)
-            batch.append((resource["resourceType"], resource["id"], patient.split("/")[1] if patient else None,
-                          center, json.dumps(resource, ensure_ascii=False)))
-            counts[resource["resourceType"]] = counts.get(resource["resourceType"], 0) + 1
-            if len(batch) >= BATCH:
-                _insert(con, batch)
-                batch = []
-        _insert(con, batch)
+        mode = _targets(con, full)
+        for table in TABLES:
+            con.execute(_source_sql(table))
+        built = patients = 0
+        orgs = list(organizations())
+        validate(orgs)
+        _insert(con, [_row(r) for r in orgs])
+        for chunk, facts in _batches(con, batch_patients):
+            resources = [r for key in chunk for r in build_patient(key, facts[key])]
+            validate(resources)
+            _insert(con, [_row(r) for r in resources])
+            built += len(resources)
+            patients += len(chunk)
+        for table in TABLES:
+            con.execute(f"drop table if exists fhir_src_{table}")
+        con.execute("drop table if exists fhir_targets")
+        con.execute("delete from staging.fhir_dirty")
         con.execute((SQL_DIR / "fhir_views.sql").read_text(encoding="utf-8"))
+        con.execute("insert into quality.fhir_builds values (?, ?, ?, ?, ?, 0, ?)",
+                    [dt.datetime.now(dt.UTC).replace(tzinfo=None), mode, "strict" if strict else "schema",
+                     patients, built + len(orgs), time.perf_counter() - started])
+        counts = dict(con.execute("select resource_type, count(*) from fhir.resources group by 1 order by 1")
+                      .fetchall())
         con.execute("commit")
     except Exception:
         con.execute("rollback")
         raise
     return counts
-
-
-def _insert(con: duckdb.DuckDBPyConnection, batch: list[tuple[str, str, str | None, str | None, str]]) -> None:
-    if not batch:
-        return
-    frame = pd.DataFrame(batch, columns=["resource_type", "id", "patient_id", "center", "resource"])
-    con.register("incoming", frame)
-    con.execute("insert into fhir.resources select resource_type, id, patient_id, center, resource::json "
-                "from incoming")
-    con.unregister("incoming")

@@ -37,13 +37,23 @@ def project_code(concept: str, value: Any) -> str:
     return f"{concept}/{str(value).lower()}"
 
 
+@functools.cache
 def codeable(concept: str, value: Any) -> dict[str, Any]:
-    """A CodeableConcept: the standard codes where verified, the project code, and the text."""
+    """A CodeableConcept: the standard codes where verified, the project code, and the text.
+
+    Cached: the same dict is shared by every resource that codes this value, so callers must not
+    change it.
+    """
     entry = terminology()["concepts"][concept][str(value).lower()]
     codings = [{"system": system(s), "code": entry[s]["code"], "display": entry[s]["display"]}
                for s in STANDARD if s in entry]
     codings.append({"system": system("project"), "code": project_code(concept, value), "display": entry["text"]})
     return {"coding": codings, "text": entry["text"]}
+
+
+def all_codeables() -> list[dict[str, Any]]:
+    """The CodeableConcept of every value of every concept in the terminology map."""
+    return [codeable(concept, value) for concept, values in terminology()["concepts"].items() for value in values]
 
 
 def code_system_resource() -> dict[str, Any]:

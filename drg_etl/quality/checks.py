@@ -1,18 +1,16 @@
-"""Cross-row rules: within a delivery (duplicates, conflicts, demographics) and nationally.
+"""Cross-row rules within one delivery: duplicates, conflicts, demographics (national rules: quality/national.py).
 
 Rules run in order, each over what the earlier ones let through, so a row is blamed for
 the first thing wrong with it: row-level rules in the readers, then exact duplicates, then
-conflicts, then missing demographics, then the national date rules.
+conflicts, then missing demographics, then (when the delivery is written) the national rules.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from drg_etl.dates import in_follow_up_window
 from drg_etl.sources.base import Issue, StagedDelivery
 
 
@@ -106,62 +104,3 @@ def check_delivery(staged: StagedDelivery) -> None:
     check_patient_conflicts(staged)
     check_measurement_conflicts(staged)
     check_demographics(staged)
-
-
-def check_national(new: list[StagedDelivery], in_force: dict[str, list[dict[str, Any]]]) -> None:
-    """Rules that need every center: trials before implants, implants before explants and follow-ups.
-
-    ``in_force`` holds the procedures of deliveries already in the warehouse that stay in
-    force (centers this load does not replace); issues are raised on the new deliveries only.
-    """
-    procedures = list(in_force.get("procedures", [])) + [p for s in new for p in s.facts["procedures"]]
-    trials: dict[str, list[dt.date]] = defaultdict(list)
-    for p in procedures:
-        if p["procedure"] == "trial" and p["trial_success"]:
-            trials[p["patient_key"]].append(p["end_date"] or p["date"])
-    for staged in new:
-        bad = set()
-        for p in staged.facts["procedures"]:
-            if p["procedure"] != "implant":
-                continue
-            ended = trials.get(p["patient_key"], [])
-            if not ended:
-                _issue(staged, p["source_file"], p["source_row"], "procedure", "implant.without_trial",
-                       f"implant on {p['date']} but no successful trial at any center", p["patient_key"])
-                bad.add((p["source_file"], p["source_row"]))
-            elif min(ended) > p["date"]:
-                _issue(staged, p["source_file"], p["source_row"], "date", "dates.out_of_order",
-                       f"implant on {p['date']} before the successful trial ending {min(ended)}", p["patient_key"])
-                bad.add((p["source_file"], p["source_row"]))
-        drop_rows(staged, bad, ["procedures"])
-    procedures = list(in_force.get("procedures", [])) + [p for s in new for p in s.facts["procedures"]]
-    implants: dict[str, dt.date] = {}
-    for p in procedures:
-        if p["procedure"] == "implant":
-            implants[p["patient_key"]] = min(p["date"], implants.get(p["patient_key"], p["date"]))
-    for staged in new:
-        bad_procedures, bad_measurements = set(), set()
-        for p in staged.facts["procedures"]:
-            first = implants.get(p["patient_key"])
-            # An explant with no implant known yet is not flagged: the implant may be in another
-            # center's delivery that has not arrived (a center's delivery can load before another's).
-            if p["procedure"] == "explant" and first is not None and p["date"] < first:
-                _issue(staged, p["source_file"], p["source_row"], "date", "dates.out_of_order",
-                       f"explant on {p['date']} before the implant on {first}", p["patient_key"])
-                bad_procedures.add((p["source_file"], p["source_row"]))
-        for m in staged.facts["measurements"]:
-            tp = m["timepoint"]
-            if tp in (None, "baseline") or (m["source_file"], m["source_row"]) in bad_measurements:
-                continue
-            first = implants.get(m["patient_key"])
-            if first is None or m["date"] < first:
-                _issue(staged, m["source_file"], m["source_row"], "date", "dates.out_of_order",
-                       f"{tp} follow-up on {m['date']} before the implant ({first or 'none'})", m["patient_key"])
-                bad_measurements.add((m["source_file"], m["source_row"]))
-            elif not in_follow_up_window(tp, first, m["date"]):
-                _issue(staged, m["source_file"], m["source_row"], "date", "followup.outside_window",
-                       f"{tp} follow-up on {m['date']} is outside its window after the implant on {first}",
-                       m["patient_key"])
-                bad_measurements.add((m["source_file"], m["source_row"]))
-        drop_rows(staged, bad_procedures, ["procedures"])
-        drop_rows(staged, bad_measurements, ["measurements"])

@@ -1,20 +1,19 @@
 """aauh reader: the EHR's FHIR R4 bulk export (extracts.md "aauh") onto the canonical model.
 
-Every line must be JSON and a valid R4 resource of its file's type (fhir.resources, R4B
-models); one that is not rejects the file. The EHR's local codes map through
+Every line must be JSON and a valid R4 resource of its file's type (the official FHIR R4 JSON
+Schema); one that is not rejects the file. The EHR's local codes map through
 mappings/aauh.yaml. Timepoints are not in the export: the analysis derives them from dates.
 """
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from typing import Any
 
-from fhir.resources.R4B import get_fhir_model_class
-from pydantic import ValidationError
+import orjson
 
 from drg_etl.cpr import CprError, parse_cpr
+from drg_etl.fhir.validate import first_error
 from drg_etl.levels import LevelError, parse_level
 from drg_etl.mappings import source_map
 from drg_etl.pseudonym import Pseudonymizer
@@ -26,9 +25,12 @@ SCORE_RANGES = {"nrs_average": (0, 10), "nrs_worst": (0, 10), "pcs_total": (0, 5
 
 
 def read_lines(delivery: Delivery, resource_type: str) -> list[tuple[int, str, dict[str, Any]]]:
-    """The file's resources with their line numbers; a line that is not R4 JSON of this type rejects the file."""
+    """The file's resources with their line numbers; a line that is not R4 JSON of this type rejects the file.
+
+    Each line is checked against the official FHIR R4 JSON Schema (drg_etl.fhir.validate), the
+    same independent validator the FHIR layer's output passes.
+    """
     file = f"{resource_type}.ndjson"
-    model = get_fhir_model_class(resource_type)
     out = []
     try:
         text = (delivery.folder / file).read_text(encoding="utf-8")
@@ -40,20 +42,15 @@ def read_lines(delivery: Delivery, resource_type: str) -> list[tuple[int, str, d
         if not line.strip():
             continue
         try:
-            data = json.loads(line)
-        except json.JSONDecodeError as exc:
+            data = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
             raise FileRejected(file, "file.ndjson", f"line {number} is not JSON: {exc.msg}") from exc
         if not isinstance(data, dict) or data.get("resourceType") != resource_type:
             found = data.get("resourceType") if isinstance(data, dict) else type(data).__name__
             raise FileRejected(file, "file.ndjson", f"line {number} is a {found}, not a {resource_type}")
-        try:
-            model.model_validate(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"])
+        if (error := first_error(data)) is not None:
             raise FileRejected(file, "file.ndjson",
-                               f"line {number} (id {data.get('id')}) is not valid FHIR R4: {where}: {first['msg']}"
-                               ) from exc
+                               f"line {number} (id {data.get('id')}) is not valid FHIR R4: {error}")
         out.append((number, line, data))
     return out
 

@@ -18,11 +18,10 @@ from typing import Any
 
 from drg_etl.cpr import CprError, parse_cpr
 from drg_etl.mappings import SourceMap
+from drg_etl.model import CANONICAL_TABLES, TABLES
 from drg_etl.pseudonym import Pseudonymizer
 from drg_etl.quality.rules import rule
 from drg_etl.sources.values import ValueProblem, check_date_range
-
-CANONICAL_TABLES = ("patients", "procedures", "devices", "measurements", "complications")
 
 
 class FileRejected(Exception):
@@ -261,6 +260,7 @@ class RowContext:
 
     def add(self, table: str, **values: Any) -> None:
         """Add a canonical fact with this record's lineage."""
+        TABLES[table].check_fact(values)
         self.contributes()
         self.staged.facts[table].append({
             "center": self.staged.delivery.center, "delivery": self.cutoff.isoformat(),

@@ -1,0 +1,157 @@
+"""The canonical model, declared once.
+
+Every reader maps its format onto these five tables; from this one declaration follow
+the warehouse DDL (``canonical.*`` and the staging tables that hold a delivery before it is
+written), the pandera schemas of the canonical layer (:mod:`drg_etl.schemas`) and the columns
+a reader's fact must carry (:meth:`Table.check_fact`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from drg_etl import vocabulary
+from drg_etl.levels import SPINAL_LEVELS
+
+RowCheck = Callable[[pd.DataFrame], "pd.Series[bool]"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its DuckDB type, whether it may be null, and the values it may take."""
+
+    name: str
+    sql_type: str
+    nullable: bool = True
+    isin: tuple[str, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+    length: int | None = None
+
+    def ddl(self) -> str:
+        """The column as it appears in ``create table``."""
+        quoted = f'"{self.name}"' if self.name in {"row", "date", "value"} else self.name
+        return f"{quoted} {self.sql_type}" + ("" if self.nullable else " not null")
+
+
+@dataclass(frozen=True)
+class Table:
+    """A canonical table: the fact columns a reader fills, after the lineage every row carries."""
+
+    name: str
+    description: str
+    columns: tuple[Column, ...]
+    row_checks: Mapping[str, RowCheck] = field(default_factory=dict)
+
+    @property
+    def fact_columns(self) -> list[str]:
+        """The columns a reader's fact carries (lineage excluded)."""
+        return [c.name for c in self.columns]
+
+    @property
+    def all_columns(self) -> tuple[Column, ...]:
+        """Lineage, then the fact columns: the columns of ``canonical.<name>``."""
+        return (*LINEAGE, *self.columns)
+
+    def ddl(self, schema: str = "canonical", prefix: str = "", extra: tuple[Column, ...] = ()) -> str:
+        """``create table if not exists`` for this table in ``schema``."""
+        columns = ",\n    ".join(c.ddl() for c in (*self.all_columns, *extra))
+        return f"create table if not exists {schema}.{prefix}{self.name} (\n    {columns}\n);"
+
+    def check_fact(self, values: Mapping[str, Any]) -> None:
+        """Raise when a reader's values (all but the patient key) are not exactly this table's (a reader defect)."""
+        expected = self.reader_columns
+        if values.keys() != expected:
+            raise TypeError(f"a {self.name} fact carries {sorted(expected)}; missing {sorted(expected - values.keys())}"
+                            f", extra {sorted(values.keys() - expected)}")
+
+    @functools.cached_property
+    def reader_columns(self) -> frozenset[str]:
+        """The fact columns a reader gives by name (the patient key comes from the record's CPR)."""
+        return frozenset(self.fact_columns) - {"patient_key"}
+
+
+LINEAGE: tuple[Column, ...] = (
+    Column("delivery_id", "varchar", nullable=False),
+    Column("center", "varchar", nullable=False, isin=vocabulary.CENTERS),
+    Column("cutoff", "date", nullable=False),
+    Column("source_file", "varchar", nullable=False),
+    Column("source_row", "integer", nullable=False, low=0),
+)
+PATIENT_KEY = Column("patient_key", "varchar", nullable=False, length=64)
+
+
+def _trial_is_complete(frame: pd.DataFrame) -> pd.Series:
+    return (frame["procedure"] != "trial") | (frame["end_date"].notna() & frame["trial_success"].notna())
+
+
+def _lead_is_placed(frame: pd.DataFrame) -> pd.Series:
+    return (frame["device_type"] != "lead") | (frame["level"].notna() & frame["side"].notna())
+
+
+def _nrs_in_range(frame: pd.DataFrame) -> pd.Series:
+    return (frame["measure"] == "pcs_total") | (frame["value"] <= 10)
+
+
+TABLES: dict[str, Table] = {t.name: t for t in (
+    Table("patients", "One patient's demographics as a center records them.", (
+        PATIENT_KEY,
+        Column("sex", "varchar", nullable=False, isin=vocabulary.SEXES),
+        Column("birth_year", "integer", nullable=False, low=1850, high=2100),
+        Column("pain_location", "varchar", nullable=False, isin=vocabulary.PAIN_LOCATIONS),
+        Column("diagnosis", "varchar", nullable=False, isin=vocabulary.DIAGNOSES),
+        Column("recorded_sex", "varchar"),
+    )),
+    Table("procedures", "A procedure; a trial carries its end date and verdict.", (
+        PATIENT_KEY,
+        Column("procedure", "varchar", nullable=False, isin=vocabulary.PROCEDURES),
+        Column("date", "date", nullable=False),
+        Column("end_date", "date"),
+        Column("trial_success", "boolean"),
+        Column("device_ref", "varchar"),
+        Column("reason", "varchar"),
+    ), {"trial.has_end_and_verdict": _trial_is_complete}),
+    Table("devices", "A generator or lead; a lead has a level and side.", (
+        PATIENT_KEY,
+        Column("device_ref", "varchar", nullable=False),
+        Column("device_type", "varchar", nullable=False, isin=vocabulary.DEVICE_TYPES),
+        Column("model", "varchar"),
+        Column("serial", "varchar", nullable=False),
+        Column("placed_date", "date"),
+        Column("level", "varchar", isin=tuple(SPINAL_LEVELS)),
+        Column("side", "varchar", isin=("left", "right")),
+        Column("status", "varchar", nullable=False, isin=vocabulary.LEAD_STATUSES),
+        Column("status_date", "date"),
+    ), {"lead.has_level_and_side": _lead_is_placed}),
+    Table("measurements", "One score at one date, with the study timepoint where the source gives one.", (
+        PATIENT_KEY,
+        Column("date", "date", nullable=False),
+        Column("timepoint", "varchar", isin=vocabulary.TIMEPOINTS),
+        Column("measure", "varchar", nullable=False, isin=vocabulary.MEASURES),
+        Column("value", "double", nullable=False, low=0, high=52),
+    ), {"nrs.range": _nrs_in_range}),
+    Table("complications", "A complication.", (
+        PATIENT_KEY,
+        Column("date", "date", nullable=False),
+        Column("complication", "varchar", nullable=False, isin=vocabulary.COMPLICATIONS),
+        Column("permanent", "boolean"),
+        Column("device_ref", "varchar"),
+        Column("note", "varchar"),
+    )),
+)}
+CANONICAL_TABLES: tuple[str, ...] = tuple(TABLES)
+FACT_ORDER = Column("fact_seq", "integer", nullable=False)  # a fact's position in its delivery (staging only)
+
+
+def canonical_ddl() -> str:
+    """The DDL of ``canonical.*`` and of the staging tables that hold facts of deliveries not yet written."""
+    statements = [t.ddl() for t in TABLES.values()]
+    statements += [t.ddl("staging", "pending_", (FACT_ORDER,)) for t in TABLES.values()]
+    statements += [f"create or replace view canonical.current_{name} as select t.* from canonical.{name} t "
+                   "join quality.deliveries d using (delivery_id) where d.status = 'in_force';" for name in TABLES]
+    return "\n".join(statements)

@@ -1,0 +1,124 @@
+"""Write staged deliveries into the warehouse: national rules, reconciliation, supersession, in one transaction.
+
+Everything here is SQL over the staging schema: the facts move into ``canonical.*``, the
+findings into ``quality.quarantine``, the counts into ``quality.delivery_files``; the
+patients the write touches (of the new delivery and of the one it supersedes) are marked
+for the incremental rebuild of the FHIR layer. A failure rolls back every delivery of the
+call, so the warehouse stays as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+
+from drg_etl.errors import DrgEtlError
+from drg_etl.model import TABLES
+from drg_etl.quality.national import check_national
+from drg_etl.staging import discard, pending
+from drg_etl.warehouse import CODE_VERSION
+
+
+class ReconciliationError(DrgEtlError):
+    """Records that neither loaded nor went to quarantine: a defect of the pipeline, never silent."""
+
+
+RECONCILE = """
+    with errors as (
+        select distinct file, "row" from staging.pending_issues where delivery_id = $id and severity = 'error'),
+    loaded as (
+        select distinct c.file, c."row" from staging.pending_contributed c anti join errors e using (file, "row")
+        where c.delivery_id = $id)
+    select f.file, f.sha256, f.rows_read,
+           (select count(*) from loaded l where l.file = f.file) as rows_loaded,
+           (select count(*) from errors e where e.file = f.file) as rows_quarantined,
+           f.rows_ignored
+    from staging.pending_files f where f.delivery_id = $id order by f.file"""
+
+LOST_ROWS = """
+    select "row" from staging.pending_source_records s where delivery_id = $id and file = $file
+      and "row" not in (select "row" from staging.pending_contributed where delivery_id = $id and file = $file)
+      and "row" not in (select "row" from staging.pending_issues where delivery_id = $id and file = $file
+                        and severity = 'error')
+    order by "row" limit 10"""
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def reconcile(con: duckdb.DuckDBPyConnection, delivery_id: str, label: str) -> None:
+    """Per file: rows read = loaded + quarantined, or ReconciliationError naming the lost rows."""
+    for file, _sha, read, loaded, quarantined, _ignored in con.execute(RECONCILE, {"id": delivery_id}).fetchall():
+        if read != loaded + quarantined:
+            lost = [r for (r,) in con.execute(LOST_ROWS, {"id": delivery_id, "file": file}).fetchall()]
+            raise ReconciliationError(f"{label} {file}: {read} rows read but {loaded} loaded and {quarantined} "
+                                      f"quarantined; rows neither loaded nor quarantined: {lost}")
+
+
+def _mark_dirty(con: duckdb.DuckDBPyConnection, delivery_ids: list[str]) -> None:
+    """Mark every patient of these deliveries for the FHIR layer's rebuild."""
+    keys = " union ".join(f"select patient_key from canonical.{t} where list_contains($ids, delivery_id)"
+                          for t in TABLES)
+    con.execute(f"insert or ignore into staging.fhir_dirty select distinct patient_key from ({keys})",
+                {"ids": delivery_ids})
+
+
+def _write_one(con: duckdb.DuckDBPyConnection, delivery_id: str, center: str, cutoff: dt.date,
+               load_id: str) -> None:
+    """Move one staged delivery into canonical and quality; supersede the center's older delivery."""
+    newest, older = con.execute(
+        "select max(cutoff), list(delivery_id) from quality.deliveries where center = ? and status = 'in_force'",
+        [center]).fetchone()
+    status = "in_force" if newest is None or cutoff >= newest else "superseded"
+    if status == "in_force" and older:
+        _mark_dirty(con, older)
+        con.execute("update quality.deliveries set status = 'superseded', superseded_by = ? "
+                    "where center = ? and status = 'in_force'", [delivery_id, center])
+    con.execute("insert into quality.deliveries values (?, ?, ?, ?, ?, ?, ?, null)",
+                [delivery_id, center, cutoff, status, load_id, _now(), CODE_VERSION])
+    for table in TABLES:
+        con.execute(f"insert into canonical.{table} by name select * exclude (fact_seq) "
+                    f"from staging.pending_{table} where delivery_id = ?", [delivery_id])
+    con.execute(f"insert into quality.delivery_files by name select $id as delivery_id, * from ({RECONCILE})",
+                {"id": delivery_id})
+    con.execute("""
+        insert into quality.quarantine by name
+        select i.*, s.record from staging.pending_issues i
+        left join staging.pending_source_records s using (delivery_id, file, "row") where i.delivery_id = ?""",
+                [delivery_id])
+    con.execute("""
+        insert into quality.rule_results by name
+        select ? as load_id, delivery_id, rule_id, severity, kahn_category, count(*) as failures
+        from staging.pending_issues where delivery_id = ? group by all""", [load_id, delivery_id])
+    con.execute('insert into staging.source_records by name select delivery_id, file, "row", record '
+                "from staging.pending_source_records where delivery_id = ?", [delivery_id])
+    if status == "in_force":
+        _mark_dirty(con, [delivery_id])
+    discard(con, delivery_id)
+
+
+def write_pending(con: duckdb.DuckDBPyConnection, load_id: str, centers: list[str] | None = None) -> list[str]:
+    """Check the staged deliveries (of ``centers``) nationally, reconcile and write them; return their labels.
+
+    One transaction for all of them: a failure (a reconciliation error, a crash) leaves the
+    warehouse and the staging schema as they were.
+    """
+    deliveries = pending(con, centers)
+    if not deliveries:
+        return []
+    con.execute("begin transaction")
+    try:
+        check_national(con, [d["delivery_id"] for d in deliveries])
+        written = []
+        for d in deliveries:
+            label = f"{d['center']}/{d['cutoff'].isoformat()}"
+            reconcile(con, d["delivery_id"], label)
+            _write_one(con, d["delivery_id"], d["center"], d["cutoff"], load_id)
+            written.append(label)
+        con.execute("commit")
+    except Exception:
+        con.execute("rollback")
+        raise
+    return written
