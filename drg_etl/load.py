@@ -23,10 +23,9 @@ from drg_etl import warehouse
 from drg_etl.errors import EXIT_OK, EXIT_REJECTED, UsageError
 from drg_etl.fhir.store import refresh_fhir
 from drg_etl.pseudonym import Pseudonymizer
-from drg_etl.schemas import validate_canonical
 from drg_etl.sources.base import Issue
-from drg_etl.sources.deliveries import DeliveryRejected, discover, read_delivery
-from drg_etl.staging import stage_delivery
+from drg_etl.sources.deliveries import DeliveryRejected, discover
+from drg_etl.staging import discard_unfinished, stage_delivery
 from drg_etl.vocabulary import CENTERS
 from drg_etl.write import ReconciliationError, write_pending
 
@@ -92,12 +91,13 @@ def stage_center(inbox: Path, center: str, con: duckdb.DuckDBPyConnection, pseud
                  load_id: str) -> StageResult:
     """Read every new delivery of one center into the staging schema; record rejected deliveries.
 
-    One delivery is in memory at a time (the reader's result); it leaves for the warehouse
-    as columnar batches before the next is read.
+    A reader streams each delivery into the staging schema in bounded batches; the rules of
+    the delivery then run there as SQL.
     """
     if not inbox.is_dir():
         raise UsageError(f"inbox {inbox} is not a folder")
     begin_load(con, load_id, inbox)
+    discard_unfinished(con)
     result = StageResult(center)
     for delivery in (d for d in discover(inbox) if d.center == center):
         delivery_id = delivery.content_id()
@@ -105,7 +105,7 @@ def stage_center(inbox: Path, center: str, con: duckdb.DuckDBPyConnection, pseud
             result.skipped.append(delivery.label)
             continue
         try:
-            staged = read_delivery(delivery, pseudonymize)
+            stage_delivery(con, delivery, pseudonymize, load_id)
         except DeliveryRejected as rejection:
             if not warehouse.known_rejection(con, delivery_id):
                 for r in rejection.rejections:
@@ -114,8 +114,6 @@ def stage_center(inbox: Path, center: str, con: duckdb.DuckDBPyConnection, pseud
             result.rejected += [{"delivery": delivery.label, "file": r.file, "rule_id": r.rule_id, "reason": r.reason}
                                 for r in rejection.rejections]
             continue
-        validate_canonical(staged)
-        stage_delivery(con, staged, load_id)
         result.staged.append(delivery.label)
     return result
 

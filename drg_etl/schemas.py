@@ -3,7 +3,7 @@
 The readers' row rules should already have caught every bad value; these schemas are the
 contract of the canonical layer. They validate lazily, and each failing fact goes to
 quarantine under ``canonical.schema`` with the check that failed, never silently dropped.
-Large tables are validated in bounded batches (:func:`batch_failures`).
+Tables are validated in bounded batches (:func:`frames`), never whole.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
 from drg_etl.model import TABLES, Column
-from drg_etl.sources.base import Issue, StagedDelivery
+from drg_etl.sources.base import Delivery
 
 FAILURE_COLUMNS = ["index", "column", "check", "failure_case"]
 SET_BY_WRITER = {"delivery_id", "cutoff"}  # lineage the warehouse adds when it writes a delivery
@@ -76,27 +76,27 @@ def batch_failures(table: str, batches: Iterable[pd.DataFrame]) -> tuple[int, pd
     return rows, (pd.concat(failures, ignore_index=True) if failures else pd.DataFrame(columns=FAILURE_COLUMNS))
 
 
-def validate_canonical(staged: StagedDelivery) -> int:
-    """Validate each canonical table of a delivery; quarantine failing facts; return how many failed."""
-    failed_total = 0
+def validate_pending(con: duckdb.DuckDBPyConnection, delivery: Delivery, delivery_id: str) -> int:
+    """Validate a staged delivery's facts batch by batch; quarantine the failing facts; return how many."""
+    failed: list[tuple] = []
     for table in TABLES:
-        facts = staged.facts[table]
-        if not facts:
-            continue
-        cases = schema_failures(table, pd.DataFrame(facts))
-        if not len(cases):
-            continue
-        bad_index = set(cases["index"].dropna().astype(int))
-        if cases["index"].isna().any():  # a whole-column failure: every fact of the table
-            bad_index = set(range(len(facts)))
-        for i in sorted(bad_index):
-            fact = facts[i]
-            check = cases[cases["index"] == i]
-            what = "; ".join(f"{c}: {k}" for c, k in zip(check["column"], check["check"], strict=True)) or \
-                "schema failure"
-            staged.issues.append(Issue(staged.delivery.center, staged.delivery.cutoff.isoformat(),
-                                       fact["source_file"], fact["source_row"], None, "canonical.schema",
-                                       f"{table} fact breaks the canonical schema ({what})", fact["patient_key"]))
-        staged.facts[table] = [f for i, f in enumerate(facts) if i not in bad_index]
-        failed_total += len(bad_index)
-    return failed_total
+        cursor = con.execute(f"select * from staging.pending_{table} where delivery_id = ? "
+                                      "order by fact_seq", [delivery_id])
+        for frame in frames(cursor):
+            cases = schema_failures(table, frame)
+            if not len(cases):
+                continue
+            bad = range(len(frame)) if cases["index"].isna().any() else sorted(set(cases["index"].astype(int)))
+            for i in bad:
+                check = cases[cases["index"] == i]
+                what = "; ".join(f"{c}: {k}" for c, k in zip(check["column"], check["check"], strict=True)) or \
+                    "schema failure"
+                fact = frame.iloc[i]
+                failed.append((table, int(fact["fact_seq"]), fact["source_file"], int(fact["source_row"]),
+                               fact["patient_key"], f"{table} fact breaks the canonical schema ({what})"))
+    for table, seq, file, row, key, message in failed:
+        con.execute("insert into staging.pending_issues select ?, ?, ?, ?, ?, null, null, rule_id, severity, "
+                    "kahn_category, ?, ? from quality.rules where rule_id = 'canonical.schema'",
+                    [delivery_id, delivery.center, delivery.cutoff, file, row, message, key])
+        con.execute(f"delete from staging.pending_{table} where delivery_id = ? and fact_seq = ?", [delivery_id, seq])
+    return len(failed)

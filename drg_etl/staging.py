@@ -1,9 +1,10 @@
 """The staging schema: a delivery read and checked, waiting in the warehouse to be written.
 
-A reader's result (:class:`~drg_etl.sources.base.StagedDelivery`, one delivery) goes here as
-columnar batches (``staging.pending_*``), never as a Python object on disk: nothing executable
-crosses stages, and the write that follows runs as SQL. Staging a delivery again replaces
-what an earlier, unfinished stage left of it.
+A reader streams its result into ``staging.pending_*`` in bounded columnar batches (never
+as a Python object on disk: nothing executable crosses stages); the within-delivery rules
+and the canonical schemas then run over the staged rows; last, the delivery is marked staged
+in ``staging.pending_deliveries``. Rows of a delivery that is not marked (a rejected file, a
+crash) are discarded before anything is staged again, and the write never sees them.
 """
 
 from __future__ import annotations
@@ -15,8 +16,12 @@ import duckdb
 import pandas as pd
 
 from drg_etl.model import TABLES
+from drg_etl.pseudonym import Pseudonymizer
+from drg_etl.quality.checks import check_delivery
 from drg_etl.quality.rules import RULES
-from drg_etl.sources.base import StagedDelivery
+from drg_etl.schemas import validate_pending
+from drg_etl.sources.base import Delivery, StagedDelivery
+from drg_etl.sources.deliveries import POST_READ, DeliveryRejected, read_delivery
 
 PENDING = ("pending_deliveries", "pending_issues", "pending_files", "pending_contributed", "pending_source_records",
            *(f"pending_{t}" for t in TABLES))
@@ -32,12 +37,27 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> 
 
 
 def _facts(staged: StagedDelivery, table: str) -> pd.DataFrame:
-    columns = TABLES[table].fact_columns
-    frame = pd.DataFrame.from_records(staged.facts[table], columns=["center", "source_file", "source_row", *columns])
+    columns = ["center", "source_file", "source_row", *TABLES[table].fact_columns, "fact_seq"]
+    frame = pd.DataFrame.from_records(staged.facts[table], columns=columns)
     frame.insert(0, "delivery_id", staged.delivery_id)
     frame.insert(2, "cutoff", staged.delivery.cutoff)
-    frame["fact_seq"] = range(len(frame))
     return frame
+
+
+def write_batch(con: duckdb.DuckDBPyConnection, staged: StagedDelivery) -> None:
+    """The sink of a reader: one batch of facts, issues and source records into the staging tables."""
+    delivery, delivery_id = staged.delivery, staged.delivery_id
+    for table in TABLES:
+        _insert(con, f"pending_{table}", _facts(staged, table))
+    _insert(con, "pending_issues", pd.DataFrame.from_records(
+        [(delivery_id, i.center, delivery.cutoff, i.file, i.row, i.resource_id, i.column, i.rule_id,
+          i.severity, RULES[i.rule_id].kahn_category, i.message, i.patient_key) for i in staged.issues],
+        columns=ISSUE_COLUMNS))
+    _insert(con, "pending_contributed", pd.DataFrame.from_records(
+        [(delivery_id, file, row) for file, row in staged.contributed], columns=["delivery_id", "file", "row"]))
+    _insert(con, "pending_source_records", pd.DataFrame.from_records(
+        [(delivery_id, file, row, record) for file, row, record in staged.source_rows],
+        columns=["delivery_id", "file", "row", "record"]))
 
 
 def discard(con: duckdb.DuckDBPyConnection, delivery_id: str) -> None:
@@ -46,35 +66,36 @@ def discard(con: duckdb.DuckDBPyConnection, delivery_id: str) -> None:
         con.execute(f"delete from staging.{table} where delivery_id = ?", [delivery_id])
 
 
-def stage_delivery(con: duckdb.DuckDBPyConnection, staged: StagedDelivery, load_id: str) -> None:
-    """Put one read delivery into the staging schema, in one transaction."""
-    delivery = staged.delivery
-    con.execute("begin transaction")
+def discard_unfinished(con: duckdb.DuckDBPyConnection) -> None:
+    """Remove rows of deliveries whose staging never finished (a crash, a rejection)."""
+    for table in PENDING[1:]:
+        con.execute(f"delete from staging.{table} where delivery_id not in "
+                    "(select delivery_id from staging.pending_deliveries)")
+
+
+def stage_delivery(con: duckdb.DuckDBPyConnection, delivery: Delivery, pseudonymize: Pseudonymizer,
+                   load_id: str) -> None:
+    """Read one delivery into the staging schema and run the within-delivery rules over it.
+
+    Raises DeliveryRejected (after discarding what was staged) when a file cannot be read as its format.
+    """
+    delivery_id = delivery.content_id()
+    discard(con, delivery_id)
     try:
-        discard(con, staged.delivery_id)
-        con.execute("insert into staging.pending_deliveries values (?, ?, ?, ?, ?)",
-                    [staged.delivery_id, delivery.center, delivery.cutoff, load_id,
-                     dt.datetime.now(dt.UTC).replace(tzinfo=None)])
-        for table in TABLES:
-            _insert(con, f"pending_{table}", _facts(staged, table))
-        _insert(con, "pending_issues", pd.DataFrame.from_records(
-            [(staged.delivery_id, i.center, delivery.cutoff, i.file, i.row, i.resource_id, i.column, i.rule_id,
-              i.severity, RULES[i.rule_id].kahn_category, i.message, i.patient_key) for i in staged.issues],
-            columns=ISSUE_COLUMNS))
-        _insert(con, "pending_files", pd.DataFrame.from_records(
-            [(staged.delivery_id, c.file, staged.file_hashes.get(c.file.split("#")[0]), c.rows_read, c.rows_ignored)
-             for c in staged.counts.values()],
-            columns=["delivery_id", "file", "sha256", "rows_read", "rows_ignored"]))
-        _insert(con, "pending_contributed", pd.DataFrame.from_records(
-            [(staged.delivery_id, file, row) for file, row in staged.contributed],
-            columns=["delivery_id", "file", "row"]))
-        _insert(con, "pending_source_records", pd.DataFrame.from_records(
-            [(staged.delivery_id, file, row, record) for file, row, record in staged.source_rows],
-            columns=["delivery_id", "file", "row", "record"]))
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
+        staged = read_delivery(delivery, pseudonymize, lambda batch: write_batch(con, batch))
+    except DeliveryRejected:
+        discard(con, delivery_id)
         raise
+    _insert(con, "pending_files", pd.DataFrame.from_records(
+        [(delivery_id, c.file, staged.file_hashes.get(c.file.split("#")[0]), c.rows_read, c.rows_ignored)
+         for c in staged.counts.values()],
+        columns=["delivery_id", "file", "sha256", "rows_read", "rows_ignored"]))
+    if (post_read := POST_READ.get(delivery.center)) is not None:
+        post_read(con, delivery_id)
+    check_delivery(con, delivery, delivery_id)
+    validate_pending(con, delivery, delivery_id)
+    con.execute("insert into staging.pending_deliveries values (?, ?, ?, ?, ?)",
+                [delivery_id, delivery.center, delivery.cutoff, load_id, dt.datetime.now(dt.UTC).replace(tzinfo=None)])
 
 
 def pending(con: duckdb.DuckDBPyConnection, centers: list[str] | None = None) -> list[dict[str, Any]]:

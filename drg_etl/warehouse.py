@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import duckdb
@@ -13,6 +14,19 @@ from drg_etl.paths import SQL_DIR
 from drg_etl.quality.rules import RULES
 
 CODE_VERSION = f"drg-etl {__version__}"
+MEMORY_VARIABLE = "DRG_ETL_DUCKDB_MEMORY"
+DEFAULT_MEMORY_LIMIT = "512MB"  # DuckDB spills to <warehouse>.tmp beyond this
+
+
+def fhir_resources_ddl(table: str = "resources") -> str:
+    """The table of the FHIR layer (``fhir.resources``, or its successor during a full rebuild)."""
+    return f"""create table if not exists fhir.{table} (
+        resource_type  varchar not null,
+        id             varchar not null,
+        patient_id     varchar,        -- the Patient resource's id (the patient's own, for a Patient)
+        center         varchar,
+        resource       json not null,  -- compact JSON, as the export writes it
+        primary key (resource_type, id))"""
 
 
 def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -20,10 +34,12 @@ def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection
     if read_only and not path.exists():
         raise UsageError(f"no warehouse at {path}; run `drg-etl load INBOX --warehouse {path}` first")
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), read_only=read_only)
+    con = duckdb.connect(str(path), read_only=read_only,
+                         config={"memory_limit": os.environ.get(MEMORY_VARIABLE, DEFAULT_MEMORY_LIMIT)})
     if not read_only:
         con.execute((SQL_DIR / "ddl.sql").read_text(encoding="utf-8"))
         con.execute(canonical_ddl())
+        con.execute(fhir_resources_ddl())
         con.execute("delete from quality.rules")
         con.executemany("insert into quality.rules values (?, ?, ?, ?)",
                         [(r.rule_id, r.severity, r.kahn_category, r.description) for r in RULES.values()])

@@ -152,14 +152,8 @@ create table if not exists staging.fhir_dirty (
 -- The FHIR layer: the national data set as R4 resources, rebuilt from the deliveries in force
 -- after each load (ids are deterministic, so a rebuild gives the same resources).
 create schema if not exists fhir;
-create table if not exists fhir.resources (
-    resource_type  varchar not null,
-    id             varchar not null,
-    patient_id     varchar,
-    center         varchar,
-    resource       json not null,
-    primary key (resource_type, id)
-);
+-- fhir.resources is created by drg_etl/warehouse.py (fhir_resources_ddl): the rebuild of the layer
+-- creates its successor with the same definition.
 
 -- Each build of the FHIR layer: how many patients and resources, validated by what.
 create table if not exists quality.fhir_builds (

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -25,14 +26,24 @@ from drg_etl.paths import MAPPINGS_DIR
 from drg_etl.vocabulary import CENTER_NAMES, CENTERS, FAULTY_LEAD_STATUSES, REMOVED_LEAD_STATUSES
 
 NAMESPACE = uuid.UUID("6f1c2b0e-4d7a-5c3e-9b8f-2a1d0e9c7b65")
+_NAMESPACE_BYTES = NAMESPACE.bytes
 PLACING = {"implant", "lead_replacement", "ipg_replacement"}
 REMOVING = {"explant", "lead_removal", "lead_replacement", "ipg_replacement"}
 PatientFacts = dict[str, list[dict[str, Any]]]
 
 
 def resource_id(resource_type: str, *natural_key: Any) -> str:
-    """A deterministic id: UUID v5 of the type and the natural key (pseudonym first)."""
-    return str(uuid.uuid5(NAMESPACE, "|".join([resource_type, *(str(k) for k in natural_key)])))
+    """A deterministic id: UUID v5 of the type and the natural key (pseudonym first).
+
+    The same value as ``uuid.uuid5(NAMESPACE, name)``, computed without building UUID objects
+    (this runs for every resource and every reference).
+    """
+    name = "|".join([resource_type, *(str(k) for k in natural_key)])
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _meta(center: str, cutoff: Any) -> dict[str, Any]:
@@ -120,7 +131,9 @@ def _first_center(procedures: list[dict[str, Any]], patients: list[dict[str, Any
     return min((q["center"] for q in patients), key=CENTERS.index)
 
 
+@functools.lru_cache(maxsize=4096)
 def _subject(key: str) -> dict[str, str]:
+    """A reference to the patient (cached: one patient's resources are built together; do not change it)."""
     return {"reference": f"Patient/{resource_id('Patient', key)}"}
 
 

@@ -1,8 +1,8 @@
 """Store the FHIR layer in the warehouse: rebuild fhir.resources for the patients that changed.
 
 A write marks the patients it touches (``staging.fhir_dirty``); :func:`refresh_fhir` rebuilds
-just their resources (or every patient's, with ``full``), in batches of patients read from
-key-sorted copies of the canonical tables, so memory is bounded by the batch. Every resource
+just their resources (or every patient's), in batches of patients read from key-sorted copies
+of the canonical tables, so memory is bounded by the batch. Every resource
 is validated against the official FHIR R4 JSON Schema (:mod:`drg_etl.fhir.validate`); each
 distinct resource shape, and every coded concept, is also validated once with fhir.resources;
 ``strict`` validates every resource with fhir.resources too. Resources are stored as the
@@ -27,8 +27,9 @@ from drg_etl.fhir.terminology import all_codeables
 from drg_etl.fhir.validate import check_resources
 from drg_etl.model import TABLES
 from drg_etl.paths import SQL_DIR
+from drg_etl.warehouse import fhir_resources_ddl
 
-BATCH_PATIENTS = 5_000
+BATCH_PATIENTS = 2_000
 Row = tuple[str, str, str | None, str | None, str]
 
 
@@ -93,64 +94,101 @@ def _row(resource: dict[str, Any]) -> Row:
             orjson.dumps(resource).decode())
 
 
-def _insert(con: duckdb.DuckDBPyConnection, rows: list[Row]) -> None:
+def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[Row]) -> None:
     if rows:
         frame = pd.DataFrame.from_records(rows, columns=["resource_type", "id", "patient_id", "center", "resource"])
         con.register("incoming", frame)
-        con.execute("insert or replace into fhir.resources select resource_type, id, patient_id, center, "
-                    "resource::json from incoming")
+        con.execute(f"insert into fhir.{table} select resource_type, id, patient_id, center, resource::json "
+                    "from incoming")
         con.unregister("incoming")
 
 
-def _targets(con: duckdb.DuckDBPyConnection, full: bool) -> str:
-    """Choose the patients to rebuild (temp table fhir_targets) and remove their resources; return the mode."""
+INCREMENTAL_SHARE = 0.2  # rebuild everything when more than this share of the patients changed
+
+
+def _stale_ids(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
+    keys = [k for (k,) in con.execute("select patient_key from staging.fhir_dirty").fetchall()]
+    return pd.DataFrame({"patient_id": [resource_id("Patient", k) for k in keys]}, dtype=object)
+
+
+def _choose_mode(con: duckdb.DuckDBPyConnection, full: bool) -> str:
+    """``full`` (every patient, into a new table) or ``incremental`` (the patients marked dirty)."""
     if full or not con.execute("select count(*) from fhir.resources").fetchone()[0]:
-        keys = " union ".join(f"select patient_key from canonical.current_{t}" for t in TABLES)
-        con.execute(f"create or replace temp table fhir_targets as select distinct patient_key from ({keys})")
-        con.execute("delete from fhir.resources")
         return "full"
-    con.execute("create or replace temp table fhir_targets as select patient_key from staging.fhir_dirty")
-    keys = [k for (k,) in con.execute("select patient_key from fhir_targets").fetchall()]
-    stale = pd.DataFrame({"patient_id": [resource_id("Patient", k) for k in keys]}, dtype=object)
-    con.register("stale", stale)
-    con.execute("delete from fhir.resources where patient_id in (select patient_id from stale)")
-    con.unregister("stale")
-    return "incremental"
+    dirty = con.execute("select count(*) from staging.fhir_dirty").fetchone()[0]
+    patients = con.execute("select count(*) from fhir.resources where resource_type = 'Patient'").fetchone()[0]
+    return "full" if dirty > INCREMENTAL_SHARE * max(patients, 1) else "incremental"
+
+
+def _build_into(con: duckdb.DuckDBPyConnection, table: str, validate: _Validator, batch_patients: int,
+                commit_each_batch: bool) -> tuple[int, int]:
+    """Build the target patients' resources into ``fhir.<table>``; return (patients, resources)."""
+    for name in TABLES:
+        con.execute(_source_sql(name))
+    orgs = list(organizations())
+    validate(orgs)
+    con.execute(f"delete from fhir.{table} where resource_type = 'Organization'")
+    _insert(con, table, [_row(r) for r in orgs])
+    built, patients = len(orgs), 0
+    for chunk, facts in _batches(con, batch_patients):
+        rows: list[Row] = []
+        for key in chunk:
+            resources = list(build_patient(key, facts.pop(key)))
+            validate(resources)
+            rows += [_row(r) for r in resources]
+        _insert(con, table, rows)
+        if commit_each_batch:
+            con.execute("commit")
+            con.execute("begin transaction")
+        built += len(rows)
+        patients += len(chunk)
+    for name in TABLES:
+        con.execute(f"drop table if exists fhir_src_{name}")
+    return patients, built
+
+
+def _finish(con: duckdb.DuckDBPyConnection, mode: str, strict: bool, patients: int, built: int,
+            started: float) -> dict[str, int]:
+    con.execute("delete from staging.fhir_dirty")
+    con.execute((SQL_DIR / "fhir_views.sql").read_text(encoding="utf-8"))
+    con.execute("insert into quality.fhir_builds values (?, ?, ?, ?, ?, 0, ?)",
+                [dt.datetime.now(dt.UTC).replace(tzinfo=None), mode, "strict" if strict else "schema",
+                 patients, built, time.perf_counter() - started])
+    return dict(con.execute("select resource_type, count(*) from fhir.resources group by 1 order by 1").fetchall())
 
 
 def refresh_fhir(con: duckdb.DuckDBPyConnection, *, full: bool = False, strict: bool = False,
                  batch_patients: int = BATCH_PATIENTS) -> dict[str, int]:
-    """Rebuild the FHIR resources of the changed patients (all with ``full``) in one transaction.
+    """Bring the FHIR layer up to date with the deliveries in force; return the count per resource type.
 
-    Returns the count per resource type of the whole layer afterwards.
+    Incremental (the patients marked dirty, in one transaction) unless ``full``, the layer is
+    empty, or many patients changed. A full rebuild fills ``fhir.resources_next`` batch by batch
+    (each batch committed, so memory stays bounded) and then swaps it in, in one transaction:
+    readers see the old layer or the new one, never half of one; a crash leaves the old layer.
     """
     started = time.perf_counter()
     validate = _Validator(strict)
+    mode = _choose_mode(con, full)
     con.execute("begin transaction")
     try:
-        mode = _targets(con, full)
-        for table in TABLES:
-            con.execute(_source_sql(table))
-        built = patients = 0
-        orgs = list(organizations())
-        validate(orgs)
-        _insert(con, [_row(r) for r in orgs])
-        for chunk, facts in _batches(con, batch_patients):
-            resources = [r for key in chunk for r in build_patient(key, facts[key])]
-            validate(resources)
-            _insert(con, [_row(r) for r in resources])
-            built += len(resources)
-            patients += len(chunk)
-        for table in TABLES:
-            con.execute(f"drop table if exists fhir_src_{table}")
+        if mode == "full":
+            keys = " union ".join(f"select patient_key from canonical.current_{t}" for t in TABLES)
+            con.execute(f"create or replace temp table fhir_targets as select distinct patient_key from ({keys})")
+            con.execute("drop table if exists fhir.resources_next")
+            con.execute(fhir_resources_ddl("resources_next"))
+            con.execute("commit")
+            con.execute("begin transaction")
+            patients, built = _build_into(con, "resources_next", validate, batch_patients, commit_each_batch=True)
+            con.execute("drop table fhir.resources")
+            con.execute("alter table fhir.resources_next rename to resources")
+        else:
+            con.execute("create or replace temp table fhir_targets as select patient_key from staging.fhir_dirty")
+            con.register("stale", _stale_ids(con))
+            con.execute("delete from fhir.resources where patient_id in (select patient_id from stale)")
+            con.unregister("stale")
+            patients, built = _build_into(con, "resources", validate, batch_patients, commit_each_batch=False)
+        counts = _finish(con, mode, strict, patients, built, started)
         con.execute("drop table if exists fhir_targets")
-        con.execute("delete from staging.fhir_dirty")
-        con.execute((SQL_DIR / "fhir_views.sql").read_text(encoding="utf-8"))
-        con.execute("insert into quality.fhir_builds values (?, ?, ?, ?, ?, 0, ?)",
-                    [dt.datetime.now(dt.UTC).replace(tzinfo=None), mode, "strict" if strict else "schema",
-                     patients, built + len(orgs), time.perf_counter() - started])
-        counts = dict(con.execute("select resource_type, count(*) from fhir.resources group by 1 order by 1")
-                      .fetchall())
         con.execute("commit")
     except Exception:
         con.execute("rollback")

@@ -1,106 +1,90 @@
-"""Cross-row rules within one delivery: duplicates, conflicts, demographics (national rules: quality/national.py).
+"""Cross-row rules within one delivery, as SQL over its staged facts (national rules: quality/national.py).
 
-Rules run in order, each over what the earlier ones let through, so a row is blamed for
+Rules run in order, each over what the earlier ones let through, so a record is blamed for
 the first thing wrong with it: row-level rules in the readers, then exact duplicates, then
-conflicts, then missing demographics, then (when the delivery is written) the national rules.
+conflicts, then missing demographics, then the canonical schemas, then (when the delivery is
+written) the national rules. A flagged record's issue goes to ``staging.pending_issues`` and
+its facts leave ``staging.pending_*``.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable
-from typing import Any
+import duckdb
 
-from drg_etl.sources.base import Issue, StagedDelivery
+from drg_etl.model import CANONICAL_TABLES
+from drg_etl.sources.base import Delivery
 
+OTHER_TABLES = [t for t in CANONICAL_TABLES if t != "patients"]
 
-def _issue(staged: StagedDelivery, file: str, row: int, column: str | None, rule_id: str, message: str,
-           patient_key: str | None) -> Issue:
-    issue = Issue(staged.delivery.center, staged.delivery.cutoff.isoformat(), file, row, column, rule_id, message,
-                  patient_key)
-    staged.issues.append(issue)
-    return issue
+DUPLICATES = """
+    with errors as (
+        select distinct file, "row" from staging.pending_issues where delivery_id = $id and severity = 'error'),
+    records as (
+        select s.file, s."row", min(s."row") over (partition by s.file, s.record::varchar) as first
+        from staging.pending_source_records s anti join errors e using (file, "row") where s.delivery_id = $id)
+    select file as source_file, "row" as source_row, null::varchar as patient_key, null::varchar as column_name,
+           'row.duplicate' as rule_id, 'repeats row ' || first || ' exactly' as message
+    from records where "row" <> first"""
 
+PATIENT_CONFLICTS = """
+    with p as (select * from staging.pending_patients where delivery_id = $id),
+    conflicted as (
+        select patient_key from p group by patient_key having count(distinct (pain_location, diagnosis)) > 1)
+    select p.source_file, p.source_row, p.patient_key, null::varchar as column_name, 'row.conflict' as rule_id,
+           'demographics disagree with '
+           || array_to_string(list_sort(list_distinct(list('row ' || q.source_row))), ', ')
+           || ' of the same patient' as message
+    from p semi join conflicted c using (patient_key)
+    join p q on q.patient_key = p.patient_key and q.fact_seq <> p.fact_seq
+    group by p.source_file, p.source_row, p.patient_key, p.fact_seq"""
 
-def drop_rows(staged: StagedDelivery, rows: set[tuple[str, int]], tables: Iterable[str] | None = None) -> None:
-    """Remove the facts of quarantined rows (from some tables only, when given)."""
-    for table in tables or staged.facts:
-        staged.facts[table] = [f for f in staged.facts[table] if (f["source_file"], f["source_row"]) not in rows]
+MEASUREMENT_CONFLICTS = """
+    with m as (select * from staging.pending_measurements where delivery_id = $id and timepoint is not null),
+    disputed as (
+        select patient_key, timepoint, measure from m group by all having count(distinct (date, value)) > 1)
+    select source_file, source_row, patient_key, null::varchar as column_name, 'row.conflict' as rule_id,
+           measure || ' at ' || timepoint || ' is given differently by another record' as message
+    from m semi join disputed using (patient_key, timepoint, measure)
+    qualify row_number() over (partition by source_file, source_row order by fact_seq) = 1"""
 
-
-def check_duplicates(staged: StagedDelivery) -> None:
-    """An exact repeat of an earlier record of the same file is quarantined; the first loads."""
-    seen: dict[tuple[str, str], int] = {}
-    duplicates = set()
-    errors = {(i.file, i.row) for i in staged.issues if i.severity == "error"}
-    for file, row, record in staged.source_rows:
-        if (file, row) in errors:
-            continue
-        first = seen.setdefault((file, record), row)
-        if first != row:
-            _issue(staged, file, row, None, "row.duplicate", f"repeats row {first} exactly", None)
-            duplicates.add((file, row))
-    drop_rows(staged, duplicates)
-
-
-def check_patient_conflicts(staged: StagedDelivery) -> None:
-    """Demographics rows of one patient that disagree are all quarantined."""
-    by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for fact in staged.facts["patients"]:
-        by_key[fact["patient_key"]].append(fact)
-    conflicted = set()
-    kept = []
-    for facts in by_key.values():
-        values = {(f["pain_location"], f["diagnosis"]) for f in facts}
-        if len(values) > 1:
-            for f in facts:
-                others = sorted({f"row {g['source_row']}" for g in facts if g is not f})
-                _issue(staged, f["source_file"], f["source_row"], None, "row.conflict",
-                       f"demographics disagree with {', '.join(others)} of the same patient", f["patient_key"])
-                conflicted.add((f["source_file"], f["source_row"]))
-        else:
-            kept.append(facts[0])
-    staged.facts["patients"] = kept
-    drop_rows(staged, conflicted)
+NO_DEMOGRAPHICS = """
+    with known as (select distinct patient_key from staging.pending_patients where delivery_id = $id),
+    facts as ({facts})
+    select source_file, source_row, patient_key, 'CPR' as column_name, 'patient.no_demographics' as rule_id,
+           'the delivery has no demographics record of this patient' as message
+    from facts anti join known using (patient_key)
+    qualify row_number() over (partition by source_file, source_row order by table_order, fact_seq) = 1"""
 
 
-def check_measurement_conflicts(staged: StagedDelivery) -> None:
-    """Two records giving one patient's same measure at the same timepoint differently are quarantined."""
-    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
-    for fact in staged.facts["measurements"]:
-        if fact["timepoint"] is not None:
-            groups[(fact["patient_key"], fact["timepoint"], fact["measure"])].append(fact)
-    conflicted = set()
-    for facts in groups.values():
-        if len({(f["date"], f["value"]) for f in facts}) > 1:
-            for f in facts:
-                if (f["source_file"], f["source_row"]) not in conflicted:
-                    _issue(staged, f["source_file"], f["source_row"], None, "row.conflict",
-                           f"{f['measure']} at {f['timepoint']} is given differently by another record",
-                           f["patient_key"])
-                    conflicted.add((f["source_file"], f["source_row"]))
-    drop_rows(staged, conflicted, ["measurements"])
+def flag(con: duckdb.DuckDBPyConnection, delivery: Delivery, delivery_id: str, findings_sql: str,
+         tables: list[str]) -> int:
+    """Record a rule's findings as pending issues and drop the flagged records' facts from ``tables``."""
+    con.execute(f"create or replace temp table flagged as {findings_sql}", {"id": delivery_id})
+    con.execute("""
+        insert into staging.pending_issues
+        select $id, $center, $cutoff, f.source_file, f.source_row, null, f.column_name, f.rule_id,
+               r.severity, r.kahn_category, f.message, f.patient_key
+        from flagged f join quality.rules r using (rule_id)""",
+                {"id": delivery_id, "center": delivery.center, "cutoff": delivery.cutoff})
+    for table in tables:
+        con.execute(f"""delete from staging.pending_{table} t using flagged f
+                        where t.delivery_id = $id and t.source_file = f.source_file
+                          and t.source_row = f.source_row""", {"id": delivery_id})
+    found = con.execute("select count(*) from flagged").fetchone()[0]
+    con.execute("drop table flagged")
+    return found
 
 
-def check_demographics(staged: StagedDelivery) -> None:
-    """Records of a patient with no demographics record in the delivery are quarantined."""
-    known = {f["patient_key"] for f in staged.facts["patients"]}
-    orphans: set[tuple[str, int]] = set()
-    for table, facts in staged.facts.items():
-        if table == "patients":
-            continue
-        for f in facts:
-            where = (f["source_file"], f["source_row"])
-            if f["patient_key"] not in known and where not in orphans:
-                _issue(staged, f["source_file"], f["source_row"], "CPR", "patient.no_demographics",
-                       "the delivery has no demographics record of this patient", f["patient_key"])
-                orphans.add(where)
-    drop_rows(staged, orphans)
-
-
-def check_delivery(staged: StagedDelivery) -> None:
-    """Run the within-delivery rules."""
-    check_duplicates(staged)
-    check_patient_conflicts(staged)
-    check_measurement_conflicts(staged)
-    check_demographics(staged)
+def check_delivery(con: duckdb.DuckDBPyConnection, delivery: Delivery, delivery_id: str) -> int:
+    """Run the within-delivery rules on a staged delivery; return how many records they flagged."""
+    facts = " union all ".join(
+        f"select source_file, source_row, patient_key, {n} as table_order, fact_seq from staging.pending_{t} "
+        "where delivery_id = $id" for n, t in enumerate(OTHER_TABLES))
+    found = flag(con, delivery, delivery_id, DUPLICATES, list(CANONICAL_TABLES))
+    found += flag(con, delivery, delivery_id, PATIENT_CONFLICTS, list(CANONICAL_TABLES))
+    con.execute("""delete from staging.pending_patients where delivery_id = $id and fact_seq not in (
+                       select min(fact_seq) from staging.pending_patients where delivery_id = $id
+                       group by patient_key)""", {"id": delivery_id})
+    found += flag(con, delivery, delivery_id, MEASUREMENT_CONFLICTS, ["measurements"])
+    found += flag(con, delivery, delivery_id, NO_DEMOGRAPHICS.format(facts=facts), list(CANONICAL_TABLES))
+    return found

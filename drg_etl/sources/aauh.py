@@ -7,7 +7,9 @@ mappings/aauh.yaml. Timepoints are not in the export: the analysis derives them 
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -18,41 +20,38 @@ from drg_etl.levels import LevelError, parse_level
 from drg_etl.mappings import source_map
 from drg_etl.pseudonym import Pseudonymizer
 from drg_etl.sources.base import Delivery, FileRejected, RowContext, StagedDelivery
+from drg_etl.sources.csvfile import open_text
 from drg_etl.sources.values import check_score, parse_iso_date
+from drg_etl.vocabulary import LEAD_DEFECT_COMPLICATIONS
 
 RESOURCE_TYPES = ("Patient", "Condition", "Procedure", "Device", "Observation")
 SCORE_RANGES = {"nrs_average": (0, 10), "nrs_worst": (0, 10), "pcs_total": (0, 52)}
 
 
-def read_lines(delivery: Delivery, resource_type: str) -> list[tuple[int, str, dict[str, Any]]]:
-    """The file's resources with their line numbers; a line that is not R4 JSON of this type rejects the file.
+def read_lines(delivery: Delivery, resource_type: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """The file's resources with their line numbers, streamed; a line that is not R4 JSON of this type rejects
+    the file (and with it the delivery, whatever was read before).
 
     Each line is checked against the official FHIR R4 JSON Schema (drg_etl.fhir.validate), the
     same independent validator the FHIR layer's output passes.
     """
     file = f"{resource_type}.ndjson"
-    out = []
-    try:
-        text = (delivery.folder / file).read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise FileRejected(file, "file.encoding", f"not UTF-8 (byte {exc.start})") from exc
-    if not text.strip():
-        raise FileRejected(file, "file.empty", "the file is empty")
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            data = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise FileRejected(file, "file.ndjson", f"line {number} is not JSON: {exc.msg}") from exc
-        if not isinstance(data, dict) or data.get("resourceType") != resource_type:
-            found = data.get("resourceType") if isinstance(data, dict) else type(data).__name__
-            raise FileRejected(file, "file.ndjson", f"line {number} is a {found}, not a {resource_type}")
-        if (error := first_error(data)) is not None:
-            raise FileRejected(file, "file.ndjson",
-                               f"line {number} (id {data.get('id')}) is not valid FHIR R4: {error}")
-        out.append((number, line, data))
-    return out
+    with open_text(delivery.folder / file, file, "utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            try:
+                data = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise FileRejected(file, "file.ndjson", f"line {number} is not JSON: {exc.msg}") from exc
+            if not isinstance(data, dict) or data.get("resourceType") != resource_type:
+                found = data.get("resourceType") if isinstance(data, dict) else type(data).__name__
+                raise FileRejected(file, "file.ndjson", f"line {number} is a {found}, not a {resource_type}")
+            if (error := first_error(data)) is not None:
+                raise FileRejected(file, "file.ndjson",
+                                   f"line {number} (id {data.get('id')}) is not valid FHIR R4: {error}")
+            yield number, line, data
 
 
 def _code(resource: dict[str, Any], element: str, system: str) -> str | None:
@@ -78,7 +77,8 @@ class _Reader:
         self.map = source_map("aauh")
         self.systems = self.map.spec["systems"]
         self.patients: dict[str, str] = {}
-        self.seen_lines: dict[str, set[str]] = defaultdict(set)
+        self.seen_lines: dict[str, set[bytes]] = defaultdict(set)  # digests of the lines read, per file
+        self.faults: dict[str, Any] = {}  # device ref -> date of its lead-defect complication
         self.seen_ids: dict[tuple[str, str], int] = {}
 
     def context(self, file: str, number: int, line: str, resource: dict[str, Any]) -> RowContext | None:
@@ -88,10 +88,11 @@ class _Reader:
         if subject is not None:
             ctx.patient_key = self.patients.get(_ref(subject, "Patient") or "")
         ctx.keep_source(self.deidentified(resource))
-        if line in self.seen_lines[file]:
+        digest = hashlib.blake2b(line.encode(), digest_size=16).digest()
+        if digest in self.seen_lines[file]:
             ctx.fail(None, "row.duplicate", f"line repeats an earlier line (id {resource.get('id')})")
             return None
-        self.seen_lines[file].add(line)
+        self.seen_lines[file].add(digest)
         first = self.seen_ids.setdefault((file, resource.get("id", "")), number)
         if first != number:
             ctx.fail("id", "row.conflict", f"id {resource.get('id')} is also on line {first} with other content")
@@ -127,7 +128,7 @@ class _Reader:
         return True
 
     def read(self) -> None:
-        lines = {rt: read_lines(self.delivery, rt) for rt in RESOURCE_TYPES}
+        lines = {rt: read_lines(self.delivery, rt) for rt in RESOURCE_TYPES}  # generators: read in this order
         pain: dict[str, tuple[str | None, str | None]] = {}
         patient_rows = []
         for number, line, r in lines["Patient"]:
@@ -147,10 +148,8 @@ class _Reader:
         removed: dict[str, Any] = {}
         for number, line, r in lines["Procedure"]:
             self.procedure(number, line, r, placed, removed)
-        faults: dict[str, Any] = {d["device_ref"]: d["date"] for d in self.staged.facts["complications"]
-                                  if d["device_ref"] and d["complication"] in ("lead_fracture", "lead_malfunction")}
         for number, line, r in lines["Device"]:
-            self.device(number, line, r, placed, removed, faults)
+            self.device(number, line, r, placed, removed, self.faults)
         for number, line, r in lines["Observation"]:
             self.observation(number, line, r)
 
@@ -186,9 +185,11 @@ class _Reader:
                 for detail in evidence.get("detail", []):
                     device = device or _ref(detail, "Device")
             if ctx.ok:
+                device_ref = None if device is None else f"aauh:{device}"
                 ctx.add("complications", date=day, complication=kind,
-                        permanent=severity == self.map.spec["severity_permanent"],
-                        device_ref=None if device is None else f"aauh:{device}", note=None)
+                        permanent=severity == self.map.spec["severity_permanent"], device_ref=device_ref, note=None)
+                if device_ref and kind in LEAD_DEFECT_COMPLICATIONS:
+                    self.faults[device_ref] = day
         else:
             ctx.fail("category", "code.unknown", f"condition category {category!r} is neither a pain problem nor "
                                                  "a complication")

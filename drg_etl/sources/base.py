@@ -1,7 +1,8 @@
 """What every reader shares: deliveries, issues, the per-row context, and the staged result.
 
 A reader turns one delivery folder into a :class:`StagedDelivery`: canonical facts with
-their lineage (delivery, file, row), and the issues found (rule id, column, message).
+their lineage (delivery, file, row), and the issues found (rule id, column, message),
+streamed in bounded batches to the warehouse's staging schema.
 A record with an error-severity issue is quarantined; a wide record (a workbook row of a
 whole treatment, a REDCap screening row) may still load the facts that pass.
 """
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from drg_etl.cpr import CprError, parse_cpr
 from drg_etl.mappings import SourceMap
@@ -103,18 +105,32 @@ class FileCount:
     rows_ignored: int = 0
 
 
+BATCH_RECORDS = 20_000
+Sink = Callable[["StagedDelivery"], None]
+
+
 @dataclass
 class StagedDelivery:
-    """A delivery read into canonical facts and issues, before it is written to the warehouse."""
+    """A delivery being read: canonical facts and issues, streamed to the staging schema in bounded batches.
+
+    The reader fills the current batch (``facts`` as tuples in the model's column order,
+    ``issues``, ``source_rows``, ``contributed``); every ``batch_records`` records the batch goes
+    to ``sink`` and is cleared, so memory does not grow with the delivery. Only the per-file
+    counts live for the whole delivery.
+    """
 
     delivery: Delivery
     delivery_id: str
     file_hashes: dict[str, str]
-    facts: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: {t: [] for t in CANONICAL_TABLES})
+    sink: Sink | None = None
+    batch_records: int = field(default_factory=lambda: BATCH_RECORDS)
+    facts: dict[str, list[tuple[Any, ...]]] = field(default_factory=lambda: {t: [] for t in CANONICAL_TABLES})
     issues: list[Issue] = field(default_factory=list)
     counts: dict[str, FileCount] = field(default_factory=dict)
     source_rows: list[tuple[str, int, str]] = field(default_factory=list)
     contributed: set[tuple[str, int]] = field(default_factory=set)
+    fact_seq: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CANONICAL_TABLES, 0))
+    buffered: int = 0
 
     def count(self, file: str) -> FileCount:
         """The counter of a file, created on first use."""
@@ -122,13 +138,29 @@ class StagedDelivery:
 
     def context(self, file: str, row: int, pseudonymize: Pseudonymizer, source_map: SourceMap,
                 resource_id: str | None = None) -> RowContext:
-        """A context for reading one record."""
+        """A context for reading one record (the batch is handed on first when it is full)."""
+        if self.buffered >= self.batch_records:
+            self.flush()
+        self.buffered += 1
         self.count(file).rows_read += 1
         return RowContext(self, file, row, pseudonymize, source_map, resource_id)
 
-    def error_rows(self, file: str) -> set[int]:
-        """Rows of a file with an error-severity issue (quarantined records)."""
-        return {i.row for i in self.issues if i.file == file and i.severity == "error"}
+    def add_fact(self, table: str, file: str, row: int, patient_key: str | None, values: dict[str, Any]) -> None:
+        """Append a fact (lineage, the model's fact columns, its position in the delivery) to the batch."""
+        model = TABLES[table]
+        model.check_fact(values)
+        seq = self.fact_seq[table]
+        self.fact_seq[table] = seq + 1
+        self.facts[table].append((self.delivery.center, file, row, patient_key,
+                                  *(values[c] for c in model.fact_columns[1:]), seq))
+
+    def flush(self) -> None:
+        """Hand the current batch to the sink and start a new one."""
+        if self.sink is not None:
+            self.sink(self)
+        for table in self.facts:
+            self.facts[table] = []
+        self.issues, self.source_rows, self.contributed, self.buffered = [], [], set(), 0
 
 
 class RowContext:
@@ -260,16 +292,13 @@ class RowContext:
 
     def add(self, table: str, **values: Any) -> None:
         """Add a canonical fact with this record's lineage."""
-        TABLES[table].check_fact(values)
         self.contributes()
-        self.staged.facts[table].append({
-            "center": self.staged.delivery.center, "delivery": self.cutoff.isoformat(),
-            "source_file": self.file, "source_row": self.row, "patient_key": self.patient_key, **values})
+        self.staged.add_fact(table, self.file, self.row, self.patient_key, values)
 
     def keep_source(self, record: dict[str, Any], cpr_columns: tuple[str, ...] = ()) -> None:
         """Keep the source record for staging, its CPR replaced by the pseudonym."""
         clean = {k: (self.patient_key if k in cpr_columns else _jsonable(v)) for k, v in record.items()}
-        self.staged.source_rows.append((self.file, self.row, json.dumps(clean, ensure_ascii=False)))
+        self.staged.source_rows.append((self.file, self.row, orjson.dumps(clean).decode()))
 
 
 def _jsonable(value: Any) -> Any:

@@ -2,12 +2,13 @@
 
 The contract is checked before any record is read: encoding, delimiter, the header's
 columns (a pandera schema, strict and ordered), an empty or truncated file. A breach
-rejects the file whole (:class:`FileRejected`). Records are then yielded one at a time,
-so memory does not grow with the file.
+rejects the file whole (:class:`FileRejected`). The file is read in bounded chunks and
+records are yielded one at a time, so memory does not grow with the file.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from collections.abc import Iterator
@@ -45,64 +46,119 @@ def check_columns(file: str, found: list[str], expected: list[str]) -> None:
         raise FileRejected(file, "file.columns", "; ".join(parts)) from exc
 
 
-def decode(path: Path, file: str, encoding: str) -> str:
-    """The file's text in its format's encoding; reject a file in another encoding."""
-    raw = path.read_bytes()
-    if not raw.strip():
-        raise FileRejected(file, "file.empty", "the file is empty")
-    if encoding == "cp1252":
-        if raw.startswith(b"\xef\xbb\xbf"):
-            raise FileRejected(file, "file.encoding", "the file starts with a UTF-8 byte order mark; "
-                                                      "this source delivers Windows-1252")
-        if not raw.isascii():
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError:
-                pass
-            else:
-                raise FileRejected(file, "file.encoding", "the file is UTF-8 encoded; this source delivers "
-                                                          "Windows-1252")
+CHUNK = 1 << 20
+
+
+def check_encoding(path: Path, file: str, encoding: str) -> None:
+    """Reject a file that is empty or not in its format's encoding, reading it in bounded chunks."""
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    is_utf8, ascii_only, blank, offset = True, True, True, 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            if offset == 0 and encoding == "cp1252" and chunk.startswith(b"\xef\xbb\xbf"):
+                raise FileRejected(file, "file.encoding", "the file starts with a UTF-8 byte order mark; "
+                                                          "this source delivers Windows-1252")
+            blank = blank and not chunk.strip()
+            ascii_only = ascii_only and chunk.isascii()
+            if is_utf8:
+                try:
+                    utf8.decode(chunk)
+                except UnicodeDecodeError as exc:
+                    is_utf8 = False
+                    if encoding != "cp1252":
+                        raise FileRejected(file, "file.encoding", f"not {encoding.upper()} (byte {offset + exc.start})"
+                                                                  "; was it saved as Windows-1252?") from exc
+            if encoding == "cp1252":
+                try:
+                    chunk.decode("cp1252")
+                except UnicodeDecodeError as exc:
+                    raise FileRejected(file, "file.encoding", f"not Windows-1252: {exc}") from exc
+            offset += len(chunk)
+    if is_utf8:
         try:
-            return raw.decode("cp1252")
+            utf8.decode(b"", final=True)
         except UnicodeDecodeError as exc:
-            raise FileRejected(file, "file.encoding", f"not Windows-1252: {exc}") from exc
-    try:
-        return raw.decode(encoding)
-    except UnicodeDecodeError as exc:
-        raise FileRejected(file, "file.encoding", f"not {encoding.upper()} (byte {exc.start}); "
-                                                  "was it saved as Windows-1252?") from exc
+            is_utf8 = False
+            if encoding != "cp1252":
+                raise FileRejected(file, "file.encoding", f"not {encoding.upper()}: the file ends inside a character"
+                                   ) from exc
+    if blank:
+        raise FileRejected(file, "file.empty", "the file is empty")
+    if encoding == "cp1252" and is_utf8 and not ascii_only:
+        raise FileRejected(file, "file.encoding", "the file is UTF-8 encoded; this source delivers Windows-1252")
+
+
+def ends_with(path: Path, ending: str) -> bool:
+    """Whether the file's last bytes are ``ending``."""
+    tail = ending.encode("ascii")
+    with path.open("rb") as handle:
+        handle.seek(0, io.SEEK_END)
+        if handle.tell() < len(tail):
+            return False
+        handle.seek(-len(tail), io.SEEK_END)
+        return handle.read() == tail
+
+
+def open_text(path: Path, file: str, encoding: str) -> io.TextIOWrapper:
+    """The file as text in its format's encoding, checked first (see :func:`check_encoding`)."""
+    check_encoding(path, file, "utf-8" if encoding == "utf-8-sig" else encoding)
+    return path.open(encoding=encoding, newline="")
 
 
 def read_records(path: Path, file: str, *, encoding: str, delimiter: str, columns: list[str],
                  line_end: str | None = None) -> Iterator[tuple[int, dict[str, str]]]:
-    """Yield ``(row, record)`` with the header as row 1; reject the file when it breaks its contract."""
-    text = decode(path, file, encoding)
-    if line_end is not None and not text.endswith(line_end):
-        raise FileRejected(file, "file.empty", "the file is truncated: its last line is not terminated")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    try:
-        header = next(reader)
-    except StopIteration as exc:
-        raise FileRejected(file, "file.empty", "the file has no header") from exc
-    if header and header[0].startswith("\ufeff"):
-        header[0] = header[0][1:]
-    if len(header) == 1 and len(columns) > 1:
-        for other in OTHER_DELIMITERS:
-            if other != delimiter and other in header[0] and header[0].split(other) == columns:
-                raise FileRejected(file, "file.delimiter", f"fields are separated by {other!r}, "
-                                                           f"not {delimiter!r}")
-    check_columns(file, header, columns)
-    records = list_rows(reader, file)
-    for number, (row, values) in enumerate(records):
-        if len(values) != len(columns) and number == len(records) - 1:
-            raise FileRejected(file, "file.empty", f"the file is truncated: its last record (row {row}) has "
-                                                   f"{len(values)} of {len(columns)} fields")
-        yield row, dict(zip(columns, values, strict=False)) | {"__fields__": str(len(values))}
+    """Yield ``(row, record)`` with the header as row 1; reject the file when it breaks its contract.
+
+    The file is streamed: one record is held back to tell whether the last one is truncated.
+    """
+    with open_text(path, file, encoding) as handle:
+        if line_end is not None and not ends_with(path, line_end):
+            raise FileRejected(file, "file.empty", "the file is truncated: its last line is not terminated")
+        reader = csv.reader(handle, delimiter=delimiter)
+        try:
+            header = next(reader)
+        except StopIteration as exc:
+            raise FileRejected(file, "file.empty", "the file has no header") from exc
+        except csv.Error as exc:
+            raise FileRejected(file, "file.empty", f"the file is truncated or malformed: {exc}") from exc
+        if header and header[0].startswith("\ufeff"):
+            header[0] = header[0][1:]
+        if len(header) == 1 and len(columns) > 1:
+            for other in OTHER_DELIMITERS:
+                if other != delimiter and other in header[0] and header[0].split(other) == columns:
+                    raise FileRejected(file, "file.delimiter", f"fields are separated by {other!r}, "
+                                                               f"not {delimiter!r}")
+        check_columns(file, header, columns)
+        held: tuple[int, list[str]] | None = None
+        for row, values in _rows(reader, file):
+            if held is not None:
+                yield held[0], dict(zip(columns, held[1], strict=False)) | {"__fields__": str(len(held[1]))}
+            held = (row, values)
+        if held is not None:
+            row, values = held
+            if len(values) != len(columns):
+                raise FileRejected(file, "file.empty", f"the file is truncated: its last record (row {row}) has "
+                                                       f"{len(values)} of {len(columns)} fields")
+            yield row, dict(zip(columns, values, strict=False)) | {"__fields__": str(len(values))}
 
 
-def list_rows(reader: Iterator[list[str]], file: str) -> list[tuple[int, list[str]]]:
-    """All records with their row numbers (header = row 1); a broken quote rejects the file."""
+def _rows(reader: Iterator[list[str]], file: str) -> Iterator[tuple[int, list[str]]]:
+    """Non-empty records with their row numbers (header = row 1); a broken quote rejects the file."""
     try:
-        return [(i, values) for i, values in enumerate(reader, start=2) if values]
+        for row, values in enumerate(reader, start=2):
+            if values:
+                yield row, values
     except csv.Error as exc:
         raise FileRejected(file, "file.empty", f"the file is truncated or malformed: {exc}") from exc
+
+
+def read_text(path: Path, file: str, encoding: str) -> str:
+    """A small file's whole text in its format's encoding (a data dictionary), checked first."""
+    with open_text(path, file, encoding) as handle:
+        return handle.read()
+
+
+def first_line(path: Path, file: str, encoding: str) -> str:
+    """The first line of a file (its header), checked first."""
+    with open_text(path, file, encoding) as handle:
+        return handle.readline()

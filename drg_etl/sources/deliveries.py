@@ -1,4 +1,4 @@
-"""Find deliveries in an inbox and read one into a StagedDelivery with its within-delivery checks."""
+"""Find deliveries in an inbox and read one, streaming its facts and issues to a sink."""
 
 from __future__ import annotations
 
@@ -6,14 +6,17 @@ import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
+import duckdb
+
 from drg_etl.pseudonym import Pseudonymizer
-from drg_etl.quality.checks import check_delivery
 from drg_etl.sources import aauh, auh, ouh, rh
-from drg_etl.sources.base import Delivery, FileRejected, Issue, StagedDelivery
+from drg_etl.sources.base import Delivery, FileRejected, Issue, Sink, StagedDelivery
 from drg_etl.vocabulary import CENTERS
 
 Reader = Callable[[Delivery, StagedDelivery, Pseudonymizer], None]
 READERS: dict[str, Reader] = {"auh": auh.read_auh, "ouh": ouh.read_ouh, "rh": rh.read_rh, "aauh": aauh.read_aauh}
+# Set-based steps of a reader that need the whole delivery, run as SQL over its staged facts.
+POST_READ: dict[str, Callable[[duckdb.DuckDBPyConnection, str], None]] = {"rh": rh.remove_explanted_generators}
 
 
 class DeliveryRejected(Exception):
@@ -48,10 +51,13 @@ def discover(inbox: Path) -> list[Delivery]:
     return sorted(found, key=lambda d: (d.cutoff, CENTERS.index(d.center)))
 
 
-def read_delivery(delivery: Delivery, pseudonymize: Pseudonymizer) -> StagedDelivery:
-    """Read and check one delivery; raise DeliveryRejected when a file cannot be read as its format."""
+def read_delivery(delivery: Delivery, pseudonymize: Pseudonymizer, sink: Sink | None = None) -> StagedDelivery:
+    """Read one delivery, streaming its batches to ``sink``; raise DeliveryRejected when a file cannot be read.
+
+    Returns the delivery's per-file counts (the last batch is flushed to the sink).
+    """
     hashes = delivery.file_hashes()
-    staged = StagedDelivery(delivery, delivery.content_id(), hashes)
+    staged = StagedDelivery(delivery, delivery.content_id(), hashes, sink)
     expected = expected_files(delivery)
     missing = [f for f in expected if f not in hashes]
     if missing:
@@ -64,5 +70,5 @@ def read_delivery(delivery: Delivery, pseudonymize: Pseudonymizer) -> StagedDeli
         READERS[delivery.center](delivery, staged, pseudonymize)
     except FileRejected as exc:
         raise DeliveryRejected(delivery, [exc], hashes) from exc
-    check_delivery(staged)
+    staged.flush()
     return staged

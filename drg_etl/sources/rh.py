@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Iterator
 from typing import Any
+
+import duckdb
 
 from drg_etl.cpr import CprError, parse_cpr
 from drg_etl.levels import LevelError, parse_level
@@ -16,7 +19,7 @@ from drg_etl.mappings import source_map
 from drg_etl.pseudonym import Pseudonymizer
 from drg_etl.sources.auh import add_measurements
 from drg_etl.sources.base import Delivery, FileRejected, RowContext, StagedDelivery
-from drg_etl.sources.csvfile import check_columns, decode, read_records
+from drg_etl.sources.csvfile import check_columns, first_line, read_records, read_text
 from drg_etl.sources.values import ValueProblem, check_score, parse_decimal, parse_integer, parse_iso_date
 
 DICTIONARY = "DRGDK_DataDictionary.csv"
@@ -82,7 +85,7 @@ def _parse_choices(cell: str) -> dict[str, str]:
 
 def read_dictionary(delivery: Delivery) -> Dictionary:
     """Read and check the data dictionary; reject it when it breaks REDCap's column set."""
-    text = decode(delivery.folder / DICTIONARY, DICTIONARY, "utf-8")
+    text = read_text(delivery.folder / DICTIONARY, DICTIONARY, "utf-8")
     rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
     if not rows:
         raise FileRejected(DICTIONARY, "file.empty", "the data dictionary is empty")
@@ -125,16 +128,19 @@ def read_rh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonymi
     dictionary = read_dictionary(delivery)
     smap = source_map("rh")
     file = data_file(delivery)
-    records = list(read_records(delivery.folder / file, file, encoding="utf-8-sig", delimiter=",",
-                                columns=_found_columns(delivery, file, dictionary)))
-    keys: dict[str, str | None] = {}
-    for _row, record in records:
+    columns = _found_columns(delivery, file, dictionary)
+
+    def records() -> Iterator[tuple[int, dict[str, str]]]:
+        return read_records(delivery.folder / file, file, encoding="utf-8-sig", delimiter=",", columns=columns)
+
+    keys: dict[str, str | None] = {}  # REDCap record id -> pseudonym, from the screening rows (a first pass)
+    for _row, record in records():
         if record["redcap_event_name"] == "screening_arm_1" and record["record_id"] not in keys:
             try:
                 keys[record["record_id"]] = pseudonymize(parse_cpr(record["cpr"]))
             except CprError:
                 keys[record["record_id"]] = None
-    for row, record in records:
+    for row, record in records():
         fields = int(record.pop("__fields__"))
         event = record["redcap_event_name"]
         form = record["redcap_repeat_instrument"] or None
@@ -163,24 +169,21 @@ def read_rh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonymi
         reader = _Record(ctx, record, dictionary)
         for name in forms:
             FORM_READERS[name](reader, event)
-    _remove_explanted_generators(staged)
 
 
-def _remove_explanted_generators(staged: StagedDelivery) -> None:
-    """REDCap keeps the generator on the implant form; an explant surgery removes it."""
-    explants = {}
-    for p in staged.facts["procedures"]:
-        if p["procedure"] == "explant":
-            explants.setdefault(p["patient_key"], p["date"])
-    for device in staged.facts["devices"]:
-        day = explants.get(device["patient_key"])
-        if device["device_type"] == "generator" and day and device["placed_date"] <= day:
-            device["status"], device["status_date"] = "removed", day
+def remove_explanted_generators(con: duckdb.DuckDBPyConnection, delivery_id: str) -> None:
+    """REDCap keeps the generator on the implant form; the patient's (first recorded) explant removes it."""
+    con.execute("""
+        update staging.pending_devices d set status = 'removed', status_date = e.day
+        from (select patient_key, arg_min(date, fact_seq) as day from staging.pending_procedures
+              where delivery_id = $id and procedure = 'explant' group by patient_key) e
+        where d.delivery_id = $id and d.patient_key = e.patient_key and d.device_type = 'generator'
+          and d.placed_date <= e.day""", {"id": delivery_id})
 
 
 def _found_columns(delivery: Delivery, file: str, dictionary: Dictionary) -> list[str]:
     """The export's header, checked against the columns the dictionary implies."""
-    text = decode(delivery.folder / file, file, "utf-8")
+    text = first_line(delivery.folder / file, file, "utf-8")
     if not text.startswith("\ufeff"):
         raise FileRejected(file, "file.encoding", "the export lacks REDCap's UTF-8 byte order mark")
     first = next(csv.reader(io.StringIO(text[1:])), [])
