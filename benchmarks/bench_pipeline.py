@@ -129,7 +129,8 @@ def bench_one(n: int, seed: int, root: Path) -> dict[str, Any]:
             shutil.copytree(ouh[0], inbox / center / cutoff)
         stage = run(label, [*CLI, "load", str(inbox), "--warehouse", str(incr)], logs, work)
         after = rows_read(incr)
-        stages.append(with_items(stage, after - before, "records"))
+        stages.append({**with_items(stage, after - before, "records"),
+                       "fhir_resources_after": query(incr, "select count(*) from fhir.resources")})
         ratios[label] = {"wall": round(stage["wall_s"] / load["wall_s"], 3),
                          "records": round((after - before) / records, 4)}
         before = after
@@ -138,6 +139,8 @@ def bench_one(n: int, seed: int, root: Path) -> dict[str, Any]:
                                  f"and status = 'superseded' and cutoff < date '{LATER_CUTOFF}'")
         if superseded != 1:
             notes.append(f"expected ouh's first delivery to be superseded; {superseded} superseded ouh deliveries")
+        notes.append("the superseding ouh delivery replaces all of ouh's data in force, so FHIR resources went from "
+                     f"{stages[-2]['fhir_resources_after']} to {stages[-1]['fhir_resources_after']}")
     return {"patients": n, "small_cohort_patients": m, "stages": stages, "ratio_to_full_load": ratios,
             "notes": notes}
 

@@ -128,7 +128,8 @@ def test_scaled_cohort_keeps_the_proportions(scaled: Generated) -> None:
     assert len(scaled.truth["defects"]) > 5 * 40, "defects scale with the cohort"
     nrs = fig["outcomes_12m"]["nrs_average"]
     assert nrs["n"] > 60 and nrs["p_value"] < 1e-6
-    assert nrs["baseline_mean"] != 6.8 or nrs["month12_mean"] != 3.5 or nrs["n"] != 12
+    # a scaled cohort's scores are drawn, not fitted to the paper's means as the demo's are
+    assert (nrs["baseline_mean"], nrs["month12_mean"]) != pytest.approx((6.8, 3.5), abs=1e-9)
 
 
 def test_exact_wilcoxon_on_known_cases() -> None:
@@ -201,6 +202,8 @@ def test_truth_record_counts_match_the_files(demo: Generated) -> None:
             assert count == len(records[name]) - notes - ignored.get(name, 0), name
 
 
+@pytest.mark.skipif(not CHECKER.exists(), reason=f"the shared delivery checker ({CHECKER}) is not beside this "
+                    "checkout; it exists only in the project's workspace, not in a user's clone")
 def test_shared_checker_accepts_the_deliveries(demo: Generated, scaled: Generated) -> None:
     for gen in (demo, scaled):
         done = subprocess.run([sys.executable, str(CHECKER), str(gen.inbox)], capture_output=True, text=True)

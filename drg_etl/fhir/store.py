@@ -103,7 +103,7 @@ def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[Row]) -> None
         con.unregister("incoming")
 
 
-INCREMENTAL_SHARE = 0.2  # rebuild everything when more than this share of the patients changed
+INCREMENTAL_SHARE = 0.05  # beyond this share of patients changed, a full rebuild (bounded memory) is cheaper
 
 
 def _stale_ids(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:

@@ -1,0 +1,115 @@
+"""The FHIR layer: fast and strict validation give the same bytes; incremental equals full; invalid is refused."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+from pydantic import ValidationError
+
+from drg_etl.fhir import build, store
+from drg_etl.fhir.export import export_fhir
+from drg_etl.fhir.store import refresh_fhir
+from drg_etl.fhir.validate import InvalidResource
+from drg_etl.load import load_inbox
+from drg_etl.warehouse import connect
+from tests.conftest import TEST_KEY, Generated, Loaded
+
+
+def _export(warehouse: Path, out: Path) -> dict[str, bytes]:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        export_fhir(con, out)
+    finally:
+        con.close()
+    return {p.name: p.read_bytes() for p in sorted(out.glob("*.ndjson"))}
+
+
+def _rebuilt(source: Path, tmp_path: Path, name: str, **options: bool) -> Path:
+    copy = tmp_path / f"{name}.duckdb"
+    shutil.copy(source, copy)
+    con = connect(copy)
+    try:
+        refresh_fhir(con, **options)
+    finally:
+        con.close()
+    return copy
+
+
+@pytest.mark.parametrize("fixture", ["loaded_demo", "loaded_2000"])
+def test_strict_validation_gives_byte_identical_ndjson(fixture: str, request: pytest.FixtureRequest,
+                                                       tmp_path: Path) -> None:
+    loaded: Loaded = request.getfixturevalue(fixture)
+    fast = _export(loaded.warehouse, tmp_path / "fast")
+    strict = _export(_rebuilt(loaded.warehouse, tmp_path, "strict", full=True, strict=True), tmp_path / "strict")
+    assert fast == strict
+    assert sum(len(b.splitlines()) for b in fast.values()) > (800 if fixture == "loaded_demo" else 30_000)
+    con = duckdb.connect(str(tmp_path / "strict.duckdb"), read_only=True)
+    assert con.execute("select mode, validation, invalid from quality.fhir_builds order by built_at desc limit 1"
+                       ).fetchone() == ("full", "strict", 0)
+    con.close()
+
+
+def test_a_new_delivery_rebuilds_only_its_patients_and_equals_a_full_rebuild(demo_clean: Generated,
+                                                                              tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    shutil.copytree(demo_clean.inbox, inbox)
+    warehouse = tmp_path / "w.duckdb"
+    load_inbox(inbox, warehouse, TEST_KEY)
+    # aauh delivers again with a later cutoff: its patients change (their lineage), nobody else's
+    shutil.copytree(inbox / "aauh" / "2019-12-31", inbox / "aauh" / "2020-03-31")
+    original = store.INCREMENTAL_SHARE
+    store.INCREMENTAL_SHARE = 1.0
+    try:
+        load_inbox(inbox, warehouse, TEST_KEY)
+    finally:
+        store.INCREMENTAL_SHARE = original
+    con = duckdb.connect(str(warehouse), read_only=True)
+    mode, patients = con.execute("select mode, patients from quality.fhir_builds order by built_at desc limit 1"
+                                 ).fetchone()
+    aauh = con.execute("select count(distinct patient_key) from canonical.patients where center = 'aauh'").fetchone()[0]
+    total = con.execute("select count(*) from fhir.resources where resource_type = 'Patient'").fetchone()[0]
+    sources = con.execute("select count(*) from fhir.resources where resource->>'$.meta.source' like "
+                          "'%aauh:2020-03-31'").fetchone()[0]
+    con.close()
+    assert mode == "incremental" and patients == aauh < total
+    assert sources > 0
+    assert _export(warehouse, tmp_path / "incremental") == \
+        _export(_rebuilt(warehouse, tmp_path, "full", full=True), tmp_path / "full")
+
+
+def test_a_schema_invalid_resource_stops_the_build_and_the_layer_stays(loaded_demo: Loaded, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    copy = tmp_path / "w.duckdb"
+    shutil.copy(loaded_demo.warehouse, copy)
+    before = _export(copy, tmp_path / "before")
+    real = build._observation
+
+    def bogus(m: dict) -> dict:
+        return {**real(m), "status": "bogus"}
+
+    monkeypatch.setattr(build, "_observation", bogus)
+    con = connect(copy)
+    with pytest.raises(InvalidResource, match=r"Observation/.*status"):
+        refresh_fhir(con, full=True)
+    con.close()
+    assert _export(copy, tmp_path / "after") == before
+
+
+def test_a_shape_the_schema_misses_is_caught_by_fhir_resources(loaded_demo: Loaded, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The R4 JSON Schema does not require primitive elements (Observation.status); fhir.resources does."""
+    real = build._observation
+
+    def no_status(m: dict) -> dict:
+        resource = real(m)
+        del resource["status"]
+        return resource
+
+    monkeypatch.setattr(build, "_observation", no_status)
+    con = connect(_rebuilt(loaded_demo.warehouse, tmp_path, "copy"))
+    with pytest.raises(ValidationError, match="status"):
+        refresh_fhir(con, full=True)
+    con.close()

@@ -1,0 +1,51 @@
+"""The wheel carries the maps, the SQL and the FHIR schema, and an installed (not editable) copy runs the demo."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out),
+                    str(ROOT)], check=True, capture_output=True, text=True)
+    return next(out.glob("drg_etl-*.whl"))
+
+
+def test_the_wheel_holds_the_package_data(wheel: Path) -> None:
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for folder, suffix in (("mappings", (".yaml", ".json")), ("warehouse", (".sql",))):
+        for path in (ROOT / folder).rglob("*"):
+            if path.suffix in suffix:
+                assert f"drg_etl/_data/{path.relative_to(ROOT).as_posix()}" in names, path
+    assert "drg_etl/fhir/schema/fhir.schema.json.gz" in names
+    assert {"drg_etl/synth/demo_cohort.yaml", "drg_etl/reference/horan2021.yaml",
+            "dagster_project/definitions.py", "dagster_project/dagster.yaml"} <= names
+    for package in ROOT.joinpath("drg_etl").rglob("__init__.py"):
+        assert package.relative_to(ROOT).as_posix() in names, f"{package.parent} is not packaged"
+
+
+def test_the_installed_wheel_runs_the_demo_from_another_folder(wheel: Path, tmp_path: Path) -> None:
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)],
+                   check=True, capture_output=True, text=True)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    where = subprocess.run([sys.executable, "-c", "import drg_etl.paths as p; print(p.SQL_DIR); print(p.MAPPINGS_DIR)"],
+                           cwd=work, env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert all(Path(w).is_relative_to(target) for w in where), where
+    done = subprocess.run([sys.executable, "-m", "drg_etl.cli", "demo", "--workdir", str(work / "demo")],
+                          cwd=work, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "21 of 21 published figures reproduced" in done.stdout
+    assert (work / "demo" / "fhir" / "manifest.json").exists()

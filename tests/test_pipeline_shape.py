@@ -1,0 +1,129 @@
+"""The pipeline's shape: a library that stands alone, nothing executable between stages, one model, bounded batches."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+import drg_etl
+from drg_etl.load import load_inbox
+from drg_etl.model import TABLES
+from drg_etl.schemas import schema, schema_failures
+from drg_etl.sources import base
+from tests.conftest import TEST_KEY, Generated, Loaded
+
+ROOT = Path(__file__).resolve().parents[1]
+LIBRARY = Path(drg_etl.__file__).parent
+
+
+def _imports(folder: Path) -> set[str]:
+    names = set()
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.Import):
+                names |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module)
+    return names
+
+
+def test_the_library_never_imports_dagster_or_the_code_location() -> None:
+    imported = _imports(LIBRARY)
+    assert not {n for n in imported if n.split(".")[0] in {"dagster", "dagster_project"}}
+    code = ("import sys, drg_etl.cli, drg_etl.load, drg_etl.fhir.store; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dagster', 'dagster_project')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.strip() == "[]"
+
+
+def test_nothing_executable_crosses_stages() -> None:
+    for folder in (LIBRARY, ROOT / "dagster_project"):
+        assert not {n for n in _imports(folder) if n.split(".")[0] in {"pickle", "marshal", "shelve", "dill"}}
+
+
+def test_a_planted_pickle_beside_the_warehouse_is_never_read(demo_clean: Generated, tmp_path: Path) -> None:
+    """The old loader unpickled every file in <warehouse>.staged/; nothing beside the warehouse is read now."""
+    warehouse = tmp_path / "w.duckdb"
+    marker = tmp_path / "pwned"
+    staged = tmp_path / "w.duckdb.staged"
+    staged.mkdir()
+    payload = f"import pathlib; pathlib.Path({str(marker)!r}).write_text('ran')"
+    # a pickle that runs code when loaded (built by hand: the test itself must not import pickle)
+    staged.joinpath("auh.pickle").write_bytes(
+        b"cbuiltins\nexec\n(" + b"V" + payload.encode() + b"\ntR.")
+    report = load_inbox(demo_clean.inbox, warehouse, TEST_KEY)
+    assert not marker.exists()
+    assert len(report.loaded) == 4
+    assert [p.name for p in staged.iterdir()] == ["auh.pickle"], "the planted file is neither read nor removed"
+    assert {p.name for p in tmp_path.iterdir()} <= {"w.duckdb", "w.duckdb.wal", "w.duckdb.tmp", "w.duckdb.staged"}
+
+
+def test_every_warehouse_table_of_the_model_has_the_models_columns(loaded_demo: Loaded) -> None:
+    con = duckdb.connect(str(loaded_demo.warehouse), read_only=True)
+    try:
+        for name, table in TABLES.items():
+            declared = [(c.name, c.sql_type.upper(), c.nullable) for c in table.all_columns]
+            for schema_name, table_name, extra in (("canonical", name, []),
+                                                   ("staging", f"pending_{name}", [("fact_seq", "INTEGER", False)])):
+                found = con.execute(
+                    "select column_name, data_type, is_nullable = 'YES' from information_schema.columns "
+                    "where table_schema = ? and table_name = ? order by ordinal_position",
+                    [schema_name, table_name]).fetchall()
+                assert found == declared + extra, f"{schema_name}.{table_name}"
+    finally:
+        con.close()
+
+
+def test_the_pandera_schemas_follow_the_model() -> None:
+    for name, table in TABLES.items():
+        columns = schema(name).columns
+        assert list(columns) == [c.name for c in table.all_columns]
+        for column in table.all_columns:
+            assert columns[column.name].nullable == column.nullable, (name, column.name)
+        assert {c.name for c in schema(name).checks} == set(table.row_checks)
+
+
+def test_a_schema_check_of_the_model_catches_a_bad_value() -> None:
+    frame = pd.DataFrame([{"delivery_id": "d", "center": "auh", "cutoff": pd.Timestamp("2019-12-31"),
+                           "source_file": "f", "source_row": 2, "patient_key": "a" * 64, "date": "2019-01-01",
+                           "timepoint": "month_12", "measure": "nrs_average", "value": 11.0}])
+    failures = schema_failures("measurements", frame)
+    assert "nrs.range" in set(failures["check"])
+
+
+def test_a_reader_fact_must_carry_exactly_the_models_columns() -> None:
+    with pytest.raises(TypeError, match="missing \\['value'\\]"):
+        TABLES["measurements"].check_fact({"date": None, "timepoint": None, "measure": "nrs_average"})
+    with pytest.raises(TypeError, match="extra \\['colour'\\]"):
+        TABLES["complications"].check_fact({"date": None, "complication": "other", "permanent": None,
+                                            "device_ref": None, "note": None, "colour": "red"})
+
+
+def _snapshot(path: Path) -> dict[str, list[tuple]]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        out = {t: con.execute(f"select * exclude (delivery_id) from canonical.current_{t} order by all").fetchall()
+               for t in TABLES}
+        out["quarantine"] = con.execute(
+            'select center, file, "row", column_name, rule_id, severity, message, patient_key, record::varchar '
+            "from quality.quarantine order by all").fetchall()
+        out["files"] = con.execute("select file, rows_read, rows_loaded, rows_quarantined, rows_ignored "
+                                   "from quality.delivery_files order by all").fetchall()
+        out["fhir"] = con.execute("select id, resource::varchar from fhir.resources order by all").fetchall()
+        return out
+    finally:
+        con.close()
+
+
+def test_small_batches_give_the_same_warehouse(loaded_demo: Loaded, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Readers stream bounded batches: a batch of 7 records (many flushes per file) changes nothing."""
+    monkeypatch.setattr(base, "BATCH_RECORDS", 7)
+    load_inbox(loaded_demo.gen.inbox, tmp_path / "small.duckdb", TEST_KEY)
+    assert _snapshot(tmp_path / "small.duckdb") == _snapshot(loaded_demo.warehouse)
