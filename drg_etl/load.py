@@ -191,6 +191,7 @@ def load_inbox(inbox: Path, warehouse_path: Path, key: bytes, progress: Callable
             progress("building the FHIR layer")
         refresh_fhir(con, strict=strict)
         finish_load(con, load_id)
+        con.execute("checkpoint")
         con.execute("update quality.loads set skipped = ? where load_id = ?", [len(skipped), load_id])
         return load_report(con, load_id, skipped, rejected)
     finally:

@@ -16,6 +16,7 @@ from drg_etl.quality.rules import RULES
 CODE_VERSION = f"drg-etl {__version__}"
 MEMORY_VARIABLE = "DRG_ETL_DUCKDB_MEMORY"
 DEFAULT_MEMORY_LIMIT = "512MB"  # DuckDB spills to <warehouse>.tmp beyond this
+CHECKPOINT_THRESHOLD = "1GB"
 
 
 def fhir_resources_ddl(table: str = "resources") -> str:
@@ -25,8 +26,9 @@ def fhir_resources_ddl(table: str = "resources") -> str:
         id             varchar not null,
         patient_id     varchar,        -- the Patient resource's id (the patient's own, for a Patient)
         center         varchar,
-        resource       json not null,  -- compact JSON, as the export writes it
-        primary key (resource_type, id))"""
+        resource       json not null)  -- compact JSON, as the export writes it
+        -- no primary key: an index would be rewritten at every checkpoint of a rebuild; the rebuild
+        -- checks (resource_type, id) unique itself (drg_etl/fhir/store.py)"""
 
 
 def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -36,6 +38,10 @@ def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection
     path.parent.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect(str(path), read_only=read_only,
                          config={"memory_limit": os.environ.get(MEMORY_VARIABLE, DEFAULT_MEMORY_LIMIT)})
+    con.execute("set enable_progress_bar = false")  # never on stdout, which --json owns
+    if not read_only:
+        # checkpoint at the end of a load, not after every batch of a rebuild (see drg_etl/load.py)
+        con.execute(f"set checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
     if not read_only:
         con.execute((SQL_DIR / "ddl.sql").read_text(encoding="utf-8"))
         con.execute(canonical_ddl())

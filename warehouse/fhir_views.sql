@@ -1,6 +1,8 @@
--- SQL-on-FHIR style flattening views over fhir.resources: one row per resource, the columns the
+-- SQL-on-FHIR style flattening of fhir.resources: one row per resource, the columns the
 -- marts and the national analysis read. Codes are read from the project CodeSystem's coding
 -- (every CodeableConcept carries one, beside its SNOMED CT / LOINC codes).
+-- They are tables, rebuilt in the transaction that changes fhir.resources, so a query reads
+-- flat columns instead of parsing JSON (the analysis at registry scale).
 
 create or replace macro fhir_code(codes, concept) as
     split_part(list_filter(codes, lambda c: starts_with(c, concept || '/'))[1], '/', 2);
@@ -12,7 +14,7 @@ create or replace macro fhir_extension(res, ext_url, field) as
 
 create or replace macro fhir_ref(reference) as split_part(reference, '/', 2);
 
-create or replace view fhir.patient_flat as
+create or replace table fhir.patient_flat as
 select
     id                                                              as patient_id,
     json_extract_string(resource, '$.identifier[0].value')           as pseudonym,
@@ -22,7 +24,7 @@ select
 from fhir.resources
 where resource_type = 'Patient';
 
-create or replace view fhir.pain_condition_flat as
+create or replace table fhir.pain_condition_flat as
 select
     id,
     fhir_ref(json_extract_string(resource, '$.subject.reference'))                           as patient_id,
@@ -33,7 +35,7 @@ from fhir.resources
 where resource_type = 'Condition'
   and json_extract_string(resource, '$.category[0].coding[0].code') = 'problem-list-item';
 
-create or replace view fhir.procedure_flat as
+create or replace table fhir.procedure_flat as
 select
     id,
     fhir_ref(json_extract_string(resource, '$.subject.reference'))                     as patient_id,
@@ -47,7 +49,7 @@ select
 from fhir.resources
 where resource_type = 'Procedure';
 
-create or replace view fhir.device_flat as
+create or replace table fhir.device_flat as
 select
     id,
     fhir_ref(json_extract_string(resource, '$.patient.reference'))                     as patient_id,
@@ -64,7 +66,7 @@ select
 from fhir.resources
 where resource_type = 'Device';
 
-create or replace view fhir.observation_flat as
+create or replace table fhir.observation_flat as
 select
     id,
     fhir_ref(json_extract_string(resource, '$.subject.reference'))                     as patient_id,
@@ -77,7 +79,7 @@ select
 from fhir.resources
 where resource_type = 'Observation';
 
-create or replace view fhir.complication_flat as
+create or replace table fhir.complication_flat as
 select
     id,
     fhir_ref(json_extract_string(resource, '$.subject.reference'))                     as patient_id,

@@ -22,6 +22,7 @@ import orjson
 import pandas as pd
 from fhir.resources.R4B import get_fhir_model_class
 
+from drg_etl.errors import DrgEtlError
 from drg_etl.fhir.build import build_patient, organizations, resource_id
 from drg_etl.fhir.terminology import all_codeables
 from drg_etl.fhir.validate import check_resources
@@ -147,9 +148,19 @@ def _build_into(con: duckdb.DuckDBPyConnection, table: str, validate: _Validator
     return patients, built
 
 
+class DuplicateResource(DrgEtlError):
+    """Two resources with one type and id: a defect of the mapping, never stored."""
+
+
 def _finish(con: duckdb.DuckDBPyConnection, mode: str, strict: bool, patients: int, built: int,
             started: float) -> dict[str, int]:
+    twice = con.execute("select resource_type || '/' || id from fhir.resources group by resource_type, id "
+                        "having count(*) > 1 limit 5").fetchall()
+    if twice:
+        raise DuplicateResource(f"resources built twice: {[t for (t,) in twice]}")
     con.execute("delete from staging.fhir_dirty")
+    for (view,) in con.execute("select view_name from duckdb_views() where schema_name = 'fhir'").fetchall():
+        con.execute(f"drop view fhir.{view}")  # warehouses of 0.1 had the flat tables as views
     con.execute((SQL_DIR / "fhir_views.sql").read_text(encoding="utf-8"))
     con.execute("insert into quality.fhir_builds values (?, ?, ?, ?, ?, 0, ?)",
                 [dt.datetime.now(dt.UTC).replace(tzinfo=None), mode, "strict" if strict else "schema",
