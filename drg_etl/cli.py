@@ -23,11 +23,43 @@ from drg_etl.pseudonym import DEMO_KEY, KEY_VARIABLE, key_from_environment
 from drg_etl.quality.report import quality_report
 from drg_etl.reference.compare import compare_with_paper
 from drg_etl.synth.generate import DEFAULT_SEED, GenerateResult, generate
-from drg_etl.warehouse import connect
+from drg_etl.warehouse import check_readable, connect
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="drg-etl: validated, standards-based loads of the Danish DRG-stimulation registry.")
 console = Console()
+errors = Console(stderr=True, soft_wrap=True)  # one line per error, never wrapped
+DEBUG = {"on": False}
+
+
+@app.callback()
+def options(debug: Annotated[bool, typer.Option("--debug", help="show stack traces of errors")] = False) -> None:
+    """drg-etl: validated, standards-based loads of the Danish DRG-stimulation registry."""
+    DEBUG["on"] = debug
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Every failure as one line on stderr with cli.md's exit code; the trace only with --debug."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except DrgEtlError as exc:
+        if DEBUG["on"]:
+            raise
+        raise _fail(exc) from exc
+    except duckdb.Error as exc:
+        if DEBUG["on"]:
+            raise
+        errors.print(f"[red]error:[/red] the warehouse: {str(exc).splitlines()[0]}", markup=True, highlight=False)
+        raise typer.Exit(EXIT_USAGE) from exc
+    except Exception as exc:
+        if DEBUG["on"]:
+            raise
+        errors.print(f"[red]error:[/red] {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                     "(run with --debug for the trace)", highlight=False)
+        raise typer.Exit(EXIT_USAGE) from exc
 
 
 def _print_generated(result: GenerateResult, out: Path) -> None:
@@ -52,7 +84,7 @@ def generate_command(
 ) -> None:
     """Write the four centers' synthetic deliveries (extracts.md)."""
     if patients is not None and patients < 1:
-        console.print("[red]--patients must be at least 1[/red]")
+        errors.print("[red]error:[/red] --patients must be at least 1")
         raise typer.Exit(EXIT_USAGE)
     result = generate(out, seed=seed, patients=patients, clean=clean, truth=truth)
     _print_generated(result, out)
@@ -61,7 +93,7 @@ def generate_command(
 
 
 def _fail(exc: DrgEtlError) -> typer.Exit:
-    console.print(f"[red]error:[/red] {exc}")
+    errors.print(f"[red]error:[/red] {exc}", highlight=False)
     return typer.Exit(exc.exit_code)
 
 
@@ -94,12 +126,10 @@ def load_command(
                       ] = False,
 ) -> None:
     """Load every delivery under INBOX that the warehouse has not seen."""
-    try:
+    with _errors():
         key = key_from_environment()
         with console.status("loading") as status:
             report = load_inbox(inbox, warehouse, key, progress=lambda text: status.update(text), strict=strict)
-    except DrgEtlError as exc:
-        raise _fail(exc) from exc
     print_load(report)
     raise typer.Exit(report.exit_code)
 
@@ -110,12 +140,12 @@ def quality_command(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON for machines")] = False,
 ) -> None:
     """The data-quality report: per file and rule, the counts, Kahn category, severity and examples."""
-    try:
+    with _errors():
         con = connect(warehouse, read_only=True)
-    except DrgEtlError as exc:
-        raise _fail(exc) from exc
-    report = quality_report(con)
-    con.close()
+        try:
+            report = quality_report(con)
+        finally:
+            con.close()
     if as_json:
         typer.echo(json.dumps(report, indent=2, default=str))
         return
@@ -143,18 +173,14 @@ def quality_command(
 
 @contextmanager
 def _reading(warehouse: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only warehouse connection; a missing or empty warehouse is a usage error (exit 2)."""
-    try:
+    """A read-only connection to a loaded warehouse with a current FHIR layer; else one line and exit 2."""
+    with _errors():
         con = connect(warehouse, read_only=True)
-    except DrgEtlError as exc:
-        raise _fail(exc) from exc
-    try:
-        yield con
-    except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(EXIT_USAGE) from exc
-    finally:
-        con.close()
+        try:
+            check_readable(con, warehouse)
+            yield con
+        finally:
+            con.close()
 
 
 def _date(text: str | None) -> dt.date | None:
@@ -163,7 +189,7 @@ def _date(text: str | None) -> dt.date | None:
     try:
         return dt.date.fromisoformat(text)
     except ValueError as exc:
-        console.print(f"[red]error:[/red] --observation-end {text!r} is not a date YYYY-MM-DD")
+        errors.print(f"[red]error:[/red] --observation-end {text!r} is not a date YYYY-MM-DD")
         raise typer.Exit(EXIT_USAGE) from exc
 
 

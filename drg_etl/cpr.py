@@ -14,6 +14,15 @@ import re
 from dataclasses import dataclass
 
 _CPR_PATTERN = re.compile(r"^(\d{6})-?(\d{4})$")
+# Anything that could be a CPR number or a mistyped one: six digits, an optional hyphen, three to
+# five more characters, standing alone (not inside a longer word such as a pseudonym or a serial).
+_CPR_LIKE = re.compile(r"(?<![0-9A-Za-z])\d{6}-?[0-9A-Za-z]{3,5}(?![0-9A-Za-z])")
+CPR_PLACEHOLDER = "<CPR?>"
+
+
+def scrub_cpr(text: str) -> str:
+    """``text`` with everything that could be a CPR number replaced: for messages, reasons and records kept."""
+    return _CPR_LIKE.sub(CPR_PLACEHOLDER, text)
 
 
 class CprError(ValueError):

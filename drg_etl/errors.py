@@ -23,3 +23,7 @@ class MappingSpecError(DrgEtlError):
 
 class UsageError(DrgEtlError):
     """The call itself is wrong: a bad option, a missing key, an unreadable path."""
+
+
+class WarehouseError(DrgEtlError):
+    """The warehouse cannot serve the call: locked by a load, unreadable, not built, or stale (exit 2)."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import duckdb
 
 from drg_etl import __version__
-from drg_etl.errors import UsageError
+from drg_etl.errors import UsageError, WarehouseError
 from drg_etl.model import canonical_ddl
 from drg_etl.paths import SQL_DIR
 from drg_etl.quality.rules import RULES
@@ -17,6 +18,8 @@ CODE_VERSION = f"drg-etl {__version__}"
 MEMORY_VARIABLE = "DRG_ETL_DUCKDB_MEMORY"
 DEFAULT_MEMORY_LIMIT = "512MB"  # DuckDB spills to <warehouse>.tmp beyond this
 CHECKPOINT_THRESHOLD = "1GB"
+LOCK_WAIT_VARIABLE = "DRG_ETL_LOCK_WAIT"
+DEFAULT_LOCK_WAIT = 60.0
 
 
 def fhir_resources_ddl(table: str = "resources") -> str:
@@ -31,13 +34,37 @@ def fhir_resources_ddl(table: str = "resources") -> str:
         -- checks (resource_type, id) unique itself (drg_etl/fhir/store.py)"""
 
 
-def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    """Open (and on first use create) the warehouse."""
+def _open(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:
+    """DuckDB's connection; while another process holds the file (a load), retry for ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only,
+                                  config={"memory_limit": os.environ.get(MEMORY_VARIABLE, DEFAULT_MEMORY_LIMIT)})
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise WarehouseError(f"cannot open the warehouse {path}: {str(exc).splitlines()[0]}") from exc
+            if time.monotonic() >= deadline:
+                raise WarehouseError(f"the warehouse {path} is in use by another process (a load holds it for its "
+                                     f"whole run); waited {wait:.0f} s; try again when it has finished") from exc
+            time.sleep(0.5)
+        except duckdb.Error as exc:
+            raise WarehouseError(f"cannot open the warehouse {path} (damaged or not a DuckDB file?): "
+                                 f"{str(exc).splitlines()[0]}") from exc
+
+
+def connect(path: Path, *, read_only: bool = False, wait: float | None = None) -> duckdb.DuckDBPyConnection:
+    """Open (and on first use create) the warehouse.
+
+    A writer waits up to ``DRG_ETL_LOCK_WAIT`` seconds (default 60) for another process to let go
+    of the file; a reader waits ``wait`` seconds (default 0: it reports the load and returns).
+    """
     if read_only and not path.exists():
         raise UsageError(f"no warehouse at {path}; run `drg-etl load INBOX --warehouse {path}` first")
     path.parent.mkdir(parents=True, exist_ok=True)
-    con = duckdb.connect(str(path), read_only=read_only,
-                         config={"memory_limit": os.environ.get(MEMORY_VARIABLE, DEFAULT_MEMORY_LIMIT)})
+    if wait is None:
+        wait = 0.0 if read_only else float(os.environ.get(LOCK_WAIT_VARIABLE, DEFAULT_LOCK_WAIT))
+    con = _open(path, read_only, wait)
     con.execute("set enable_progress_bar = false")  # never on stdout, which --json owns
     if not read_only:
         # checkpoint at the end of a load, not after every batch of a rebuild (see drg_etl/load.py)
@@ -60,3 +87,19 @@ def known_delivery(con: duckdb.DuckDBPyConnection, delivery_id: str) -> bool:
 def known_rejection(con: duckdb.DuckDBPyConnection, delivery_id: str) -> bool:
     """Whether this exact delivery was already rejected."""
     return con.execute("select count(*) from quality.rejections where delivery_id = ?", [delivery_id]).fetchone()[0] > 0
+
+
+def check_readable(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Refuse a warehouse that holds no load, or whose FHIR layer is older than its deliveries."""
+    try:
+        loaded = con.execute("select count(*) from quality.deliveries where status = 'in_force'").fetchone()[0]
+        stale = con.execute("select count(*) from staging.fhir_dirty").fetchone()[0]
+        built = con.execute("select count(*) from quality.fhir_builds").fetchone()[0]
+    except duckdb.CatalogException as exc:
+        raise WarehouseError(f"{path} is not a drg-etl warehouse, or was never loaded: "
+                             f"run `drg-etl load INBOX --warehouse {path}`") from exc
+    if not loaded or not built:
+        raise WarehouseError(f"the warehouse {path} holds no load yet: run `drg-etl load INBOX --warehouse {path}`")
+    if stale:
+        raise WarehouseError(f"the FHIR layer of {path} is older than its deliveries ({stale} patients changed "
+                             "since it was built: a load was interrupted); run `drg-etl load` again to finish it")

@@ -250,4 +250,4 @@ def test_analyze_without_a_warehouse_exits_2(tmp_path: Path) -> None:
 def test_empty_warehouse_says_so(tmp_path: Path) -> None:
     connect(tmp_path / "empty.duckdb").close()
     result = CliRunner().invoke(app, ["analyze", "--warehouse", str(tmp_path / "empty.duckdb")])
-    assert result.exit_code == 2 and "load one first" in result.output
+    assert result.exit_code == 2 and "holds no load yet" in result.output

@@ -28,7 +28,8 @@ _RULES = [
     Rule("file.encoding", "error", "conformance", "the file is not in the format's encoding"),
     Rule("file.delimiter", "error", "conformance", "the file does not use the format's delimiter"),
     Rule("file.empty", "error", "completeness", "the file is empty or truncated"),
-    Rule("file.unreadable", "error", "conformance", "the workbook cannot be opened"),
+    Rule("file.unreadable", "error", "conformance", "a file that cannot be read (a workbook that will not open, "
+         "a record the reader cannot handle)"),
     Rule("file.ndjson", "error", "conformance", "an NDJSON line that is not JSON or not FHIR R4"),
     # Row level.
     Rule("cpr.invalid", "error", "conformance", "CPR number of wrong length, characters or date"),

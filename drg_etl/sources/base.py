@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from drg_etl.cpr import CprError, parse_cpr
+from drg_etl.cpr import CprError, parse_cpr, scrub_cpr
 from drg_etl.mappings import SourceMap
 from drg_etl.model import CANONICAL_TABLES, TABLES
 from drg_etl.pseudonym import Pseudonymizer
@@ -30,6 +30,7 @@ class FileRejected(Exception):
     """A file that cannot be read as its format; the whole delivery is rejected, the previous stays."""
 
     def __init__(self, file: str, rule_id: str, reason: str) -> None:
+        reason = scrub_cpr(reason)  # a reason may quote a record (a header-less file): never a CPR number
         super().__init__(f"{file}: {reason} [{rule_id}]")
         self.file, self.rule_id, self.reason = file, rule_id, reason
 
@@ -81,6 +82,9 @@ class Issue:
     patient_key: str | None = None
     resource_id: str | None = None
 
+    def __post_init__(self) -> None:
+        self.message = scrub_cpr(self.message)  # messages quote values: never a CPR number
+
     @property
     def severity(self) -> str:
         """``error`` (quarantined) or ``warning`` (loaded, flagged)."""
@@ -131,6 +135,7 @@ class StagedDelivery:
     contributed: set[tuple[str, int]] = field(default_factory=set)
     fact_seq: dict[str, int] = field(default_factory=lambda: dict.fromkeys(CANONICAL_TABLES, 0))
     buffered: int = 0
+    position: tuple[str | None, int] = (None, 0)  # the record being read, for an error that names it
 
     def count(self, file: str) -> FileCount:
         """The counter of a file, created on first use."""
@@ -142,6 +147,7 @@ class StagedDelivery:
         if self.buffered >= self.batch_records:
             self.flush()
         self.buffered += 1
+        self.position = (file, row)
         self.count(file).rows_read += 1
         return RowContext(self, file, row, pseudonymize, source_map, resource_id)
 
@@ -298,7 +304,7 @@ class RowContext:
     def keep_source(self, record: dict[str, Any], cpr_columns: tuple[str, ...] = ()) -> None:
         """Keep the source record for staging, its CPR replaced by the pseudonym."""
         clean = {k: (self.patient_key if k in cpr_columns else _jsonable(v)) for k, v in record.items()}
-        self.staged.source_rows.append((self.file, self.row, orjson.dumps(clean).decode()))
+        self.staged.source_rows.append((self.file, self.row, scrub_cpr(orjson.dumps(clean).decode())))
 
 
 def _jsonable(value: Any) -> Any:

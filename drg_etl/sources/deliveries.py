@@ -27,6 +27,20 @@ class DeliveryRejected(Exception):
         self.delivery, self.rejections, self.file_hashes = delivery, rejections, file_hashes
 
 
+def files_with_records(delivery: Delivery) -> list[str]:
+    """The files (or sheets) that must hold records: without them the delivery has no patients or treatments.
+
+    A header-only demographics file would otherwise supersede the center's delivery and
+    quarantine every other record as "no demographics". Complications may be none.
+    """
+    return {
+        "auh": ["patienter.csv", "procedurer.csv"],
+        "ouh": [f"{ouh.WORKBOOK}#Patients", f"{ouh.WORKBOOK}#Treatment"],
+        "rh": [rh.data_file(delivery)],
+        "aauh": ["Patient.ndjson", "Procedure.ndjson"],
+    }[delivery.center]
+
+
 def expected_files(delivery: Delivery) -> list[str]:
     """The files extracts.md fixes for the delivery's center."""
     return {
@@ -70,5 +84,14 @@ def read_delivery(delivery: Delivery, pseudonymize: Pseudonymizer, sink: Sink | 
         READERS[delivery.center](delivery, staged, pseudonymize)
     except FileRejected as exc:
         raise DeliveryRejected(delivery, [exc], hashes) from exc
+    except Exception as exc:  # anything else a hostile file provokes: reject this delivery, not the load
+        file, row = staged.position
+        where = f"at row {row}" if row else "while opening it"
+        reason = f"cannot be read {where}: {type(exc).__name__}: {str(exc)[:200]}"
+        raise DeliveryRejected(delivery, [FileRejected(file or "?", "file.unreadable", reason)], hashes) from exc
     staged.flush()
+    empty = [f for f in files_with_records(delivery) if not staged.count(f).rows_read]
+    if empty:
+        raise DeliveryRejected(delivery, [FileRejected(f, "file.empty", "the file has no records (only a header); "
+                                                       "the format requires records") for f in empty], hashes)
     return staged
