@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from drg_etl.pseudonym import KEY_VARIABLE, MIN_KEY_LENGTH, Pseudonymizer
+from drg_etl.pseudonym import KEY_VARIABLE, Pseudonymizer, WeakKey, check_key
 from drg_etl.warehouse import connect
 
 DEFAULT_INBOX = "inbox"
@@ -44,9 +44,10 @@ class PseudonymKeyResource(dg.ConfigurableResource):
 
     def pseudonymizer(self) -> Pseudonymizer:
         """A pseudonymizer under the key."""
-        if len(self.key) < MIN_KEY_LENGTH:
-            raise dg.Failure(f"{KEY_VARIABLE} must be at least {MIN_KEY_LENGTH} characters")
-        return Pseudonymizer(self.key.encode("utf-8"))
+        try:
+            return Pseudonymizer(check_key(self.key))
+        except WeakKey as exc:
+            raise dg.Failure(str(exc)) from None
 
 
 class ExportResource(dg.ConfigurableResource):

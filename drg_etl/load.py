@@ -96,6 +96,7 @@ def stage_center(inbox: Path, center: str, con: duckdb.DuckDBPyConnection, pseud
     """
     if not inbox.is_dir():
         raise UsageError(f"inbox {inbox} is not a folder")
+    warehouse.bind_key(con, pseudonymize.fingerprint)
     begin_load(con, load_id, inbox)
     discard_unfinished(con)
     result = StageResult(center)

@@ -9,28 +9,67 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
+import string
+from collections import Counter
 
 from drg_etl.cpr import Cpr
 from drg_etl.errors import UsageError
 
 KEY_VARIABLE = "DRG_ETL_PSEUDONYM_KEY"
-#: The fixed key `drg-etl demo` uses, and says so. Never use it for real data.
+OLD_KEY_VARIABLE = "DRG_ETL_OLD_PSEUDONYM_KEY"
+#: The fixed key `drg-etl demo` uses, and says so. It is public: no other command accepts it.
 DEMO_KEY = "drg-etl-demo-key-not-for-real-data"
-MIN_KEY_LENGTH = 16
+MIN_KEY_HEX_DIGITS = 32  # 128 bits
+MIN_ENTROPY_BITS = 100.0  # the key's characters, by their observed frequencies
+HOW = f"e.g.  export {KEY_VARIABLE}=\"$(python -c 'import secrets; print(secrets.token_hex(32))')\""
 
 
-def key_from_environment() -> bytes:
+class WeakKey(UsageError):
+    """A pseudonym key too weak or too public to protect CPR numbers (exit 2)."""
+
+
+def key_weakness(key: str) -> str | None:
+    """Why a key is refused (cli.md: hex, long, not guessable, not the demo key), or None."""
+    if key == DEMO_KEY:
+        return "it is the public demo key, which only `drg-etl demo` may use"
+    if not key.strip():
+        return "it is blank"
+    if any(c not in string.hexdigits for c in key):
+        return "it is not hexadecimal"
+    if len(key) < MIN_KEY_HEX_DIGITS:
+        return f"it has {len(key)} hex digits, fewer than {MIN_KEY_HEX_DIGITS} (128 bits)"
+    lowered = key.lower()
+    period = next((p for p in range(1, len(key) // 2 + 1) if all(lowered[i] == lowered[i % p]
+                                                                   for i in range(len(key)))), None)
+    if period is not None:
+        return f"it repeats a pattern of {period} characters"
+    counts = Counter(lowered)
+    bits = max(0.0, -len(key) * sum(n / len(key) * math.log2(n / len(key)) for n in counts.values()))
+    if bits < MIN_ENTROPY_BITS:
+        return f"it is too regular to be secret (about {bits:.0f} bits of entropy, at least {MIN_ENTROPY_BITS:.0f})"
+    return None
+
+
+def check_key(key: str, variable: str = KEY_VARIABLE) -> bytes:
+    """The key as the HMAC key, or WeakKey saying why it is refused and how to make a good one."""
+    if (why := key_weakness(key)) is not None:
+        raise WeakKey(f"{variable} is refused: {why}. Use a random secret of 64 hex digits, {HOW}")
+    return key.encode("ascii")
+
+
+def key_from_environment(variable: str = KEY_VARIABLE) -> bytes:
     """The pseudonym key from the environment; UsageError (exit 2) says how to set it."""
-    key = os.environ.get(KEY_VARIABLE, "")
+    key = os.environ.get(variable, "")
     if not key:
-        raise UsageError(
-            f"{KEY_VARIABLE} is not set. Pseudonyms are keyed: set a secret of at least {MIN_KEY_LENGTH} "
-            f"characters, e.g.  export {KEY_VARIABLE}=\"$(python -c 'import secrets; print(secrets.token_hex(32))')\""
-        )
-    if len(key) < MIN_KEY_LENGTH:
-        raise UsageError(f"{KEY_VARIABLE} is shorter than {MIN_KEY_LENGTH} characters; use a longer secret")
-    return key.encode("utf-8")
+        raise UsageError(f"{variable} is not set. Pseudonyms are keyed: set a random secret, {HOW}")
+    return check_key(key, variable)
+
+
+def fingerprint(key: bytes) -> str:
+    """A keyed hash that identifies the key without revealing it (stored with the warehouse)."""
+    return hmac.new(key, b"drg-etl pseudonym key fingerprint v1", hashlib.sha256).hexdigest()
 
 
 class Pseudonymizer:
@@ -40,6 +79,7 @@ class Pseudonymizer:
         if not key:
             raise UsageError("the pseudonym key is empty")
         self._key = key
+        self.fingerprint = fingerprint(key)
 
     def __call__(self, cpr: Cpr) -> str:
         """The pseudonym of a validated CPR number."""

@@ -103,3 +103,19 @@ def check_readable(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     if stale:
         raise WarehouseError(f"the FHIR layer of {path} is older than its deliveries ({stale} patients changed "
                              "since it was built: a load was interrupted); run `drg-etl load` again to finish it")
+
+
+class KeyMismatch(UsageError):
+    """A load under another pseudonym key than the warehouse's: it would split every patient in two."""
+
+
+def bind_key(con: duckdb.DuckDBPyConnection, fingerprint: str) -> None:
+    """Record the key's fingerprint on first use; refuse (exit 2, nothing written) any other key."""
+    stored = con.execute("select value from quality.settings where name = 'pseudonym_key_fingerprint'").fetchone()
+    if stored is None:
+        con.execute("insert into quality.settings values ('pseudonym_key_fingerprint', ?)", [fingerprint])
+    elif stored[0] != fingerprint:
+        raise KeyMismatch(
+            f"the warehouse was built under another pseudonym key (fingerprint {stored[0][:12]}…, this key "
+            f"{fingerprint[:12]}…): loading would give every patient a second pseudonym. Set the key the "
+            "warehouse was built with, or rotate it first with `drg-etl rekey`")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,7 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Generated:
     return _generate(tmp_path_factory.mktemp("scaled"), seed=11, patients=300)
 
 
-TEST_KEY = b"test-key-for-pseudonyms-0123456789"
+TEST_KEY = b"5f0c3e9a7d1b42c8e6a09f3b71d4c2e85a6f1039bd7e24c6f8a5b3d0e19c7a42"  # hex, as cli.md asks
 
 
 @dataclass
@@ -123,3 +124,15 @@ def loaded_2000(tmp_path_factory: pytest.TempPathFactory) -> Loaded:
     """A cohort of 2,000 trial patients, generated with defects and loaded."""
     base = tmp_path_factory.mktemp("p2000")
     return _load(_generate(base, seed=5, patients=2000), base)
+
+
+@pytest.fixture()
+def clean_warehouse(demo_clean: Generated, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the clean inbox, loaded into a fresh warehouse."""
+    inbox = tmp_path / "inbox"
+    shutil.copytree(demo_clean.inbox, inbox)
+    path = tmp_path / "wh.duckdb"
+    from drg_etl.load import load_inbox
+
+    load_inbox(inbox, path, TEST_KEY)
+    return inbox, path

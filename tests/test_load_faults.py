@@ -28,16 +28,6 @@ def snapshot(path: Path) -> dict[str, list[tuple]]:
         con.close()
 
 
-@pytest.fixture()
-def clean_warehouse(demo_clean: Generated, tmp_path: Path) -> tuple[Path, Path]:
-    """A copy of the clean inbox, loaded into a fresh warehouse."""
-    inbox = tmp_path / "inbox"
-    shutil.copytree(demo_clean.inbox, inbox)
-    path = tmp_path / "wh.duckdb"
-    load_inbox(inbox, path, TEST_KEY)
-    return inbox, path
-
-
 def _new_delivery(inbox: Path, center: str, cutoff: str = "2020-03-31") -> Path:
     """A new delivery of a center, a copy of its current one (rh's file renamed to the new cutoff)."""
     source = inbox / center / "2019-12-31"

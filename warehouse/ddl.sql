@@ -16,6 +16,12 @@ create table if not exists quality.rules (
     description    varchar not null
 );
 
+-- Facts about the warehouse itself: the pseudonym key's fingerprint (a keyed hash, never the key).
+create table if not exists quality.settings (
+    name           varchar primary key,
+    value          varchar not null
+);
+
 create table if not exists quality.loads (
     load_id        varchar primary key,
     started_at     timestamp not null,

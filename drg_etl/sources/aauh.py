@@ -24,6 +24,7 @@ from drg_etl.sources.csvfile import open_text
 from drg_etl.sources.values import check_score, parse_iso_date
 from drg_etl.vocabulary import LEAD_DEFECT_COMPLICATIONS
 
+MAX_LINE_CHARS = 1 << 20  # no resource of this export comes near 1 MiB; a longer line is hostile or broken
 RESOURCE_TYPES = ("Patient", "Condition", "Procedure", "Device", "Observation")
 SCORE_RANGES = {"nrs_average": (0, 10), "nrs_worst": (0, 10), "pcs_total": (0, 52)}
 
@@ -41,6 +42,9 @@ def read_lines(delivery: Delivery, resource_type: str) -> Iterator[tuple[int, st
             line = line.rstrip("\r\n")
             if not line.strip():
                 continue
+            if len(line) > MAX_LINE_CHARS:
+                raise FileRejected(file, "file.ndjson", f"line {number} has {len(line):,} characters, more than a "
+                                                        f"resource of this export can need ({MAX_LINE_CHARS:,})")
             try:
                 data = orjson.loads(line)
             except orjson.JSONDecodeError as exc:

@@ -1,0 +1,181 @@
+"""Unattended nights: weak and changed keys, hostile files, locked, unbuilt and stale warehouses, clean errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from drg_etl.cli import app
+from drg_etl.load import load_inbox
+from drg_etl.pseudonym import DEMO_KEY
+from drg_etl.write import write_pending
+from tests.conftest import TEST_KEY, Generated
+from tests.test_load_faults import _new_delivery, snapshot
+from tests.test_no_cpr_persisted import all_cprs
+
+OTHER_KEY = "c3a91f06d2e84b7590fa1e6c4d2b8a73e05f91c6b2d4a8e7f3c0b69d1a5e2f48"
+
+
+def _cli(args: list[str], key: str | None = TEST_KEY.decode(), **env: str) -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if k != "DRG_ETL_PSEUDONYM_KEY"} | {"COLUMNS": "250"} | env
+    if key is not None:
+        environment["DRG_ETL_PSEUDONYM_KEY"] = key
+    return subprocess.run([sys.executable, "-m", "drg_etl.cli", *args], capture_output=True, text=True,
+                          env=environment)
+
+
+@pytest.mark.parametrize(("key", "why"), [
+    (" " * 16, "blank"), (DEMO_KEY, "public demo key"), ("abc123", "fewer than 32"),
+    ("not-hex-" * 8, "not hexadecimal"), ("ab" * 32, "repeats a pattern"), ("0" * 63 + "1", "too regular"),
+])
+def test_a_weak_or_public_key_is_refused_before_anything_is_written(key: str, why: str, demo_clean: Generated,
+                                                                     tmp_path: Path) -> None:
+    done = _cli(["load", str(demo_clean.inbox), "--warehouse", str(tmp_path / "w.duckdb")], key=key)
+    assert done.returncode == 2, done.stderr
+    assert why in done.stderr and "token_hex" in done.stderr
+    assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_a_load_under_another_key_exits_2_and_changes_nothing(clean_warehouse: tuple[Path, Path]) -> None:
+    inbox, path = clean_warehouse
+    before = snapshot(path)
+    _new_delivery(inbox, "auh")
+    done = _cli(["load", str(inbox), "--warehouse", str(path)], key=OTHER_KEY)
+    assert done.returncode == 2
+    assert "another pseudonym key" in done.stderr and OTHER_KEY not in done.stderr + done.stdout
+    assert snapshot(path) == before
+    again = _cli(["load", str(inbox), "--warehouse", str(path)])
+    assert again.returncode == 0, again.stderr
+    con = duckdb.connect(str(path), read_only=True)
+    persons = con.execute("select count(distinct patient_key) from canonical.current_patients").fetchone()[0]
+    stored = con.execute("select value from quality.settings").fetchall()
+    con.close()
+    assert persons == snapshot_persons(before)
+    assert len(stored) == 1 and TEST_KEY.decode() not in stored[0][0]
+
+
+def snapshot_persons(snap: dict[str, list[tuple]]) -> int:
+    return len({row[5] for row in snap["canonical.patients"]})
+
+
+def test_a_csv_without_its_header_is_rejected_without_quoting_a_cpr(demo: Generated, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    shutil.copytree(demo.inbox, inbox)
+    patients = inbox / "auh" / "2019-12-31" / "patienter.csv"
+    patients.write_bytes(patients.read_bytes().split(b"\r\n", 1)[1])
+    path = tmp_path / "w.duckdb"
+    done = _cli(["load", str(inbox), "--warehouse", str(path)])
+    quality = _cli(["quality", "--warehouse", str(path), "--json"])
+    assert done.returncode == 1 and "patienter.csv" in done.stdout
+    con = duckdb.connect(str(path), read_only=True)
+    stored = " ".join(str(r) for r in con.execute("select * from quality.rejections").fetchall())
+    con.close()
+    text = done.stdout + done.stderr + quality.stdout + stored
+    assert "file.columns" in stored
+    leaked = [c for c in all_cprs(demo) if c in text or f"{c[:6]}-{c[6:]}" in text]
+    assert leaked == []
+
+
+@pytest.mark.parametrize("line", ["[" * 10_000 + "]" * 10_000,
+                                  '{"resourceType": "Observation", "id": "o1", "valueInteger": ' + "9" * 5000 + "}",
+                                  '{"resourceType": "Observation", "id": "' + "x" * 2_000_000 + '"}'])
+def test_one_hostile_ndjson_line_rejects_aauh_and_the_others_load(line: str, demo_clean: Generated,
+                                                                  tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    shutil.copytree(demo_clean.inbox, inbox)
+    with (inbox / "aauh" / "2019-12-31" / "Observation.ndjson").open("a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+    report = load_inbox(inbox, tmp_path / "w.duckdb", TEST_KEY)
+    assert report.rejected == ["aauh/2019-12-31"]
+    assert sorted(report.loaded) == ["auh/2019-12-31", "ouh/2019-12-31", "rh/2019-12-31"]
+    rejected = [f for f in report.files if f.rejected]
+    assert [f.file for f in rejected] == ["Observation.ndjson"] and "line" in rejected[0].reason
+
+
+def test_a_header_only_demographics_file_rejects_the_delivery(clean_warehouse: tuple[Path, Path]) -> None:
+    inbox, path = clean_warehouse
+    before = snapshot(path)
+    folder = _new_delivery(inbox, "auh")
+    header = (folder / "patienter.csv").read_bytes().split(b"\r\n", 1)[0] + b"\r\n"
+    (folder / "patienter.csv").write_bytes(header)
+    report = load_inbox(inbox, path, TEST_KEY)
+    assert report.rejected == ["auh/2020-03-31"]
+    assert any(f.rule_id == "file.empty" and f.file == "patienter.csv" for f in report.files)
+    assert snapshot(path) == before
+
+
+def _one_error_line(done: subprocess.CompletedProcess, *needles: str) -> None:
+    assert done.returncode == 2
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_analyze_reports_missing_damaged_and_unbuilt_warehouses_in_one_line(tmp_path: Path) -> None:
+    _one_error_line(_cli(["analyze", "--warehouse", str(tmp_path / "none.duckdb"), "--json"]), "no warehouse")
+    garbage = tmp_path / "garbage.duckdb"
+    garbage.write_bytes(b"this is not a database" * 100)
+    _one_error_line(_cli(["analyze", "--warehouse", str(garbage), "--json"]), "cannot open")
+    empty = tmp_path / "empty.duckdb"
+    duckdb.connect(str(empty)).close()
+    _one_error_line(_cli(["export-fhir", "--warehouse", str(empty), "--out", str(tmp_path / "x")]), "never loaded")
+
+
+def test_a_truncated_warehouse_is_one_line_too(clean_warehouse: tuple[Path, Path], tmp_path: Path) -> None:
+    _, path = clean_warehouse
+    cut = tmp_path / "cut.duckdb"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    done = _cli(["analyze", "--warehouse", str(cut), "--json"])
+    assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_stale_fhir_layer_is_refused_until_a_load_finishes_it(clean_warehouse: tuple[Path, Path]) -> None:
+    inbox, path = clean_warehouse
+    _new_delivery(inbox, "ouh")
+    from drg_etl.load import stage_center
+    from drg_etl.pseudonym import Pseudonymizer
+    from drg_etl.warehouse import connect
+
+    con = connect(path)
+    stage_center(inbox, "ouh", con, Pseudonymizer(TEST_KEY), "interrupted")
+    write_pending(con, "interrupted")  # the deliveries are written; the FHIR layer is not (a killed load)
+    con.close()
+    _one_error_line(_cli(["analyze", "--warehouse", str(path), "--json"]), "older than its deliveries")
+    assert _cli(["load", str(inbox), "--warehouse", str(path)]).returncode == 0
+    done = _cli(["analyze", "--warehouse", str(path), "--json"])
+    assert done.returncode == 0 and json.loads(done.stdout)["observation_end"] == "2020-03-31"
+
+
+def test_a_second_writer_waits_then_exits_2_and_a_reader_is_told(clean_warehouse: tuple[Path, Path]) -> None:
+    inbox, path = clean_warehouse
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); "
+                               "print('held', flush=True); time.sleep(30)", str(path)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        started = time.monotonic()
+        done = _cli(["load", str(inbox), "--warehouse", str(path)], DRG_ETL_LOCK_WAIT="2")
+        assert done.returncode == 2 and "in use by another process" in done.stderr
+        assert 2 <= time.monotonic() - started < 20
+        _one_error_line(_cli(["analyze", "--warehouse", str(path), "--json"]), "in use by another process")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert _cli(["analyze", "--warehouse", str(path), "--json"]).returncode == 0
+
+
+def test_quality_under_the_cli_runner_prints_errors_to_stderr(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["quality", "--warehouse", str(tmp_path / "none.duckdb"), "--json"])
+    assert result.exit_code == 2 and "no warehouse" in result.output
