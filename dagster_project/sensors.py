@@ -8,7 +8,7 @@ import dagster as dg
 
 from dagster_project.assets import CENTER_ASSETS, NATIONAL_ASSETS
 from dagster_project.resources import InboxResource
-from drg_etl.sources.deliveries import discover
+from drg_etl.sources.deliveries import survey
 
 load_one_center = dg.define_asset_job(
     "load_one_center", selection=dg.AssetSelection.assets(*CENTER_ASSETS),
@@ -23,7 +23,10 @@ def new_deliveries(context: dg.SensorEvaluationContext, inbox: InboxResource) ->
     """One run of the center's partition per new delivery folder; the cursor holds the content hashes seen."""
     seen = set(json.loads(context.cursor)) if context.cursor else set()
     requests = []
-    for delivery in discover(Path(inbox.path)):
+    deliveries, problems = survey(Path(inbox.path))
+    for problem in problems:
+        context.log.warning(f"inbox: {problem.path} is not read: {problem.reason}")
+    for delivery in deliveries:
         content_id = delivery.content_id()
         if content_id in seen:
             continue

@@ -113,8 +113,13 @@ def print_load(report: LoadReport) -> None:
         console.print(f"  ... and {len(report.issues) - 50} more: `drg-etl quality --warehouse ...`")
     console.print(f"loaded {len(report.loaded)}, already loaded {len(report.skipped)}, "
                   f"rejected {len(report.rejected)} deliveries")
+    odd = {f"{f.center}/{f.delivery}".rstrip("/"): f.reason for f in report.files
+           if f.rule_id == "inbox.not_a_delivery"}
     for label in report.rejected:
-        console.print(f"[red]rejected {label}: the center's previous delivery stays in force[/red]")
+        if label in odd:
+            console.print(f"[red]not read: {label}: {odd[label]}[/red]", highlight=False)
+        else:
+            console.print(f"[red]rejected {label}: the center's previous delivery stays in force[/red]")
 
 
 @app.command("load")

@@ -24,7 +24,7 @@ from drg_etl.errors import EXIT_OK, EXIT_REJECTED, UsageError
 from drg_etl.fhir.store import refresh_fhir
 from drg_etl.pseudonym import Pseudonymizer
 from drg_etl.sources.base import Issue
-from drg_etl.sources.deliveries import DeliveryRejected, discover
+from drg_etl.sources.deliveries import DeliveryRejected, discover, survey
 from drg_etl.staging import discard_unfinished, stage_delivery
 from drg_etl.vocabulary import CENTERS
 from drg_etl.write import ReconciliationError, write_pending
@@ -148,7 +148,7 @@ def load_report(con: duckdb.DuckDBPyConnection, load_id: str, skipped: list[str]
     report.files = [FileReport(*row) for row in rows]
     report.loaded = sorted({f"{c}/{d}" for c, d, *_ in rows})
     for r in rejected:
-        center, cutoff = r["delivery"].split("/")
+        center, _, cutoff = r["delivery"].partition("/")
         report.files.append(FileReport(center, cutoff, r["file"], rejected=True, reason=r["reason"],
                                        rule_id=r["rule_id"]))
         if r["delivery"] not in report.rejected:
@@ -178,7 +178,8 @@ def load_inbox(inbox: Path, warehouse_path: Path, key: bytes, progress: Callable
     con = warehouse.connect(warehouse_path)
     try:
         skipped: list[str] = []
-        rejected: list[dict[str, Any]] = []
+        rejected: list[dict[str, Any]] = [{"delivery": p.path, "file": "(folder)", "rule_id": "inbox.not_a_delivery",
+                                           "reason": p.reason} for p in survey(inbox)[1]]
         for center in CENTERS:
             if progress:
                 progress(f"staging {center}")

@@ -179,3 +179,23 @@ def test_a_second_writer_waits_then_exits_2_and_a_reader_is_told(clean_warehouse
 def test_quality_under_the_cli_runner_prints_errors_to_stderr(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["quality", "--warehouse", str(tmp_path / "none.duckdb"), "--json"])
     assert result.exit_code == 2 and "no warehouse" in result.output
+
+
+def test_odd_folders_are_reported_with_exit_1_and_nothing_outside_the_inbox_is_read(
+        clean_warehouse: tuple[Path, Path], tmp_path: Path) -> None:
+    inbox, path = clean_warehouse
+    before = snapshot(path)
+    outside = tmp_path / "outside"
+    shutil.copytree(inbox / "auh" / "2019-12-31", outside)
+    (inbox / "auh" / "2019-13-45").mkdir()
+    (inbox / "xyz").mkdir()
+    (inbox / "AUH").mkdir()
+    shutil.copytree(inbox / "auh" / "2019-12-31", inbox / "auh" / "20200630")
+    (inbox / "auh" / "2020-09-30").symlink_to(outside, target_is_directory=True)
+    done = _cli(["load", str(inbox), "--warehouse", str(path)])
+    assert done.returncode == 1, done.stderr
+    for where, why in (("auh/2019-13-45", "YYYY-MM-DD"), ("xyz", "not a center"), ("AUH", "lower case"),
+                       ("auh/20200630", "YYYY-MM-DD"), ("auh/2020-09-30", "out of the inbox")):
+        line = next((x for x in done.stdout.splitlines() if where in x and why in x), None)
+        assert line is not None, (where, done.stdout)
+    assert snapshot(path) == before

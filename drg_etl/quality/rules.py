@@ -22,6 +22,8 @@ class Rule:
 
 _RULES = [
     # File level: the whole file is rejected and the center's previous delivery stays.
+    Rule("inbox.not_a_delivery", "error", "conformance", "a folder or file in the inbox that is not a delivery "
+         "(unknown center, case variant, bad cutoff date, a link out of the inbox): reported, never read"),
     Rule("file.missing", "error", "completeness", "a file of the delivery is missing"),
     Rule("file.unexpected", "warning", "conformance", "a file the format does not define"),
     Rule("file.columns", "error", "conformance", "a missing, renamed or extra column"),

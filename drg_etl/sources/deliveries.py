@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -51,18 +53,73 @@ def expected_files(delivery: Delivery) -> list[str]:
     }[delivery.center]
 
 
-def discover(inbox: Path) -> list[Delivery]:
-    """Every ``INBOX/<center>/<cutoff>/`` folder, oldest cutoff first; other folders are ignored."""
-    found = []
-    for center in CENTERS:
-        for folder in sorted((inbox / center).glob("*")) if (inbox / center).is_dir() else []:
+CUTOFF_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True)
+class InboxProblem:
+    """A folder or file in the inbox that is not a delivery, or a delivery that may not be read, and why."""
+
+    path: str
+    reason: str
+
+
+def _leaves(path: Path, inbox: Path) -> bool:
+    """Whether a link leads out of the inbox."""
+    return path.is_symlink() and not path.resolve().is_relative_to(inbox.resolve())
+
+
+def _check_folder(folder: Path, inbox: Path) -> str | None:
+    """Why a delivery folder may not be read (a link out of the inbox), or None."""
+    if _leaves(folder, inbox):
+        return "the folder is a link that leads out of the inbox; nothing outside the inbox is read"
+    for entry in sorted(folder.iterdir()):
+        if _leaves(entry, inbox):
+            return f"{entry.name} is a link that leads out of the inbox; nothing outside the inbox is read"
+    return None
+
+
+def survey(inbox: Path) -> tuple[list[Delivery], list[InboxProblem]]:
+    """Every ``INBOX/<center>/<YYYY-MM-DD>/`` delivery, oldest first, and everything else in the inbox with a reason.
+
+    Only the four centers' lower-case folders and real dates are deliveries; a case variant,
+    an unknown center, a bad date, a stray file and a link out of the inbox are reported, never
+    read and never silently skipped.
+    """
+    found, problems = [], []
+    for top in sorted(inbox.iterdir()):
+        where = top.name
+        if top.name not in CENTERS:
+            close = next((c for c in CENTERS if c == top.name.lower()), None)
+            hint = f" (center folders are lower case: {close!r})" if close else f" (centers: {', '.join(CENTERS)})"
+            problems.append(InboxProblem(where, f"not a center of the registry{hint}"))
+            continue
+        if not top.is_dir() or _leaves(top, inbox):
+            problems.append(InboxProblem(where, "a center must be a folder inside the inbox"))
+            continue
+        for folder in sorted(top.iterdir()):
+            where = f"{top.name}/{folder.name}"
+            if not folder.is_dir():
+                problems.append(InboxProblem(where, "a file where a delivery folder <YYYY-MM-DD> belongs"))
+                continue
             try:
+                if not CUTOFF_NAME.match(folder.name):
+                    raise ValueError
                 cutoff = dt.date.fromisoformat(folder.name)
             except ValueError:
+                problems.append(InboxProblem(where, "not a delivery folder: its name must be the cutoff date "
+                                                    "YYYY-MM-DD"))
                 continue
-            if folder.is_dir():
-                found.append(Delivery(center, cutoff, folder))
-    return sorted(found, key=lambda d: (d.cutoff, CENTERS.index(d.center)))
+            if (why := _check_folder(folder, inbox)) is not None:
+                problems.append(InboxProblem(where, why))
+                continue
+            found.append(Delivery(top.name, cutoff, folder))
+    return sorted(found, key=lambda d: (d.cutoff, CENTERS.index(d.center))), problems
+
+
+def discover(inbox: Path) -> list[Delivery]:
+    """The deliveries of :func:`survey` (its problems are reported by the load)."""
+    return survey(inbox)[0]
 
 
 def read_delivery(delivery: Delivery, pseudonymize: Pseudonymizer, sink: Sink | None = None) -> StagedDelivery:
