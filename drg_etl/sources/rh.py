@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,6 +32,11 @@ DICTIONARY_COLUMNS = [
     "Matrix Ranking?", "Field Annotation",
 ]
 KEYS = ["record_id", "redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance"]
+DAG = "redcap_data_access_group"  # exported after the keys when the project has data access groups
+# REDCap's field types with choices it implies whatever the dictionary's choices column says
+IMPLICIT_CHOICES = {"yesno": {"1": "Yes", "0": "No"}, "truefalse": {"1": "True", "0": "False"}}
+CHOICE_TYPES = ("radio", "dropdown", "checkbox")
+NOT_EXPORTED = ("descriptive",)  # display-only fields: no column in an export
 EVENT_FORMS = {"screening_arm_1": ("demographics", "prom"), "trial_arm_1": ("trial",),
                "implant_arm_1": ("implant",), "month_3_arm_1": ("prom",), "month_6_arm_1": ("prom",),
                "month_12_arm_1": ("prom",), "month_24_arm_1": ("prom",), "month_36_arm_1": ("prom",)}
@@ -47,23 +53,33 @@ class Dictionary:
 
     def __init__(self, rows: list[dict[str, str]]) -> None:
         self.fields = rows
+        self._columns: list[str] | None = None
+        self._form_columns: dict[str, list[str]] = {}
         self.form_of = {r["Variable / Field Name"]: r["Form Name"] for r in rows}
         self.choices: dict[str, dict[str, str]] = {}
         for r in rows:
-            if r["Field Type"] in ("radio", "dropdown", "checkbox") and r["Choices, Calculations, OR Slider Labels"]:
-                self.choices[r["Variable / Field Name"]] = _parse_choices(r["Choices, Calculations, OR Slider Labels"])
+            kind, cell = r["Field Type"], r["Choices, Calculations, OR Slider Labels"]
+            if kind in IMPLICIT_CHOICES:
+                self.choices[r["Variable / Field Name"]] = IMPLICIT_CHOICES[kind]
+            elif kind in CHOICE_TYPES and cell:
+                self.choices[r["Variable / Field Name"]] = _parse_choices(cell)
 
     def export_columns(self) -> list[str]:
         """The raw export's columns in REDCap's order."""
+        if self._columns is None:
+            self._columns = self._export_columns()
+        return self._columns
+
+    def _export_columns(self) -> list[str]:
         columns = list(KEYS)
         forms = list(dict.fromkeys(r["Form Name"] for r in self.fields))
         for form in forms:
             for r in self.fields:
                 name = r["Variable / Field Name"]
-                if r["Form Name"] != form or name == "record_id":
+                if r["Form Name"] != form or name == "record_id" or r["Field Type"] in NOT_EXPORTED:
                     continue
                 if r["Field Type"] == "checkbox":
-                    columns += [f"{name}___{code}" for code in self.choices.get(name, {})]
+                    columns += [checkbox_column(name, code) for code in self.choices.get(name, {})]
                 else:
                     columns.append(name)
             columns.append(f"{form}_complete")
@@ -71,16 +87,24 @@ class Dictionary:
 
     def form_columns(self, form: str) -> list[str]:
         """The export columns holding a form's data (not its ``_complete``)."""
-        return [c for c in self.export_columns()[4:] if self.form_of.get(c.split("___")[0]) == form
-                and c != "record_id"]
+        if form not in self._form_columns:
+            self._form_columns[form] = [c for c in self.export_columns()[len(KEYS):]
+                                        if self.form_of.get(c.split("___")[0]) == form and c != "record_id"]
+        return self._form_columns[form]
 
 
 def _parse_choices(cell: str) -> dict[str, str]:
+    """REDCap's ``code, label | code, label`` (a label may itself hold commas)."""
     out = {}
     for item in cell.split("|"):
         code, _, label = item.partition(",")
         out[code.strip()] = label.strip()
     return out
+
+
+def checkbox_column(field: str, code: str) -> str:
+    """REDCap's export column of one checkbox choice: the code lower-cased, other characters as ``_``."""
+    return f"{field}___{re.sub(r'[^a-z0-9_]', '_', code.lower())}"
 
 
 def read_dictionary(delivery: Delivery) -> Dictionary:
@@ -182,12 +206,14 @@ def remove_explanted_generators(con: duckdb.DuckDBPyConnection, delivery_id: str
 
 
 def _found_columns(delivery: Delivery, file: str, dictionary: Dictionary) -> list[str]:
-    """The export's header, checked against the columns the dictionary implies."""
+    """The export's header, checked against the columns the dictionary implies (with or without the DAG column)."""
     text = first_line(delivery.folder / file, file, "utf-8")
     if not text.startswith("\ufeff"):
         raise FileRejected(file, "file.encoding", "the export lacks REDCap's UTF-8 byte order mark")
     first = next(csv.reader(io.StringIO(text[1:])), [])
     expected = dictionary.export_columns()
+    if DAG in first:
+        expected = [*KEYS, DAG, *expected[len(KEYS):]]
     if len(first) == 1 and ";" in first[0] and first[0].split(";") == expected:
         raise FileRejected(file, "file.delimiter", "fields are separated by ';', not ','")
     check_columns(file, first, expected)
@@ -294,11 +320,12 @@ def _complication(r: _Record, event: str) -> None:
     day = r.date("comp_date")
     kinds = []
     for code, label in r.dictionary.choices.get("comp_type", {}).items():
-        value = r.row.get(f"comp_type___{code}", "").strip()
+        column = checkbox_column("comp_type", code)
+        value = r.row.get(column, "").strip()
         if value not in ("", "0", "1"):
-            ctx.fail(f"comp_type___{code}", "code.unknown", f"checkbox value {value!r} is not 0 or 1")
+            ctx.fail(column, "code.unknown", f"checkbox value {value!r} is not 0 or 1")
         elif value == "1":
-            kinds.append(ctx.label(f"comp_type___{code}", "complication", label))
+            kinds.append(ctx.label(column, "complication", label))
     if not kinds:
         ctx.fail("comp_type", "value.missing_required", "no complication type is checked")
     permanent = r.code("comp_permanent", "permanent", required=False)
