@@ -146,12 +146,17 @@ TABLES: dict[str, Table] = {t.name: t for t in (
 )}
 CANONICAL_TABLES: tuple[str, ...] = tuple(TABLES)
 FACT_ORDER = Column("fact_seq", "integer", nullable=False)  # a fact's position in its delivery (staging only)
+# Facts a national rule held back, with the check that held them: re-examined when later deliveries arrive.
+HELD = (Column("national_check", "varchar", nullable=False), Column("rule_id", "varchar", nullable=False))
 
 
 def canonical_ddl() -> str:
-    """The DDL of ``canonical.*`` and of the staging tables that hold facts of deliveries not yet written."""
+    """The DDL of ``canonical.*``, of the staging tables that hold facts of deliveries not yet written, and of
+    the tables of facts held back by a national rule (``quality.held_*``, ``staging.pending_held_*``)."""
     statements = [t.ddl() for t in TABLES.values()]
     statements += [t.ddl("staging", "pending_", (FACT_ORDER,)) for t in TABLES.values()]
+    statements += [t.ddl("quality", "held_", HELD) for t in TABLES.values()]
+    statements += [t.ddl("staging", "pending_held_", HELD) for t in TABLES.values()]
     statements += [f"create or replace view canonical.current_{name} as select t.* from canonical.{name} t "
                    "join quality.deliveries d using (delivery_id) where d.status = 'in_force';" for name in TABLES]
     return "\n".join(statements)

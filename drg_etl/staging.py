@@ -24,7 +24,7 @@ from drg_etl.sources.base import Delivery, StagedDelivery
 from drg_etl.sources.deliveries import POST_READ, DeliveryRejected, read_delivery
 
 PENDING = ("pending_deliveries", "pending_issues", "pending_files", "pending_contributed", "pending_source_records",
-           *(f"pending_{t}" for t in TABLES))
+           *(f"pending_{t}" for t in TABLES), *(f"pending_held_{t}" for t in TABLES))
 ISSUE_COLUMNS = ["delivery_id", "center", "cutoff", "file", "row", "resource_id", "column_name", "rule_id", "severity",
                  "kahn_category", "message", "patient_key"]
 

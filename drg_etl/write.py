@@ -16,6 +16,7 @@ import duckdb
 from drg_etl.errors import DrgEtlError
 from drg_etl.model import TABLES
 from drg_etl.quality.national import check_national
+from drg_etl.quality.release import release_held
 from drg_etl.staging import discard, pending
 from drg_etl.warehouse import CODE_VERSION
 
@@ -81,6 +82,8 @@ def _write_one(con: duckdb.DuckDBPyConnection, delivery_id: str, center: str, cu
     for table in TABLES:
         con.execute(f"insert into canonical.{table} by name select * exclude (fact_seq) "
                     f"from staging.pending_{table} where delivery_id = ?", [delivery_id])
+        con.execute(f"insert into quality.held_{table} by name select * from staging.pending_held_{table} "
+                    "where delivery_id = ?", [delivery_id])
     con.execute(f"insert into quality.delivery_files by name select $id as delivery_id, * from ({RECONCILE})",
                 {"id": delivery_id})
     con.execute("""
@@ -117,6 +120,7 @@ def write_pending(con: duckdb.DuckDBPyConnection, load_id: str, centers: list[st
             reconcile(con, d["delivery_id"], label)
             _write_one(con, d["delivery_id"], d["center"], d["cutoff"], load_id)
             written.append(label)
+        release_held(con, load_id, ", ".join(written))
         con.execute("commit")
     except Exception:
         con.execute("rollback")

@@ -199,3 +199,39 @@ def test_odd_folders_are_reported_with_exit_1_and_nothing_outside_the_inbox_is_r
         line = next((x for x in done.stdout.splitlines() if where in x and why in x), None)
         assert line is not None, (where, done.stdout)
     assert snapshot(path) == before
+
+
+def test_an_implant_whose_trial_arrives_later_is_released_with_an_audit_record(demo_clean: Generated,
+                                                                               tmp_path: Path) -> None:
+    """aauh's delivery (an implant whose trial was at rh) loads before rh's: held, then released."""
+    from drg_etl.fhir.export import export_fhir
+    from drg_etl.quality.report import quality_report
+
+    everything = tmp_path / "all.duckdb"
+    load_inbox(demo_clean.inbox, everything, TEST_KEY)
+    inbox = tmp_path / "inbox"
+    shutil.copytree(demo_clean.inbox / "aauh", inbox / "aauh")
+    path = tmp_path / "w.duckdb"
+    first = load_inbox(inbox, path, TEST_KEY)
+    assert [i.rule_id for i in first.issues] == ["implant.without_trial"]
+    for center in ("auh", "ouh", "rh"):
+        shutil.copytree(demo_clean.inbox / center, inbox / center)
+    load_inbox(inbox, path, TEST_KEY)
+
+    con = duckdb.connect(str(path), read_only=True)
+    released = con.execute("select file, rule_id, released_by from quality.releases").fetchall()
+    open_issues = con.execute("select count(*) from quality.open_quarantine").fetchone()[0]
+    report = quality_report(con)
+    export_fhir(con, tmp_path / "stepwise")
+    con.close()
+    assert len(released) == 1 and released[0][1] == "implant.without_trial" and "rh/2019-12-31" in released[0][2]
+    assert open_issues == 0 and report["reconciliation"]["balanced"] and len(report["released"]) == 1
+    con = duckdb.connect(str(everything), read_only=True)
+    export_fhir(con, tmp_path / "at-once")
+    con.close()
+    ndjson = sorted(p.name for p in (tmp_path / "at-once").glob("*.ndjson"))
+    assert all((tmp_path / "stepwise" / n).read_bytes() == (tmp_path / "at-once" / n).read_bytes() for n in ndjson)
+    stepwise, at_once = snapshot(path), snapshot(everything)
+    for table in ("canonical.patients", "canonical.procedures", "canonical.devices", "canonical.measurements",
+                  "canonical.complications", "quality.delivery_files"):
+        assert stepwise[table] == at_once[table], table

@@ -83,6 +83,24 @@ create table if not exists quality.quarantine (
     record         json                   -- the source record, its CPR replaced by the pseudonym
 );
 
+-- Records a national rule quarantined and a later delivery set right (an implant whose trial
+-- arrived later, from another center): released, with the delivery and load that released them.
+create table if not exists quality.releases (
+    delivery_id    varchar not null,
+    file           varchar not null,
+    "row"          integer not null,
+    rule_id        varchar not null,
+    released_by    varchar not null,      -- the delivery whose write released it
+    load_id        varchar not null,
+    released_at    timestamp not null
+);
+
+-- The quarantine without the records a later delivery released.
+create or replace view quality.open_quarantine as
+    select q.* from quality.quarantine q
+    where not exists (select 1 from quality.releases r where r.delivery_id = q.delivery_id and r.file = q.file
+                      and r."row" = q."row" and r.rule_id = q.rule_id);
+
 create table if not exists quality.rule_results (
     load_id        varchar not null,
     delivery_id    varchar not null,

@@ -68,9 +68,25 @@ FOLLOW_UPS_OUT_OF_PLACE = f"""
     qualify row_number() over (partition by delivery_id, source_file, source_row order by fact_seq) = 1"""
 
 
-def _flag(con: duckdb.DuckDBPyConnection, findings_sql: str, table: str, targets: list[str]) -> int:
-    """Quarantine the records a rule finds, and drop their facts of ``table``; return how many."""
+def window_values() -> str:
+    """The follow-up windows (analysis.md, drg_etl/dates.py) as SQL ``values`` rows."""
+    return ", ".join(f"('{tp}', {low}, {high})" for tp, (low, high) in FOLLOW_UP_WINDOWS.items())
+
+
+def _flag(con: duckdb.DuckDBPyConnection, findings_sql: str, table: str, targets: list[str], check: str) -> int:
+    """Quarantine the records a rule finds and hold back their facts of ``table``; return how many.
+
+    Held facts (``staging.pending_held_*``, then ``quality.held_*``) are re-examined when later
+    deliveries arrive (drg_etl/quality/release.py): the trial may come from another center.
+    """
     con.execute(f"create or replace temp table flagged as {findings_sql}", {"targets": targets})
+    con.execute(f"""
+        insert into staging.pending_held_{table} by name
+        select t.* exclude (fact_seq), $check as national_check, f.rule_id
+        from staging.pending_{table} t
+        join (select delivery_id, source_file, source_row, min(rule_id) as rule_id from flagged group by all) f
+          on t.delivery_id = f.delivery_id and t.source_file = f.source_file and t.source_row = f.source_row""",
+                {"check": check})
     con.execute("""
         insert into staging.pending_issues
         select f.delivery_id, f.center, f.cutoff, f.source_file, f.source_row, null, f.column_name, f.rule_id,
@@ -86,11 +102,12 @@ def check_national(con: duckdb.DuckDBPyConnection, targets: list[str]) -> int:
     """Run the national rules on the staged deliveries ``targets`` (delivery ids); return the findings."""
     if not targets:
         return 0
-    windows = ", ".join(f"('{tp}', {low}, {high})" for tp, (low, high) in FOLLOW_UP_WINDOWS.items())
-    found = _flag(con, IMPLANTS_WITHOUT_TRIAL, "procedures", targets)
+    windows = window_values()
+    found = _flag(con, IMPLANTS_WITHOUT_TRIAL, "procedures", targets, "implant_trial")
     con.execute(FIRST_IMPLANTS)
-    found += _flag(con, EXPLANTS_BEFORE_IMPLANT, "procedures", targets)
-    found += _flag(con, FOLLOW_UPS_OUT_OF_PLACE.replace("{windows}", windows), "measurements", targets)
+    found += _flag(con, EXPLANTS_BEFORE_IMPLANT, "procedures", targets, "explant_implant")
+    found += _flag(con, FOLLOW_UPS_OUT_OF_PLACE.replace("{windows}", windows), "measurements", targets,
+                   "followup_implant")
     con.execute("drop table if exists flagged")
     con.execute("drop table if exists first_implants")
     return found

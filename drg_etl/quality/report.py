@@ -23,28 +23,33 @@ def quality_report(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
     rules = con.execute("""
         select q.center, strftime(q.cutoff, '%Y-%m-%d') as delivery, q.file, q.rule_id, q.severity, q.kahn_category,
                count(*) as count
-        from quality.quarantine q join quality.deliveries d using (delivery_id)
+        from quality.open_quarantine q join quality.deliveries d using (delivery_id)
         group by all order by q.rule_id, q.center, q.file
     """).df()
     totals = con.execute("""
         select rule_id, severity, kahn_category, count(*) as count
-        from quality.quarantine group by all order by rule_id
+        from quality.open_quarantine group by all order by rule_id
     """).df()
     examples = con.execute(f"""
         select rule_id, center, strftime(cutoff, '%Y-%m-%d') as delivery, file, "row", column_name, message
         from (select *, row_number() over (partition by rule_id order by center, file, "row") as n
-              from quality.quarantine)
+              from quality.open_quarantine)
         where n <= {EXAMPLES_PER_RULE} order by rule_id, n
     """).df()
     by_rule: dict[str, list[dict[str, Any]]] = {}
     for e in examples.to_dict("records"):
         by_rule.setdefault(e.pop("rule_id"), []).append(e)
+    released = con.execute("""
+        select d.center, strftime(d.cutoff, '%Y-%m-%d') as delivery, r.file, r."row", r.rule_id, r.released_by,
+               strftime(r.released_at, '%Y-%m-%dT%H:%M:%S') as released_at
+        from quality.releases r join quality.deliveries d using (delivery_id) order by all""").df()
     file_rows = [_clean(r) for r in files.to_dict("records")]
     loaded = [f for f in file_rows if not f["rejected"]]
     return {
         "files": file_rows,
         "rules": [dict(_clean(r), examples=by_rule.get(r["rule_id"], [])) for r in totals.to_dict("records")],
         "rules_by_file": [_clean(r) for r in rules.to_dict("records")],
+        "released": [_clean(r) for r in released.to_dict("records")],
         "reconciliation": {
             "rows_read": sum(f["rows_read"] for f in loaded),
             "rows_loaded": sum(f["rows_loaded"] for f in loaded),
