@@ -19,9 +19,10 @@ from drg_etl.analysis.national import national_analysis, publishable
 from drg_etl.errors import EXIT_USAGE, DrgEtlError
 from drg_etl.fhir.export import export_fhir
 from drg_etl.load import LoadReport, load_inbox
-from drg_etl.pseudonym import DEMO_KEY, KEY_VARIABLE, key_from_environment
+from drg_etl.pseudonym import DEMO_KEY, KEY_VARIABLE, OLD_KEY_VARIABLE, key_from_environment
 from drg_etl.quality.report import quality_report
 from drg_etl.reference.compare import compare_with_paper
+from drg_etl.rekey import rekey
 from drg_etl.synth.generate import DEFAULT_SEED, GenerateResult, generate
 from drg_etl.warehouse import check_readable, connect
 
@@ -137,6 +138,20 @@ def load_command(
             report = load_inbox(inbox, warehouse, key, progress=lambda text: status.update(text), strict=strict)
     print_load(report)
     raise typer.Exit(report.exit_code)
+
+
+@app.command("rekey")
+def rekey_command(
+    warehouse: Annotated[Path, typer.Option(help="the DuckDB warehouse file")],
+    inbox: Annotated[Path, typer.Option(help="the inbox holding every delivery the warehouse was loaded from "
+                                             "(their CPR numbers give the new pseudonyms)")],
+) -> None:
+    """Rotate the pseudonym key: from DRG_ETL_OLD_PSEUDONYM_KEY to DRG_ETL_PSEUDONYM_KEY, in one transaction."""
+    with _errors():
+        old, new = key_from_environment(OLD_KEY_VARIABLE), key_from_environment()
+        with console.status("re-pseudonymising"):
+            changed = rekey(warehouse, inbox, old, new)
+    console.print(f"{changed} pseudonyms rotated; the warehouse now answers to the key in {KEY_VARIABLE}.")
 
 
 @app.command("quality")

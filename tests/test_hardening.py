@@ -235,3 +235,27 @@ def test_an_implant_whose_trial_arrives_later_is_released_with_an_audit_record(d
     for table in ("canonical.patients", "canonical.procedures", "canonical.devices", "canonical.measurements",
                   "canonical.complications", "quality.delivery_files"):
         assert stepwise[table] == at_once[table], table
+
+
+def test_rekey_rotates_every_pseudonym_in_one_go_and_equals_a_load_under_the_new_key(demo: Generated,
+                                                                                     tmp_path: Path) -> None:
+    from tests.test_fault_injection import digest
+
+    rotated, fresh = tmp_path / "rotated.duckdb", tmp_path / "fresh.duckdb"
+    assert _cli(["load", str(demo.inbox), "--warehouse", str(rotated)]).returncode == 0
+    wrong = _cli(["rekey", "--warehouse", str(rotated), "--inbox", str(demo.inbox)], key=OTHER_KEY,
+                 DRG_ETL_OLD_PSEUDONYM_KEY=OTHER_KEY)
+    assert wrong.returncode == 2 and "not the key" in wrong.stderr
+    done = _cli(["rekey", "--warehouse", str(rotated), "--inbox", str(demo.inbox)], key=OTHER_KEY,
+                DRG_ETL_OLD_PSEUDONYM_KEY=TEST_KEY.decode())
+    assert done.returncode == 0, done.stderr
+    assert _cli(["load", str(demo.inbox), "--warehouse", str(fresh)], key=OTHER_KEY).returncode == 0
+    a, b = digest(rotated), digest(fresh)
+    for table in a:
+        assert a[table] == b[table], table
+    export = [_cli(["export-fhir", "--warehouse", str(w), "--out", str(tmp_path / w.stem)], key=OTHER_KEY)
+              for w in (rotated, fresh)]
+    assert all(e.returncode == 0 for e in export)
+    for name in ("Patient.ndjson", "Observation.ndjson", "Device.ndjson"):
+        assert (tmp_path / "rotated" / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes()
+    assert _cli(["load", str(demo.inbox), "--warehouse", str(rotated)]).returncode == 2  # the old key is refused now

@@ -45,6 +45,14 @@ COLUMNS = {
 _LEAD_CELL = re.compile(r"^\s*([A-Za-z]\d{1,2})\s+(\w+)\s*$")
 
 
+KEY_PREFIX = 16  # the workbook has no device ids: a device is known by its patient (pseudonym prefix) and slot
+
+
+def device_ref(key: str, slot: str) -> str:
+    """The reference of a device in the workbook: ``ouh:<pseudonym prefix>:<slot>``."""
+    return f"ouh:{key[:KEY_PREFIX]}:{slot}"
+
+
 def _text(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
@@ -155,7 +163,7 @@ def _treatment(ctx: RowContext, r: dict[str, Any]) -> None:
         if ctx.ok_since(mark):
             ctx.add("procedures", procedure="implant", date=implant_date, end_date=None, trial_success=None,
                     device_ref=None, reason=None)
-            ctx.add("devices", device_ref=f"ouh:{key[:16]}:ipg", device_type="generator",
+            ctx.add("devices", device_ref=device_ref(key, "ipg"), device_type="generator",
                     model=_text(r["IPG model"]) or None, serial=serial, placed_date=implant_date, level=None,
                     side=None, status="removed" if explant_date else "active",
                     status_date=explant_date or implant_date)
@@ -182,7 +190,7 @@ def _treatment(ctx: RowContext, r: dict[str, Any]) -> None:
         if ctx.ok_since(mark):
             revisions.append((day, kind, lead_no))
             ctx.add("procedures", procedure=kind, date=day, end_date=None, trial_success=None,
-                    device_ref=None if lead_no is None else f"ouh:{key[:16]}:lead{lead_no}", reason=None)
+                    device_ref=None if lead_no is None else device_ref(key, f"lead{lead_no}"), reason=None)
     leads = [n for n in range(1, LEAD_SLOTS + 1)
              if _text(r[f"Lead {n} level"]) or _text(r[f"Lead {n} serial"]) or _text(r[f"Lead {n} status"])]
     replacements = [day for day, kind, _ in revisions if kind == "lead_replacement"]
@@ -204,7 +212,7 @@ def _treatment(ctx: RowContext, r: dict[str, Any]) -> None:
             status_date = removed_on[0] if removed_on else explant_date
         elif status in ("fractured", "malfunction"):
             status_date = None  # the workbook does not date a fault; the complication does
-        ctx.add("devices", device_ref=f"ouh:{key[:16]}:lead{n}", device_type="lead", model=None, serial=serial,
+        ctx.add("devices", device_ref=device_ref(key, f"lead{n}"), device_type="lead", model=None, serial=serial,
                 placed_date=placed, level=level, side=side, status=status, status_date=status_date)
 
 

@@ -1,0 +1,131 @@
+"""Rotate the pseudonym key: re-pseudonymise the whole warehouse in one transaction.
+
+A pseudonym is a keyed hash of a CPR number, and the warehouse keeps no CPR number, so the
+new pseudonyms can only come from the deliveries themselves: every delivery the warehouse
+holds is read again from the inbox (matched by its content hash) under both keys, which maps
+each old pseudonym to its new one. If any pseudonym of the warehouse is not found that way,
+nothing changes. Afterwards the FHIR layer is rebuilt (its ids derive from the pseudonyms).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from drg_etl.cpr import Cpr
+from drg_etl.errors import WarehouseError
+from drg_etl.fhir.store import refresh_fhir
+from drg_etl.model import TABLES
+from drg_etl.pseudonym import Pseudonymizer, fingerprint
+from drg_etl.sources import ouh
+from drg_etl.sources.deliveries import DeliveryRejected, read_delivery, survey
+from drg_etl.warehouse import connect
+
+PSEUDONYM = re.compile(r"x-[0-9a-f]{32}|[0-9a-f]{64}")
+KEYED = [f"canonical.{t}" for t in TABLES] + [f"quality.held_{t}" for t in TABLES] + \
+    [f"staging.pending_{t}" for t in TABLES] + [f"staging.pending_held_{t}" for t in TABLES] + \
+    ["quality.quarantine", "staging.pending_issues", "staging.fhir_dirty"]
+RECORDS = ["staging.source_records", "staging.pending_source_records", "quality.quarantine"]
+
+
+class _Both(Pseudonymizer):
+    """Pseudonymises under the old key (so the readers behave as in the load) and records the new pseudonym."""
+
+    def __init__(self, old: bytes, new: bytes) -> None:
+        super().__init__(old)
+        self.new = Pseudonymizer(new)
+        self.mapping: dict[str, str] = {}
+
+    def __call__(self, cpr: Cpr) -> str:
+        old = super().__call__(cpr)
+        self.mapping[old] = self.new(cpr)
+        return old
+
+    def of_text(self, text: str) -> str:
+        old = super().of_text(text)
+        self.mapping[old] = self.new.of_text(text)
+        return old
+
+
+def _mapping(con: duckdb.DuckDBPyConnection, inbox: Path, both: _Both) -> None:
+    held = {d for (d,) in con.execute("select delivery_id from quality.deliveries").fetchall()}
+    found = {d.content_id(): d for d in survey(inbox)[0]}
+    missing = held - set(found)
+    if missing:
+        raise WarehouseError(f"{len(missing)} of the warehouse's deliveries are not in {inbox} (matched by content); "
+                             "rotation needs every delivery's CPR numbers: put them back, or keep the old key")
+    for delivery_id in sorted(held):
+        try:
+            read_delivery(found[delivery_id], both)
+        except DeliveryRejected as exc:
+            raise WarehouseError(f"{found[delivery_id].label} cannot be read again: {exc}") from exc
+
+
+def _rewrite_device_refs(con: duckdb.DuckDBPyConnection, mapping: dict[str, str]) -> None:
+    """ouh's device references carry the pseudonym's prefix (its workbook has no device ids)."""
+    prefixes = pd.DataFrame({"old": [k[:ouh.KEY_PREFIX] for k in mapping], "new": [v[:ouh.KEY_PREFIX]
+                                                                                  for v in mapping.values()]})
+    con.register("prefixes", prefixes.drop_duplicates("old"))
+    start = len("ouh:") + 1
+    for table in (t for t in KEYED if t.split("_")[-1].split(".")[-1] in ("procedures", "devices", "complications")):
+        con.execute(f"""update {table} t set device_ref = 'ouh:' || p.new || substr(t.device_ref, $rest)
+                        from prefixes p where t.center = 'ouh' and t.device_ref like 'ouh:%'
+                          and substr(t.device_ref, $start, $length) = p.old""",
+                    {"rest": start + ouh.KEY_PREFIX, "start": start, "length": ouh.KEY_PREFIX})
+    con.unregister("prefixes")
+
+
+def _rewrite_records(con: duckdb.DuckDBPyConnection, table: str, mapping: dict[str, str]) -> None:
+    """Replace the pseudonyms inside a table's source records (JSON text), batch by batch."""
+    rows = con.execute(f"select rowid, record::varchar from {table} where record is not null").fetchall()
+    for start in range(0, len(rows), 50_000):
+        chunk = [(rowid, PSEUDONYM.sub(lambda m: mapping.get(m.group(0), m.group(0)), text))
+                 for rowid, text in rows[start:start + 50_000]]
+        con.register("rewritten", pd.DataFrame(chunk, columns=["rid", "record"]))
+        con.execute(f"update {table} t set record = r.record::json from rewritten r where t.rowid = r.rid")
+        con.unregister("rewritten")
+
+
+def rekey(warehouse: Path, inbox: Path, old_key: bytes, new_key: bytes) -> int:
+    """Re-pseudonymise ``warehouse`` from ``old_key`` to ``new_key``; return how many pseudonyms changed."""
+    con = connect(warehouse)
+    try:
+        stored = con.execute("select value from quality.settings where name = 'pseudonym_key_fingerprint'"
+                             ).fetchone()
+        if stored is None or stored[0] != fingerprint(old_key):
+            raise WarehouseError(f"the old key is not the key {warehouse} was built with; nothing changed")
+        if fingerprint(new_key) == fingerprint(old_key):
+            raise WarehouseError("the new key is the old key; nothing to do")
+        both = _Both(old_key, new_key)
+        _mapping(con, inbox, both)
+        keys = " union ".join(f"select patient_key from {t} where patient_key is not null" for t in KEYED)
+        unknown = [k for (k,) in con.execute(f"select distinct patient_key from ({keys})").fetchall()
+                   if k not in both.mapping]
+        if unknown:
+            raise WarehouseError(f"{len(unknown)} pseudonyms of the warehouse come from no delivery under {inbox}; "
+                                 "nothing changed")
+        con.execute("begin transaction")
+        try:
+            con.register("mapping", pd.DataFrame(list(both.mapping.items()), columns=["old", "new"]))
+            for table in KEYED:
+                con.execute(f"update {table} t set patient_key = m.new from mapping m where t.patient_key = m.old")
+            _rewrite_device_refs(con, both.mapping)
+            for table in RECORDS:
+                _rewrite_records(con, table, both.mapping)
+            con.execute("update quality.settings set value = ? where name = 'pseudonym_key_fingerprint'",
+                        [fingerprint(new_key)])
+            # every patient's resources (ids derive from the pseudonyms) are stale until the rebuild below
+            con.execute(f"insert or ignore into staging.fhir_dirty select distinct patient_key from ({keys})")
+            con.unregister("mapping")
+            con.execute("commit")
+        except Exception:
+            con.execute("rollback")
+            raise
+        refresh_fhir(con, full=True)
+        con.execute("checkpoint")
+        return len(both.mapping)
+    finally:
+        con.close()
