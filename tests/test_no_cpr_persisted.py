@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -71,3 +72,41 @@ def test_a_different_key_gives_unlinkable_pseudonyms(demo: Generated, tmp_path: 
         keys.append({r[0] for r in con.execute("select patient_key from canonical.patients").fetchall()})
         con.close()
     assert len(keys[0]) == len(keys[1]) > 40 and keys[0].isdisjoint(keys[1])
+
+
+def _without_header(folder: Path) -> None:
+    path = folder / "patienter.csv"
+    path.write_bytes(path.read_bytes().split(b"\r\n", 1)[1])
+
+
+def _shifted_cpr(folder: Path) -> None:
+    """A record whose CPR slid into another column (an extra field before it)."""
+    path = folder / "prom.csv"
+    lines = path.read_bytes().split(b"\r\n")
+    lines[1] = b"x;" + lines[1]
+    path.write_bytes(b"\r\n".join(lines))
+
+
+def test_no_cpr_in_any_table_or_line_of_any_bad_input(demo: Generated, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every file fault and hostile case of the suite, each loaded by the CLI: no CPR anywhere."""
+    from tests.test_load_faults import FAULTS, _new_delivery
+
+    monkeypatch.setenv("DRG_ETL_PSEUDONYM_KEY", TEST_KEY.decode())
+    monkeypatch.setenv("COLUMNS", "250")
+    cprs = all_cprs(demo)
+    cases = [(center, fault) for center, fault, *_ in FAULTS] + [("auh", _without_header), ("auh", _shifted_cpr)]
+    runner = CliRunner()
+    for number, (center, fault) in enumerate(cases):
+        inbox, warehouse = tmp_path / f"inbox{number}", tmp_path / f"w{number}.duckdb"
+        shutil.copytree(demo.inbox, inbox)
+        fault(_new_delivery(inbox, center))
+        outputs = [runner.invoke(app, ["load", str(inbox), "--warehouse", str(warehouse)]).output,
+                   runner.invoke(app, ["quality", "--warehouse", str(warehouse), "--json"]).output]
+        con = duckdb.connect(str(warehouse), read_only=True)
+        dump = [json.dumps(row, default=str) for schema, table in
+                con.execute("select table_schema, table_name from information_schema.tables").fetchall()
+                for row in con.execute(f"select * from {schema}.{table}").fetchall()]
+        con.close()
+        text = "\n".join(outputs + dump)
+        assert [c for c in cprs if c in text] == [], fault.__name__
