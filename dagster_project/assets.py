@@ -102,12 +102,12 @@ def quarantine(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
     center = context.partition_key
     with warehouse.connection() as con:
         by_rule = con.execute("""
-            select q.rule_id, q.severity, count(*) as records from quality.quarantine q
+            select q.rule_id, q.severity, count(*) as records from quality.open_quarantine q
             join quality.deliveries d using (delivery_id)
             where d.status = 'in_force' and q.center = ? group by all order by records desc""", [center]
                               ).df().to_dict("records")
         examples = con.execute("""
-            select q.file, q."row", q.column_name, q.rule_id, q.message from quality.quarantine q
+            select q.file, q."row", q.column_name, q.rule_id, q.message from quality.open_quarantine q
             join quality.deliveries d using (delivery_id)
             where d.status = 'in_force' and q.center = ? order by q.file, q."row" limit 10""", [center]
                                ).df().to_dict("records")

@@ -73,13 +73,13 @@ def quarantine_findings(context: dg.AssetCheckExecutionContext,
     """A warning, never blocking: quarantine is where bad rows are meant to go."""
     with warehouse.connection() as con:
         by_rule = con.execute("""
-            select q.rule_id, q.severity, count(*) from quality.quarantine q
+            select q.rule_id, q.severity, count(*) from quality.open_quarantine q
             join quality.deliveries d using (delivery_id)
             where d.status = 'in_force' and q.center = ? group by all order by 3 desc""",
                               [context.partition_key]).fetchall()
         examples = con.execute("""
             select q.file || ' row ' || q."row" || ': ' || q.message || ' [' || q.rule_id || ']'
-            from quality.quarantine q join quality.deliveries d using (delivery_id)
+            from quality.open_quarantine q join quality.deliveries d using (delivery_id)
             where d.status = 'in_force' and q.center = ? order by q.file, q."row" limit 5""",
                                [context.partition_key]).fetchall()
     errors = sum(n for _, severity, n in by_rule if severity == "error")
