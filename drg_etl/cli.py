@@ -18,6 +18,7 @@ from rich.table import Table
 from drg_etl.analysis.national import national_analysis, publishable
 from drg_etl.errors import EXIT_USAGE, DrgEtlError
 from drg_etl.fhir.export import export_fhir
+from drg_etl.fhir.package import write_package
 from drg_etl.load import LoadReport, load_inbox
 from drg_etl.pseudonym import DEMO_KEY, KEY_VARIABLE, OLD_KEY_VARIABLE, key_from_environment
 from drg_etl.quality.report import quality_report
@@ -152,6 +153,16 @@ def rekey_command(
         with console.status("re-pseudonymising"):
             changed = rekey(warehouse, inbox, old, new)
     console.print(f"{changed} pseudonyms rotated; the warehouse now answers to the key in {KEY_VARIABLE}.")
+
+
+@app.command("fhir-package")
+def fhir_package_command(
+    out: Annotated[Path, typer.Option(help="folder to write the FHIR package into (as out/package/)")],
+) -> None:
+    """The project's FHIR package: extensions, code systems, value sets, concept maps, SQL-on-FHIR views."""
+    with _errors():
+        files = write_package(out)
+    console.print(f"{len(files)} files in {out / 'package'}")
 
 
 @app.command("quality")

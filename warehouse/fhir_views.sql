@@ -86,8 +86,9 @@ select
     center,
     fhir_code(json_extract_string(resource, '$.code.coding[*].code'), 'complication')  as complication,
     cast(json_extract_string(resource, '$.onsetDateTime') as date)                     as date,
-    fhir_code(json_extract_string(resource, '$.severity.coding[*].code'), 'severity') = 'permanent'
-                                                                                       as permanent
+    case json_extract_string(resource, '$.clinicalStatus.coding[0].code')
+        when 'active' then true when 'resolved' then false end                         as permanent
+                                                 -- permanence is an outcome: active = lasting harm
 from fhir.resources
 where resource_type = 'Condition'
   and json_extract_string(resource, '$.category[0].coding[0].code') = 'encounter-diagnosis';

@@ -30,6 +30,8 @@ _NAMESPACE_BYTES = NAMESPACE.bytes
 PLACING = {"implant", "lead_replacement", "ipg_replacement"}
 REMOVING = {"explant", "lead_removal", "lead_replacement", "ipg_replacement"}
 PatientFacts = dict[str, list[dict[str, Any]]]
+# The centers are the registry's own reference data, not a delivery's (no SOR code was verified: none is given).
+ORGANIZATION_SOURCE = "urn:drg-etl:registry:centers"
 
 
 def resource_id(resource_type: str, *natural_key: Any) -> str:
@@ -61,13 +63,23 @@ def manufacturers() -> dict[str, str]:
     return yaml.safe_load((MAPPINGS_DIR / "devices.yaml").read_text(encoding="utf-8"))["manufacturers"]
 
 
+@functools.cache
+def centers() -> dict[str, Any]:
+    """The centers' SOR codes where verified (mappings/centers.yaml)."""
+    return yaml.safe_load((MAPPINGS_DIR / "centers.yaml").read_text(encoding="utf-8"))
+
+
 def organizations() -> Iterator[dict[str, Any]]:
-    """The four centers."""
+    """The four centers, with their SOR code where one was verified."""
+    spec = centers()
     for center in CENTERS:
+        identifiers = [{"system": system("center"), "value": center}]
+        if center in spec["sor"]:
+            identifiers.insert(0, {"use": "official", "system": spec["sor_system"],
+                                   "value": spec["sor"][center]["code"]})
         yield {"resourceType": "Organization", "id": center,
-               "identifier": [{"system": system("center"), "value": center}],
-               "active": True, "name": CENTER_NAMES[center],
-               "meta": {"tag": [{"system": system("center"), "code": center}]}}
+               "meta": {"source": ORGANIZATION_SOURCE, "tag": [{"system": system("center"), "code": center}]},
+               "identifier": identifiers, "active": True, "name": CENTER_NAMES[center]}
 
 
 def facts_by_patient(con: duckdb.DuckDBPyConnection, keys_table: str) -> dict[str, PatientFacts]:
@@ -141,7 +153,7 @@ def _device(d: dict[str, Any], device_ids: dict) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "Device", "id": device_ids[(d["center"], d["device_ref"])],
         "meta": _meta(d["center"], d["cutoff"]),
-        "identifier": [{"system": f"{system('project')}/device/{d['center']}", "value": d["device_ref"]}],
+        "identifier": [{"system": system("device_reference"), "value": d["device_ref"]}],
         "type": codeable("device_type", d["device_type"]),
         "serialNumber": d["serial"], "patient": _subject(d["patient_key"]),
         "status": "active" if d["status"] == "active" else "inactive",
@@ -241,14 +253,13 @@ def _complication(c: dict[str, Any], device: str | None) -> Iterator[dict[str, A
     cid = _complication_id(c)
     condition: dict[str, Any] = {
         "resourceType": "Condition", "id": cid, "meta": _meta(c["center"], c["cutoff"]),
-        "clinicalStatus": {"coding": [{"system": system("condition_clinical"),
-                                       "code": "active" if c["permanent"] else "resolved"}]},
         "category": [{"coding": [{"system": system("condition_category"), "code": "encounter-diagnosis"}]}],
         "code": codeable("complication", c["complication"]), "subject": _subject(c["patient_key"]),
         "onsetDateTime": _iso(c["date"]),
     }
-    if c["permanent"]:
-        condition["severity"] = codeable("severity", "permanent")
+    if c["permanent"] is not None:  # permanence is an outcome; where the source does not say, neither do we
+        condition["clinicalStatus"] = {"coding": [{"system": system("condition_clinical"),
+                                                   "code": "active" if c["permanent"] else "resolved"}]}
     if device:
         condition["evidence"] = [{"detail": [{"reference": f"Device/{device}"}]}]
     if c["note"]:

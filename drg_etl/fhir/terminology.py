@@ -10,7 +10,7 @@ import yaml
 from drg_etl.errors import MappingSpecError
 from drg_etl.mappings import MAPPINGS_DIR
 
-STANDARD = ("snomed", "loinc")
+STANDARD = ("sks", "snomed", "loinc")  # in this order in every CodeableConcept, before the project code
 
 
 @functools.cache

@@ -44,9 +44,30 @@ class InvalidResource(Exception):
 
 @functools.cache
 def fhir_schema() -> dict[str, Any]:
-    """The vendored FHIR R4 JSON Schema (draft-06), read once."""
+    """The vendored FHIR R4 JSON Schema (draft-06), read once.
+
+    The file is the schema of R4's first release, 4.0.0; its only place that names the release
+    is the ``fhirVersion`` value list (StructureDefinition, CapabilityStatement, ...), which lacks
+    4.0.1, the technical correction Danish systems use (fhir.md). That value is added here; nothing
+    else differs in the JSON shape of the two releases.
+    """
     with gzip.open(SCHEMA_PATH, "rt", encoding="utf-8") as f:
-        return json.load(f)
+        schema = json.load(f)
+    for node in _nodes(schema):
+        values = node.get("enum")
+        if isinstance(values, list) and "4.0.0" in values and "4.0.1" not in values:
+            values.append("4.0.1")
+    return schema
+
+
+def _nodes(node: Any) -> Iterable[dict[str, Any]]:
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _nodes(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _nodes(value)
 
 
 @functools.cache
