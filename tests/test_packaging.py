@@ -23,11 +23,11 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_wheel_holds_the_package_data(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
-    for folder, suffix in (("mappings", (".yaml", ".json")), ("warehouse", (".sql",))):
+    for folder, suffix in (("mappings", (".yaml", ".json")), ("warehouse", (".sql", ".json"))):
         for path in (ROOT / folder).rglob("*"):
             if path.suffix in suffix:
                 assert f"drg_etl/_data/{path.relative_to(ROOT).as_posix()}" in names, path
-    assert "drg_etl/fhir/schema/fhir.schema.json.gz" in names
+    assert {"drg_etl/fhir/schema/fhir.schema.json.gz", "drg_etl/report/page.html.j2"} <= names
     assert {"drg_etl/synth/demo_cohort.yaml", "drg_etl/reference/horan2021.yaml",
             "dagster_project/definitions.py", "dagster_project/dagster.yaml"} <= names
     for package in ROOT.joinpath("drg_etl").rglob("__init__.py"):
