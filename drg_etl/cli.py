@@ -24,6 +24,8 @@ from drg_etl.pseudonym import DEMO_KEY, KEY_VARIABLE, OLD_KEY_VARIABLE, key_from
 from drg_etl.quality.report import quality_report
 from drg_etl.reference.compare import compare_with_paper
 from drg_etl.rekey import rekey
+from drg_etl.report.data import read_report_data
+from drg_etl.report.html import write_report
 from drg_etl.synth.generate import DEFAULT_SEED, GenerateResult, generate
 from drg_etl.warehouse import check_readable, connect
 
@@ -153,6 +155,18 @@ def rekey_command(
         with console.status("re-pseudonymising"):
             changed = rekey(warehouse, inbox, old, new)
     console.print(f"{changed} pseudonyms rotated; the warehouse now answers to the key in {KEY_VARIABLE}.")
+
+
+@app.command("report")
+def report_command(
+    warehouse: Annotated[Path, typer.Option(help="the DuckDB warehouse file")],
+    out: Annotated[Path, typer.Option(help="the HTML file to write")],
+    publish: Annotated[bool, typer.Option("--publish", help="mask counts 1-4 as \"<5\", as analyze does")] = False,
+) -> None:
+    """One self-contained HTML page: cohort flow, outcomes, survival, complications, centers, data quality."""
+    with _reading(warehouse) as con:
+        page = write_report(read_report_data(con, publish=publish), out)
+    console.print(f"report: {page}")
 
 
 @app.command("fhir-package")

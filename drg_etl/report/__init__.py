@@ -1,0 +1,1 @@
+"""The HTML report people read: one self-contained page built from the warehouse."""

@@ -1,0 +1,73 @@
+"""What the report shows, read from the warehouse: the analysis, the pairs behind it, lineage, data quality."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+
+from drg_etl.analysis.national import default_observation_end, national_analysis, publishable
+from drg_etl.paths import ANALYSIS_SQL_DIR
+from drg_etl.quality.report import quality_report
+
+
+@dataclass
+class ReportData:
+    """Everything one page needs; nothing on the page is computed anywhere else."""
+
+    figures: dict[str, Any]
+    pairs: dict[str, list[tuple[float, float]]]
+    deliveries: list[dict[str, Any]]
+    load: dict[str, Any]
+    quality: dict[str, Any]
+    survival_curves: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    published: bool = False
+
+
+def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> list[dict[str, Any]]:
+    cursor = con.execute(sql, params) if params is not None else con.execute(sql)
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def outcome_pairs(con: duckdb.DuckDBPyConnection, end: dt.date) -> dict[str, list[tuple[float, float]]]:
+    """Per measure, the (baseline, 12-month) pairs of the analysis set (warehouse/analysis/outcome_pairs.sql)."""
+    flags = (ANALYSIS_SQL_DIR / "patient_flags.sql").read_text(encoding="utf-8")
+    pairs_sql = (ANALYSIS_SQL_DIR / "outcome_pairs.sql").read_text(encoding="utf-8")
+    con.execute("create or replace temp table flags as " + flags, {"observation_end": end})
+    out: dict[str, list[tuple[float, float]]] = {}
+    for measure, baseline, month12 in con.execute(f"select measure, baseline, month12 from ({pairs_sql}) "
+                                                  "order by all").fetchall():
+        out.setdefault(measure, []).append((baseline, month12))
+    return out
+
+
+def survival_curves(con: duckdb.DuckDBPyConnection, end: dt.date) -> dict[str, list[dict[str, float]]]:
+    """Kaplan-Meier curves with 95% bands, where the analysis provides them (drg_etl.analysis.survival)."""
+    try:
+        from drg_etl.analysis import survival
+    except ImportError:
+        return {}
+    curves = getattr(survival, "survival_curves", None)
+    return curves(con, end) if curves is not None else {}
+
+
+def read_report_data(con: duckdb.DuckDBPyConnection, *, publish: bool = False) -> ReportData:
+    """The report's data from a loaded warehouse with a current FHIR layer."""
+    end = default_observation_end(con)
+    figures = national_analysis(con, end)
+    deliveries = _rows(con, """
+        select center, strftime(cutoff, '%Y-%m-%d') as cutoff, substr(delivery_id, 1, 12) as delivery,
+               strftime(loaded_at, '%Y-%m-%d %H:%M') as loaded_at, load_id
+        from quality.deliveries where status = 'in_force' order by center""")
+    load = _rows(con, """
+        select l.load_id, strftime(l.started_at, '%Y-%m-%d %H:%M:%S') as started_at, l.code_version,
+               l.loaded, l.rejected, b.mode as fhir_build, b.resources as fhir_resources
+        from quality.loads l, (select * from quality.fhir_builds order by built_at desc limit 1) b
+        where l.finished_at is not null order by l.started_at desc limit 1""")
+    return ReportData(figures=publishable(figures) if publish else figures,
+                      pairs={} if publish else outcome_pairs(con, end),
+                      deliveries=deliveries, load=load[0] if load else {}, quality=quality_report(con),
+                      survival_curves=survival_curves(con, end), published=publish)
