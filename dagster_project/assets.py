@@ -22,6 +22,8 @@ from drg_etl.fhir.store import refresh_fhir
 from drg_etl.load import stage_center, write_center
 from drg_etl.marts import refresh_marts
 from drg_etl.model import CANONICAL_TABLES
+from drg_etl.report.data import read_report_data
+from drg_etl.report.html import write_report
 from drg_etl.sources.deliveries import discover
 from drg_etl.vocabulary import CENTERS
 from drg_etl.warehouse import known_delivery
@@ -156,5 +158,15 @@ def fhir_export(warehouse: WarehouseResource, export: ExportResource) -> dg.Mate
                                           **{o["type"]: o["count"] for o in manifest["output"]}})
 
 
+@dg.asset(group_name="national", deps=[national_analysis], kinds={"html"}, pool=POOL)
+def national_report(warehouse: WarehouseResource, export: ExportResource) -> dg.MaterializeResult:
+    """The national report: one self-contained HTML page (drg-etl report), beside the FHIR export."""
+    page = Path(export.path).parent / "national-report.html"
+    with warehouse.connection() as con:
+        write_report(read_report_data(con), page)
+    return dg.MaterializeResult(metadata={"report": dg.MetadataValue.path(str(page)),
+                                          "bytes": page.stat().st_size})
+
+
 CENTER_ASSETS = [delivery_files, staged_rows, canonical_tables, quarantine]
-NATIONAL_ASSETS = [fhir_resources, warehouse_marts, national_analysis, fhir_export]
+NATIONAL_ASSETS = [fhir_resources, warehouse_marts, national_analysis, fhir_export, national_report]

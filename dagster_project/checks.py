@@ -12,6 +12,7 @@ import dagster as dg
 from dagster_project.assets import canonical_tables, fhir_resources, quarantine, staged_rows
 from dagster_project.resources import InboxResource, WarehouseResource
 from drg_etl.model import CANONICAL_TABLES
+from drg_etl.quality.thresholds import center_verdict
 from drg_etl.schemas import batch_failures, frames
 from drg_etl.sources.deliveries import discover
 
@@ -64,6 +65,19 @@ def reconciliation(context: dg.AssetCheckExecutionContext, warehouse: WarehouseR
     return dg.AssetCheckResult(passed=not unbalanced, metadata={
         "files": len(rows), "rows read": sum(r[1] for r in rows), "rows loaded": sum(r[2] for r in rows),
         "rows quarantined": sum(r[3] for r in rows), "out of balance": dg.MetadataValue.json(unbalanced)})
+
+
+@dg.asset_check(asset=canonical_tables, blocking=False,
+                description="Data-quality checks with thresholds (mappings/dq_thresholds.yaml, in the manner of "
+                            "OHDSI's DataQualityDashboard): no error-severity rule of the center's delivery in force "
+                            "fails on a larger share of rows than its threshold. Fails, without stopping the load.")
+def dq_thresholds(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    """A failing check of severity error is a failing asset check (ERROR); warnings show in the metadata."""
+    with warehouse.connection() as con:
+        passed, metadata = center_verdict(con, context.partition_key)
+    return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.ERROR,
+                               metadata={k: dg.MetadataValue.json(v) if isinstance(v, list) else v
+                                         for k, v in metadata.items() if v is not None})
 
 
 @dg.asset_check(asset=quarantine, blocking=False,
@@ -128,8 +142,8 @@ def cross_center_linkage(warehouse: WarehouseResource) -> dg.AssetCheckResult:
         "resources with a dangling patient": dangling})
 
 
-ALL_CHECKS = [file_contracts, *SCHEMA_CHECKS, reconciliation, quarantine_findings, fhir_validity,
+ALL_CHECKS = [file_contracts, *SCHEMA_CHECKS, reconciliation, dq_thresholds, quarantine_findings, fhir_validity,
               cross_center_linkage]
 STAGING_CHECKS = [file_contracts]
-WRITING_CHECKS = [*SCHEMA_CHECKS, reconciliation, quarantine_findings]
+WRITING_CHECKS = [*SCHEMA_CHECKS, reconciliation, dq_thresholds, quarantine_findings]
 NATIONAL_CHECKS = [fhir_validity, cross_center_linkage]

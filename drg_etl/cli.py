@@ -321,7 +321,7 @@ def demo_command(
 ) -> None:
     """Generate, load, analyze and export in a fresh work folder; compare the figures with the paper's."""
     inbox, warehouse = workdir / "inbox", workdir / "warehouse.duckdb"
-    for stale in (inbox, warehouse, workdir / "warehouse.duckdb.wal", workdir / "fhir"):
+    for stale in (inbox, warehouse, workdir / "warehouse.duckdb.wal", workdir / "fhir", workdir / "report.html"):
         if stale.is_dir():
             shutil.rmtree(stale)
         elif stale.exists():
@@ -342,7 +342,13 @@ def demo_command(
         con.close()
     print_figures(figures)
     all_match = print_comparison(figures)
+    con = connect(warehouse, read_only=True)
+    try:
+        page = write_report(read_report_data(con), workdir / "report.html")
+    finally:
+        con.close()
     console.print(f"Warehouse: {warehouse}")
+    console.print(f"HTML report: {page}")
     console.print(f"Data-quality report: drg-etl quality --warehouse {warehouse}")
     console.print(f"FHIR R4 bulk export: {workdir / 'fhir'} (manifest.json)")
     console.print(f"The generator's truth (per-patient histories, injected defects): {truth}")

@@ -1,7 +1,8 @@
 """Write staged deliveries into the warehouse: national rules, reconciliation, supersession, in one transaction.
 
 Everything here is SQL over the staging schema: the facts move into ``canonical.*``, the
-findings into ``quality.quarantine``, the counts into ``quality.delivery_files``; the
+findings into ``quality.quarantine``, the counts into ``quality.delivery_files``, the
+thresholded checks of every rule into ``quality.check_results``; the
 patients the write touches (of the new delivery and of the one it supersedes) are marked
 for the incremental rebuild of the FHIR layer. A failure rolls back every delivery of the
 call, so the warehouse stays as it was.
@@ -17,6 +18,7 @@ from drg_etl.errors import DrgEtlError
 from drg_etl.model import TABLES
 from drg_etl.quality.national import check_national
 from drg_etl.quality.release import release_held
+from drg_etl.quality.thresholds import load_thresholds, record_checks
 from drg_etl.staging import discard, pending
 from drg_etl.warehouse import CODE_VERSION
 
@@ -111,6 +113,7 @@ def write_pending(con: duckdb.DuckDBPyConnection, load_id: str, centers: list[st
     deliveries = pending(con, centers)
     if not deliveries:
         return []
+    limits = load_thresholds()  # read before the transaction: a bad override file fails before anything starts
     con.execute("begin transaction")
     try:
         check_national(con, [d["delivery_id"] for d in deliveries])
@@ -119,6 +122,7 @@ def write_pending(con: duckdb.DuckDBPyConnection, load_id: str, centers: list[st
             label = f"{d['center']}/{d['cutoff'].isoformat()}"
             reconcile(con, d["delivery_id"], label)
             _write_one(con, d["delivery_id"], d["center"], d["cutoff"], load_id)
+            record_checks(con, d["delivery_id"], load_id, thresholds=limits)
             written.append(label)
         release_held(con, load_id, ", ".join(written))
         con.execute("commit")

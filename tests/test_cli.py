@@ -45,3 +45,5 @@ def test_demo_makes_a_fresh_workdir(tmp_path: Path) -> None:
     output = " ".join(result.output.split())
     assert "fixed demo key" in output and "loaded 4" in output
     assert (tmp_path / "work" / "warehouse.duckdb").exists()
+    report = tmp_path / "work" / "report.html"
+    assert report.exists() and "HTML report" in output and "Cohort flow" in report.read_text("utf-8")

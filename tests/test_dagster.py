@@ -30,7 +30,7 @@ from drg_etl.vocabulary import CENTERS
 from tests.conftest import TEST_KEY, Generated
 
 ASSETS = {"delivery_files", "staged_rows", "canonical_tables", "quarantine", "fhir_resources", "warehouse_marts",
-          "national_analysis", "fhir_export"}
+          "national_analysis", "fhir_export", "national_report"}
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
 
@@ -97,6 +97,8 @@ def test_materialising_all_partitions_gives_the_same_warehouse_as_load(demo: Gen
     figures = national.asset_materializations_for_node("national_analysis")[0].metadata["figures"].value
     assert figures["cohort"]["trial_patients"] == 43
     assert (by_jobs.parent / "export" / "manifest.json").exists()
+    report = national.asset_materializations_for_node("national_report")[0].metadata["report"].value
+    assert Path(report).exists() and "Cohort flow" in Path(report).read_text("utf-8")
 
 
 def test_sensor_requests_one_run_per_new_delivery_and_none_on_a_second_tick(demo_clean: Generated,

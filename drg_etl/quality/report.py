@@ -6,11 +6,15 @@ from typing import Any
 
 import duckdb
 
+from drg_etl.quality.thresholds import check_history, latest_checks
+
 EXAMPLES_PER_RULE = 3
 
 
 def quality_report(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
-    """Files with their counts (and rejected files), rules with counts and examples, the reconciliation."""
+    """Files with their counts (and rejected files), rules with counts and examples, the reconciliation,
+    the threshold checks of every delivery (``checks``) and per center those of its delivery in force
+    (``checks_summary``; empty until checks were recorded, quality/thresholds.py)."""
     files = con.execute("""
         select d.center, strftime(d.cutoff, '%Y-%m-%d') as delivery, f.file, f.rows_read, f.rows_loaded,
                f.rows_quarantined, f.rows_ignored, d.status, false as rejected, null as reason, null as rule_id
@@ -58,7 +62,23 @@ def quality_report(con: duckdb.DuckDBPyConnection) -> dict[str, Any]:
             "files_out_of_balance": [f"{f['center']}/{f['delivery']} {f['file']}" for f in loaded
                                      if f["rows_read"] != f["rows_loaded"] + f["rows_quarantined"]],
         },
+        "checks": check_history(con),
+        "checks_summary": checks_summary(con),
     }
+
+
+def checks_summary(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Per center, the checks of its latest delivery in force: how many, how many failed, failed errors."""
+    by_center: dict[str, dict[str, Any]] = {}
+    for c in latest_checks(con):
+        s = by_center.setdefault(c["center"], {"center": c["center"], "delivery": c["delivery"], "checks": 0,
+                                               "failed": 0, "failed_errors": 0, "failed_rules": []})
+        s["checks"] += 1
+        if not c["passed"]:
+            s["failed"] += 1
+            s["failed_errors"] += int(c["severity"] == "error")
+            s["failed_rules"].append(c["rule_id"])
+    return [dict(s, passed=s["failed_errors"] == 0) for s in by_center.values()]
 
 
 def _clean(row: dict[str, Any]) -> dict[str, Any]:
