@@ -8,6 +8,7 @@ from typing import Any
 
 import duckdb
 
+from drg_etl.analysis.survival import mask_survival, survival_figures
 from drg_etl.analysis.wilcoxon import signed_rank_p
 from drg_etl.paths import ANALYSIS_SQL_DIR as SQL_DIR
 from drg_etl.vocabulary import CENTERS, MEASURES, PAIN_LOCATIONS
@@ -77,6 +78,7 @@ def national_analysis(con: duckdb.DuckDBPyConnection, observation_end: dt.date |
             "permanent_nerve_damage_patients": nerve,
         },
         "by_center": by_center,
+        "survival": survival_figures(con, end, flags_ready=True),
     }
 
 
@@ -127,4 +129,6 @@ def publishable(figures: dict[str, Any]) -> dict[str, Any]:
     out["complications"] = comps
     out["by_center"] = {c: {k: (MASK if small(v) else v) for k, v in counts.items()}
                         for c, counts in figures["by_center"].items()}
+    if "survival" in figures:
+        out["survival"] = mask_survival(figures["survival"])
     return out

@@ -9,6 +9,7 @@ from typing import Any
 import duckdb
 
 from drg_etl.analysis.national import default_observation_end, national_analysis, publishable
+from drg_etl.analysis.survival import survival_curves
 from drg_etl.paths import ANALYSIS_SQL_DIR
 from drg_etl.quality.report import quality_report
 
@@ -44,16 +45,6 @@ def outcome_pairs(con: duckdb.DuckDBPyConnection, end: dt.date) -> dict[str, lis
     return out
 
 
-def survival_curves(con: duckdb.DuckDBPyConnection, end: dt.date) -> dict[str, list[dict[str, float]]]:
-    """Kaplan-Meier curves with 95% bands, where the analysis provides them (drg_etl.analysis.survival)."""
-    try:
-        from drg_etl.analysis import survival
-    except ImportError:
-        return {}
-    curves = getattr(survival, "survival_curves", None)
-    return curves(con, end) if curves is not None else {}
-
-
 def read_report_data(con: duckdb.DuckDBPyConnection, *, publish: bool = False) -> ReportData:
     """The report's data from a loaded warehouse with a current FHIR layer."""
     end = default_observation_end(con)
@@ -70,4 +61,4 @@ def read_report_data(con: duckdb.DuckDBPyConnection, *, publish: bool = False) -
     return ReportData(figures=publishable(figures) if publish else figures,
                       pairs={} if publish else outcome_pairs(con, end),
                       deliveries=deliveries, load=load[0] if load else {}, quality=quality_report(con),
-                      survival_curves=survival_curves(con, end), published=publish)
+                      survival_curves={} if publish else survival_curves(con, end), published=publish)

@@ -8,8 +8,10 @@ Lead states are those the placing center recorded (what the deliveries say).
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections import Counter
 from fractions import Fraction
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,9 @@ from drg_etl.vocabulary import (
 EXACT_TEST_MAX_PAIRS = 1000
 #: Integer units per measure: NRS average has one decimal.
 MEASURE_SCALE = {"nrs_average": 10, "nrs_worst": 1, "pcs_total": 1}
+#: The days at which the survival curves are read, and the normal quantile of a 95% interval.
+SURVIVAL_DAYS = (365, 730, 1095)
+Z_95 = NormalDist().inv_cdf(0.975)
 
 
 def round_half_up(value: Fraction, places: int = 1) -> float:
@@ -89,6 +94,10 @@ class Oracle:
         self.nerve = 0
         self.pairs: dict[str, list[tuple[int, int]]] = {m: [] for m in MEASURES}
         self.by_center = {c: Counter() for c in CENTERS}
+        # Survival: (days, event) -> patients, per curve; and lead counts.
+        self.defect_free: Counter[tuple[int, bool]] = Counter()
+        self.explant_free: Counter[tuple[int, bool]] = Counter()
+        self.leads = Counter()
 
     @staticmethod
     def _in_window(day: dt.date) -> bool:
@@ -113,6 +122,7 @@ class Oracle:
         self.lead_defect += any(c.kind in LEAD_DEFECT_COMPLICATIONS for c in comps)
         self.fragment += any(c.kind == "retained_fragment" for c in comps)
         self.nerve += any(c.kind == "nerve_damage" and c.permanent for c in comps)
+        self._add_survival(p, min(x.date for x in implants))
         if any(x.kind == "explant" and x.date <= self.end for x in p.procedures):
             return
         self.still_implanted += 1
@@ -144,6 +154,35 @@ class Oracle:
                 if not replaced:
                     return False
         return True
+
+    def _add_survival(self, p: Person, first_implant: dt.date) -> None:
+        """Times to event from the first implant, and the leads placed, revised and faulty."""
+        end = self.end
+        explant = min((x.date for x in p.procedures if x.kind == "explant" and first_implant <= x.date <= end),
+                      default=None)
+        for lead in p.leads:
+            if lead.placed > end:
+                continue
+            self.leads["placed"] += 1
+            changed = lead.status_date is not None and lead.status_date <= end
+            removed = lead.status_date if changed and lead.status in REMOVED_LEAD_STATUSES else None
+            replaced = min((other.placed for other in p.leads
+                            if other.replaces == lead.lead_id and other.placed <= end), default=None)
+            revision = min((day for day in (removed, replaced) if day is not None), default=None)
+            if revision is not None and (explant is None or revision < explant):
+                self.leads["revised"] += 1
+            if changed and lead.status in FAULTY_LEAD_STATUSES:
+                self.leads["faulty_at_end"] += 1
+        if first_implant > end:
+            return
+        censor = explant or end
+        defect = min((c.date for c in p.complications
+                      if c.kind in LEAD_DEFECT_COMPLICATIONS and first_implant <= c.date <= end), default=None)
+        if defect is not None and defect <= censor:
+            self.defect_free[((defect - first_implant).days, True)] += 1
+        else:
+            self.defect_free[((censor - first_implant).days, False)] += 1
+        self.explant_free[((censor - first_implant).days, explant is not None)] += 1
 
     def figures(self) -> dict[str, Any]:
         """The national figures in analysis.md's output shape (with exact means added)."""
@@ -195,7 +234,60 @@ class Oracle:
                     "implanted_patients": self.by_center[c]["implanted_patients"]}
                 for c in CENTERS
             },
+            "survival": {
+                "lead_defect_free": kaplan_meier(self.defect_free),
+                "system_explant_free": kaplan_meier(self.explant_free),
+                "leads": {"placed": self.leads["placed"], "revised": self.leads["revised"],
+                          "revised_pct": pct(self.leads["revised"], self.leads["placed"]),
+                          "faulty_at_end": self.leads["faulty_at_end"]},
+            },
         }
+
+
+def kaplan_meier(counts: Counter[tuple[int, bool]], days: tuple[int, ...] = SURVIVAL_DAYS) -> dict[str, Any]:
+    """Kaplan-Meier from (days, event) -> patients: the estimate with a 95% interval at each day.
+
+    On a day with events and censorings the events come first (the censored are still at risk).
+    The interval is Greenwood's variance on the log(-log) scale (lifelines' default):
+    exp(-exp(log(-log S) -/+ z sqrt(sum d / (n (n - d))) / log S)). Before the first event the
+    estimate and bounds are 1; on a day nobody is at risk (time >= day) the entry is None.
+    """
+    at_risk = sum(counts.values())
+    survival, greenwood = Fraction(1), 0.0
+    steps: list[tuple[int, Fraction, float]] = []
+    for time in sorted({t for t, _ in counts}):
+        deaths, censored = counts[(time, True)], counts[(time, False)]
+        if deaths:
+            survival *= Fraction(at_risk - deaths, at_risk)
+            if at_risk > deaths:
+                greenwood += deaths / (at_risk * (at_risk - deaths))
+            steps.append((time, survival, greenwood))
+        at_risk -= deaths + censored
+    at_days: dict[str, dict[str, Any] | None] = {}
+    for day in days:
+        risk = sum(n for (t, _), n in counts.items() if t >= day)
+        step = next((s for s in reversed(steps) if s[0] <= day), None)
+        if risk == 0:
+            at_days[str(day)] = None
+            continue
+        if step is None:
+            at_days[str(day)] = {"s": 1.0, "lo": 1.0, "hi": 1.0, "at_risk": risk}
+            continue
+        _, s, var = step
+        if s == 0:
+            lo = hi = 0.0
+        else:
+            log_s = math.log(float(s))
+            lo = math.exp(-math.exp(math.log(-log_s) - Z_95 * math.sqrt(var) / log_s))
+            hi = math.exp(-math.exp(math.log(-log_s) + Z_95 * math.sqrt(var) / log_s))
+        at_days[str(day)] = {"s": round_half_up(s, 3), "lo": _three(lo), "hi": _three(hi), "at_risk": risk}
+    return {"patients": sum(counts.values()), "events": sum(n for (_, e), n in counts.items() if e),
+            "at_days": at_days}
+
+
+def _three(value: float) -> float:
+    """Three decimals, half up, after snapping away float noise (1e-10)."""
+    return round_half_up(Fraction(f"{value:.10f}"), 3)
 
 
 def _at_timepoint(measurements: list[Measurement], timepoint: str) -> Measurement | None:

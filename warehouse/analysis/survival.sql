@@ -1,0 +1,55 @@
+-- Device survival (analysis.md, "Beyond the paper"): one row per implanted patient whose first
+-- implant lies on or before $observation_end, with the two times to event in days.
+-- Expects `flags` (patient_flags.sql, same $observation_end). Read from the FHIR views only.
+--   lead-defect-free: first implant -> first lead_fracture / lead_malfunction dated on or after it;
+--                     censored at the explantation of the complete system or observation_end,
+--                     whichever is first (an event on the censoring day is an event).
+--   system survival:  first implant -> first explantation of the complete system on or after it;
+--                     censored at observation_end.
+with
+params as (
+    select cast($observation_end as date) as obs_end
+),
+cohort as (
+    select f.patient_id, f.first_implant
+    from flags f, params
+    where f.implanted and f.first_implant <= params.obs_end
+),
+explant as (
+    select c.patient_id, min(p.date) as explant_date
+    from cohort c join fhir.procedure_flat p using (patient_id), params
+    where p.procedure = 'explant' and p.date >= c.first_implant and p.date <= params.obs_end
+    group by c.patient_id
+),
+defect as (
+    select c.patient_id, min(x.date) as defect_date
+    from cohort c join fhir.complication_flat x using (patient_id), params
+    where x.complication in ('lead_fracture', 'lead_malfunction')
+      and x.date >= c.first_implant and x.date <= params.obs_end
+    group by c.patient_id
+),
+timed as (
+    select
+        c.patient_id,
+        c.first_implant,
+        e.explant_date,
+        d.defect_date,
+        coalesce(e.explant_date, params.obs_end)                            as defect_censor_date,
+        d.defect_date is not null
+            and d.defect_date <= coalesce(e.explant_date, params.obs_end)   as defect_event,
+        e.explant_date is not null                                          as explant_event,
+        params.obs_end
+    from cohort c
+    left join explant e using (patient_id)
+    left join defect d using (patient_id), params
+)
+select
+    patient_id,
+    first_implant,
+    defect_event,
+    datediff('day', first_implant,
+             case when defect_event then defect_date else defect_censor_date end)  as defect_days,
+    explant_event,
+    datediff('day', first_implant, coalesce(explant_date, obs_end))               as explant_days
+from timed
+order by patient_id
