@@ -132,3 +132,23 @@ def test_permanence_is_an_outcome_never_a_severity_and_unknown_stays_unsaid(expo
 def test_organizations_carry_their_source(export: list[dict[str, Any]]) -> None:
     organizations = [r for r in export if r["resourceType"] == "Organization"]
     assert len(organizations) == 4 and all(r["meta"]["source"] for r in organizations)
+
+
+def test_every_exported_resource_has_what_its_profile_requires(package: dict[str, dict[str, Any]],
+                                                               export: list[dict[str, Any]]) -> None:
+    profiles = [r for r in package.values() if r.get("resourceType") == "StructureDefinition"
+                and r.get("kind") == "resource"]
+    assert {p["type"] for p in profiles} == {"Procedure", "Device", "Observation", "AdverseEvent"}
+    value_sets = {r["url"] for r in package.values() if r.get("resourceType") == "ValueSet"}
+    for profile in profiles:
+        resources = [r for r in export if r["resourceType"] == profile["type"]]
+        assert resources
+        for element in profile["differential"]["element"][1:]:
+            name = element["path"].split(".", 1)[1]
+            if element.get("binding"):
+                assert element["binding"]["valueSet"] in value_sets
+            if not element.get("min"):
+                continue
+            for r in resources:
+                present = [k for k in r if k == name or (name.endswith("[x]") and k.startswith(name[:-3]))]
+                assert present, (profile["type"], name, r["id"])

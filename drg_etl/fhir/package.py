@@ -63,6 +63,49 @@ def extension_definitions() -> list[dict[str, Any]]:
     return out
 
 
+# Profiles: what the export guarantees per resource type (required elements, the value sets they draw on).
+PROFILES: dict[str, list[tuple[str, int, str | None, str | None]]] = {  # path, min, type, value set
+    "Procedure": [("Procedure.status", 1, None, None), ("Procedure.code", 1, None, "procedure"),
+                  ("Procedure.subject", 1, None, None), ("Procedure.performed[x]", 1, None, None),
+                  ("Procedure.performer", 1, None, None), ("Procedure.outcome", 0, None, "trial-outcome")],
+    "Device": [("Device.identifier", 1, None, None), ("Device.type", 1, None, "device-type"),
+               ("Device.serialNumber", 1, None, None), ("Device.patient", 1, None, None),
+               ("Device.status", 1, None, None), ("Device.statusReason", 0, None, "lead-status")],
+    "Observation": [("Observation.status", 1, None, None), ("Observation.code", 1, None, "measure"),
+                    ("Observation.subject", 1, None, None), ("Observation.effective[x]", 1, "dateTime", None),
+                    ("Observation.value[x]", 1, "Quantity", None)],
+    "AdverseEvent": [("AdverseEvent.event", 1, None, "complication"), ("AdverseEvent.subject", 1, None, None),
+                     ("AdverseEvent.date", 1, None, None), ("AdverseEvent.resultingCondition", 1, None, None)],
+}
+
+
+def profiles() -> list[dict[str, Any]]:
+    """StructureDefinitions constraining Procedure, Device, Observation and AdverseEvent to what the export emits."""
+    out = []
+    for resource_type, elements in PROFILES.items():
+        rid = f"drg-etl-{resource_type.lower()}"
+        differential = [{"id": resource_type, "path": resource_type,
+                         "short": f"A {resource_type} of the national DRG data set"}]
+        for path, minimum, type_code, value_set in elements:
+            element: dict[str, Any] = {"id": path, "path": path}
+            if minimum:
+                element["min"] = minimum
+            if type_code:
+                element["type"] = [{"code": type_code}]
+            if value_set:
+                element["binding"] = {"strength": "extensible",
+                                      "valueSet": f"{CANONICAL}/ValueSet/{value_set}"}
+            differential.append(element)
+        out.append({**_common("StructureDefinition", rid, f"{CANONICAL}/StructureDefinition/{rid}",
+                              f"DrgEtl{resource_type}", f"drg-etl {resource_type}"),
+                    "description": f"The {resource_type} resources drg-etl exports: the elements always present "
+                                   "and the value sets their codes come from (fhir.md).",
+                    "fhirVersion": FHIR_VERSION, "kind": "resource", "abstract": False, "type": resource_type,
+                    "baseDefinition": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
+                    "derivation": "constraint", "differential": {"element": differential}})
+    return out
+
+
 def center_code_system() -> dict[str, Any]:
     """The CodeSystem of the four centers (meta.tag, Organization.identifier)."""
     return {**_common("CodeSystem", "center", system("center"), "DrgEtlCenters", "The registry's implanting centers"),
@@ -156,7 +199,7 @@ def view_definitions() -> list[dict[str, Any]]:
 
 def package_resources() -> list[dict[str, Any]]:
     """Every resource of the package."""
-    return [*extension_definitions(), code_system_resource(), center_code_system(), *naming_systems(),
+    return [*extension_definitions(), *profiles(), code_system_resource(), center_code_system(), *naming_systems(),
             *value_sets(), *concept_maps(), *view_definitions()]
 
 
