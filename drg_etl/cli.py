@@ -258,6 +258,14 @@ def print_figures(figures: dict) -> None:
              ("permanent nerve damage", str(k["permanent_nerve_damage_patients"]))]
     rows += [(f"{center}: trial / implanted", f"{v['trial_patients']} / {v['implanted_patients']}")
              for center, v in figures["by_center"].items()]
+    for name, curve in ((n, figures.get("survival", {}).get(n)) for n in ("lead_defect_free", "system_explant_free")):
+        for day, point in (curve or {}).get("at_days", {}).items():
+            rows.append((f"{name.replace('_', ' ')} at {day} days",
+                         "nobody at risk" if point is None else
+                         f"{point['s']} ({point['lo']}-{point['hi']}), {point['at_risk']} at risk"))
+    if leads := figures.get("survival", {}).get("leads"):
+        rows.append(("leads placed / revised / faulty at the end",
+                     f"{leads['placed']} / {leads['revised']} / {leads['faulty_at_end']}"))
     for label, value in rows:
         table.add_row(label, str(value))
     console.print(table)
