@@ -22,10 +22,11 @@ import duckdb
 from drg_etl import warehouse
 from drg_etl.errors import EXIT_OK, EXIT_REJECTED, UsageError
 from drg_etl.fhir.store import refresh_fhir
+from drg_etl.parallel import prefetched
 from drg_etl.pseudonym import Pseudonymizer
 from drg_etl.sources.base import Issue
 from drg_etl.sources.deliveries import DeliveryRejected, discover, survey
-from drg_etl.staging import discard_unfinished, stage_delivery
+from drg_etl.staging import Reader, discard_unfinished, read_into, stage_delivery
 from drg_etl.vocabulary import CENTERS
 from drg_etl.write import ReconciliationError, write_pending
 
@@ -88,7 +89,7 @@ def begin_load(con: duckdb.DuckDBPyConnection, load_id: str, inbox: Path) -> Non
 
 
 def stage_center(inbox: Path, center: str, con: duckdb.DuckDBPyConnection, pseudonymize: Pseudonymizer,
-                 load_id: str) -> StageResult:
+                 load_id: str, read: Reader = read_into) -> StageResult:
     """Read every new delivery of one center into the staging schema; record rejected deliveries.
 
     A reader streams each delivery into the staging schema in bounded batches; the rules of
@@ -106,7 +107,7 @@ def stage_center(inbox: Path, center: str, con: duckdb.DuckDBPyConnection, pseud
             result.skipped.append(delivery.label)
             continue
         try:
-            stage_delivery(con, delivery, pseudonymize, load_id)
+            stage_delivery(con, delivery, pseudonymize, load_id, read)
         except DeliveryRejected as rejection:
             if not warehouse.known_rejection(con, delivery_id):
                 for r in rejection.rejections:
@@ -180,12 +181,17 @@ def load_inbox(inbox: Path, warehouse_path: Path, key: bytes, progress: Callable
         skipped: list[str] = []
         rejected: list[dict[str, Any]] = [{"delivery": p.path, "file": "(folder)", "rule_id": "inbox.not_a_delivery",
                                            "reason": p.reason} for p in survey(inbox)[1]]
-        for center in CENTERS:
-            if progress:
-                progress(f"staging {center}")
-            result = stage_center(inbox, center, con, pseudonymize, load_id)
-            skipped += result.skipped
-            rejected += result.rejected
+        warehouse.bind_key(con, pseudonymize.fingerprint)  # before any reading: a wrong key costs nothing
+        new = [d for d in discover(inbox) if not warehouse.known_delivery(con, d.content_id())]
+        if progress:
+            progress(f"reading {len(new)} new deliveries")
+        with prefetched(new, key) as reader:
+            for center in CENTERS:
+                if progress:
+                    progress(f"staging {center}")
+                result = stage_center(inbox, center, con, pseudonymize, load_id, reader or read_into)
+                skipped += result.skipped
+                rejected += result.rejected
         if progress:
             progress("writing")
         write_pending(con, load_id)

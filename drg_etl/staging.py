@@ -10,6 +10,7 @@ crash) are discarded before anything is staged again, and the write never sees t
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import duckdb
@@ -73,9 +74,8 @@ def discard_unfinished(con: duckdb.DuckDBPyConnection) -> None:
                     "(select delivery_id from staging.pending_deliveries)")
 
 
-def stage_delivery(con: duckdb.DuckDBPyConnection, delivery: Delivery, pseudonymize: Pseudonymizer,
-                   load_id: str) -> None:
-    """Read one delivery into the staging schema and run the within-delivery rules over it.
+def read_into(con: duckdb.DuckDBPyConnection, delivery: Delivery, pseudonymize: Pseudonymizer) -> None:
+    """Read one delivery into ``con``'s staging tables (batches, then the per-file counts).
 
     Raises DeliveryRejected (after discarding what was staged) when a file cannot be read as its format.
     """
@@ -90,12 +90,27 @@ def stage_delivery(con: duckdb.DuckDBPyConnection, delivery: Delivery, pseudonym
         [(delivery_id, c.file, staged.file_hashes.get(c.file.split("#")[0]), c.rows_read, c.rows_ignored)
          for c in staged.counts.values()],
         columns=["delivery_id", "file", "sha256", "rows_read", "rows_ignored"]))
+
+
+def check_staged(con: duckdb.DuckDBPyConnection, delivery: Delivery, load_id: str) -> None:
+    """Run the within-delivery rules and the canonical schemas over a read delivery; mark it staged."""
+    delivery_id = delivery.content_id()
     if (post_read := POST_READ.get(delivery.center)) is not None:
         post_read(con, delivery_id)
     check_delivery(con, delivery, delivery_id)
     validate_pending(con, delivery, delivery_id)
     con.execute("insert into staging.pending_deliveries values (?, ?, ?, ?, ?)",
                 [delivery_id, delivery.center, delivery.cutoff, load_id, dt.datetime.now(dt.UTC).replace(tzinfo=None)])
+
+
+Reader = Callable[[duckdb.DuckDBPyConnection, Delivery, Pseudonymizer], None]
+
+
+def stage_delivery(con: duckdb.DuckDBPyConnection, delivery: Delivery, pseudonymize: Pseudonymizer,
+                   load_id: str, read: Reader = read_into) -> None:
+    """Read one delivery into the staging schema (``read``: here, or from a worker's files) and check it."""
+    read(con, delivery, pseudonymize)
+    check_staged(con, delivery, load_id)
 
 
 def pending(con: duckdb.DuckDBPyConnection, centers: list[str] | None = None) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from drg_etl.quality.rules import RULES
 CODE_VERSION = f"drg-etl {__version__}"
 MEMORY_VARIABLE = "DRG_ETL_DUCKDB_MEMORY"
 DEFAULT_MEMORY_LIMIT = "512MB"  # DuckDB spills to <warehouse>.tmp beyond this
-CHECKPOINT_THRESHOLD = "1GB"
+CHECKPOINT_THRESHOLD = "16GB"  # one checkpoint per load (load.py), not one per batch of a rebuild
 LOCK_WAIT_VARIABLE = "DRG_ETL_LOCK_WAIT"
 DEFAULT_LOCK_WAIT = 60.0
 

@@ -127,3 +127,31 @@ def test_small_batches_give_the_same_warehouse(loaded_demo: Loaded, tmp_path: Pa
     monkeypatch.setattr(base, "BATCH_RECORDS", 7)
     load_inbox(loaded_demo.gen.inbox, tmp_path / "small.duckdb", TEST_KEY)
     assert _snapshot(tmp_path / "small.duckdb") == _snapshot(loaded_demo.warehouse)
+
+
+def test_deliveries_read_by_worker_processes_give_the_same_warehouse(loaded_demo: Loaded, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Large loads read each delivery in a worker process (drg_etl/parallel.py): nothing may change."""
+    from drg_etl import parallel
+
+    monkeypatch.setattr(parallel, "PARALLEL_BYTES", 0)
+    monkeypatch.setenv(parallel.WORKERS_VARIABLE, "2")
+    load_inbox(loaded_demo.gen.inbox, tmp_path / "parallel.duckdb", TEST_KEY)
+    assert _snapshot(tmp_path / "parallel.duckdb") == _snapshot(loaded_demo.warehouse)
+    assert not any(parallel.KEY_HANDOVER in k for k in __import__("os").environ)
+
+
+def test_a_worker_reports_a_rejected_delivery_like_the_loader(demo_clean: Generated, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from drg_etl import parallel
+
+    monkeypatch.setattr(parallel, "PARALLEL_BYTES", 0)
+    inbox = tmp_path / "inbox"
+    shutil.copytree(demo_clean.inbox, inbox)
+    with (inbox / "aauh" / "2019-12-31" / "Observation.ndjson").open("a", encoding="utf-8") as handle:
+        handle.write('{"resourceType": "Observation", "id": "x1", \n')
+    report = load_inbox(inbox, tmp_path / "w.duckdb", TEST_KEY)
+    assert report.rejected == ["aauh/2019-12-31"] and len(report.loaded) == 3
+    assert [(f.file, f.rule_id) for f in report.files if f.rejected] == [("Observation.ndjson", "file.ndjson")]

@@ -1,0 +1,127 @@
+"""Read large deliveries on every core: one worker process per delivery, handing over Parquet files.
+
+The readers are Python, one record at a time, so a national load spends most of its time in
+them. A worker reads one delivery exactly as the serial path does (same reader, same batches,
+into the staging tables of a DuckDB file in a private temporary folder); the loader attaches
+that file read-only, copies its tables into the warehouse's staging schema with SQL and runs
+the delivery's rules there. Workers are plain ``python -m drg_etl.parallel`` processes: nothing
+crosses but the delivery's folder, the key (in the environment, not the command line) and
+the worker's DuckDB file. Small inboxes are read in process (starting workers costs more).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+
+from drg_etl.errors import DrgEtlError
+from drg_etl.model import canonical_ddl
+from drg_etl.paths import SQL_DIR
+from drg_etl.pseudonym import Pseudonymizer
+from drg_etl.sources.base import Delivery, FileRejected
+from drg_etl.sources.deliveries import DeliveryRejected
+from drg_etl.staging import PENDING, Reader, read_into
+
+WORKERS_VARIABLE = "DRG_ETL_READ_WORKERS"  # how many deliveries are read at once (default: the cores; 1: in process)
+PARALLEL_BYTES = 8 << 20  # below this much new data, reading in process is faster than starting workers
+TABLES = [t for t in PENDING if t != "pending_deliveries"]
+WORK_FILE = "read.duckdb"
+
+
+class WorkerFailed(DrgEtlError):
+    """A reading worker died (not a rejected file: a defect or the machine)."""
+
+
+def _size(delivery: Delivery) -> int:
+    return sum(p.stat().st_size for p in delivery.folder.iterdir() if p.is_file())
+
+
+def _work(folder: str, center: str, cutoff: str, key: bytes, out: str) -> None:
+    """In the worker: read one delivery into the staging tables of a DuckDB file of its own."""
+    con = duckdb.connect(str(Path(out) / WORK_FILE), config={"memory_limit": "256MB"})
+    con.execute((SQL_DIR / "ddl.sql").read_text(encoding="utf-8"))
+    con.execute(canonical_ddl())
+    delivery = Delivery(center, dt.date.fromisoformat(cutoff), Path(folder))
+    target = Path(out)
+    try:
+        read_into(con, delivery, Pseudonymizer(key))
+    except DeliveryRejected as exc:
+        rejections = [{"file": r.file, "rule_id": r.rule_id, "reason": r.reason} for r in exc.rejections]
+        (target / "rejected.json").write_text(json.dumps(rejections), encoding="utf-8")
+        return
+    con.close()
+    (target / "done").write_text("read", encoding="utf-8")
+
+
+KEY_HANDOVER = "DRG_ETL_WORKER_KEY"  # the key reaches a worker in its environment, never on its command line
+
+
+def _run(jobs: list[tuple[Delivery, Path]], key: bytes, workers: int) -> None:
+    """Run the reading workers, ``workers`` at a time, as ``python -m drg_etl.parallel`` processes."""
+    queue = list(jobs)
+    running: list[tuple[subprocess.Popen, Delivery]] = []
+    env = {**os.environ, KEY_HANDOVER: key.hex()}
+    while queue or running:
+        while queue and len(running) < workers:
+            delivery, out = queue.pop(0)
+            command = [sys.executable, "-m", "drg_etl.parallel", str(delivery.folder), delivery.center,
+                       delivery.cutoff.isoformat(), str(out)]
+            running.append((subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                             stderr=subprocess.PIPE, text=True), delivery))
+        process, delivery = running.pop(0)
+        _, stderr = process.communicate()
+        if process.returncode != 0:
+            last = (stderr or "").strip().splitlines()[-1:] or ["no message"]
+            raise WorkerFailed(f"reading {delivery.label} failed in its worker (exit {process.returncode}): "
+                               f"{last[0]}")
+
+
+@contextmanager
+def prefetched(deliveries: list[Delivery], key: bytes) -> Iterator[Reader | None]:
+    """Read the deliveries in worker processes when they are large; yield a reader that ingests the results.
+
+    Yields None when reading in process is the better choice (little data, one delivery, one core).
+    """
+    workers = min(len(deliveries), int(os.environ.get(WORKERS_VARIABLE, os.cpu_count() or 1)))
+    if workers < 2 or sum(_size(d) for d in deliveries) < PARALLEL_BYTES:
+        yield None
+        return
+    with tempfile.TemporaryDirectory(prefix="drg-etl-read-") as tmp:  # private to this load, removed after
+        folders = {}
+        for number, delivery in enumerate(sorted(deliveries, key=_size, reverse=True)):
+            folders[delivery.content_id()] = Path(tmp) / str(number)
+            folders[delivery.content_id()].mkdir()
+        _run([(d, folders[d.content_id()]) for d in sorted(deliveries, key=_size, reverse=True)], key, workers)
+
+        def ingest(con: duckdb.DuckDBPyConnection, delivery: Delivery, pseudonymize: Pseudonymizer) -> None:
+            folder = folders.get(delivery.content_id())
+            if folder is None:  # not among the prefetched: read here
+                read_into(con, delivery, pseudonymize)
+                return
+            if (folder / "rejected.json").exists():
+                found = json.loads((folder / "rejected.json").read_text(encoding="utf-8"))
+                raise DeliveryRejected(delivery, [FileRejected(r["file"], r["rule_id"], r["reason"]) for r in found],
+                                       delivery.file_hashes())
+            if not (folder / "done").exists():
+                raise WorkerFailed(f"the worker that read {delivery.label} left no result")
+            con.execute(f"attach '{folder / WORK_FILE}' as worker (read_only)")
+            try:
+                for table in TABLES:
+                    con.execute(f"insert into staging.{table} by name select * from worker.staging.{table}")
+            finally:
+                con.execute("detach worker")
+
+        yield ingest
+
+
+if __name__ == "__main__":
+    _work(*sys.argv[1:3], sys.argv[3], bytes.fromhex(os.environ.pop(KEY_HANDOVER)), sys.argv[4])
