@@ -14,9 +14,14 @@ import re
 from dataclasses import dataclass
 
 _CPR_PATTERN = re.compile(r"^(\d{6})-?(\d{4})$")
-# Anything that could be a CPR number or a mistyped one: six digits, an optional hyphen, three to
-# five more characters, standing alone (not inside a longer word such as a pseudonym or a serial).
-_CPR_LIKE = re.compile(r"(?<![0-9A-Za-z])\d{6}-?[0-9A-Za-z]{3,5}(?![0-9A-Za-z])")
+# Anything that could be a CPR number or a mistyped one: six digits (or a dotted date), an optional
+# separator, three to five more characters, standing alone (not inside a longer word such as a
+# pseudonym or a serial).
+_CPR_LIKE = re.compile(
+    r"(?<![0-9A-Za-z])(?:cpr[\s:.\-]*)?"          # an optional "CPR" label glued to it
+    r"(?:\d{6}|\d{2}([./-])\d{2}\1\d{2})"          # DDMMYY, or DD.MM.YY / DD-MM-YY / DD/MM/YY
+    r"[\s\-\u2013\u2014./]?[0-9A-Za-z]{3,5}"        # a space, hyphen, dash or dot, then the sequence
+    r"(?![0-9A-Za-z])", re.IGNORECASE)
 CPR_PLACEHOLDER = "<CPR?>"
 
 

@@ -29,7 +29,7 @@ from drg_etl.paths import SQL_DIR
 from drg_etl.pseudonym import Pseudonymizer
 from drg_etl.sources.base import Delivery, FileRejected
 from drg_etl.sources.deliveries import DeliveryRejected
-from drg_etl.staging import PENDING, Reader, read_into
+from drg_etl.staging import PENDING, Reader, discard, read_into
 
 WORKERS_VARIABLE = "DRG_ETL_READ_WORKERS"  # how many deliveries are read at once (default: the cores; 1: in process)
 PARALLEL_BYTES = 8 << 20  # below this much new data, reading in process is faster than starting workers
@@ -70,6 +70,16 @@ def _run(jobs: list[tuple[Delivery, Path]], key: bytes, workers: int) -> None:
     queue = list(jobs)
     running: list[tuple[subprocess.Popen, Delivery]] = []
     env = {**os.environ, KEY_HANDOVER: key.hex()}
+    try:
+        _drive(queue, running, env, workers)
+    finally:
+        for process, _ in running:  # a worker failed: stop the others before their folder goes
+            process.kill()
+            process.wait()
+
+
+def _drive(queue: list[tuple[Delivery, Path]], running: list[tuple[subprocess.Popen, Delivery]],
+           env: dict[str, str], workers: int) -> None:
     while queue or running:
         while queue and len(running) < workers:
             delivery, out = queue.pop(0)
@@ -103,6 +113,7 @@ def prefetched(deliveries: list[Delivery], key: bytes) -> Iterator[Reader | None
         _run([(d, folders[d.content_id()]) for d in sorted(deliveries, key=_size, reverse=True)], key, workers)
 
         def ingest(con: duckdb.DuckDBPyConnection, delivery: Delivery, pseudonymize: Pseudonymizer) -> None:
+            discard(con, delivery.content_id())  # what an earlier, unfinished load staged of it
             folder = folders.get(delivery.content_id())
             if folder is None:  # not among the prefetched: read here
                 read_into(con, delivery, pseudonymize)

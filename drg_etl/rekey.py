@@ -22,6 +22,7 @@ from drg_etl.model import TABLES
 from drg_etl.pseudonym import Pseudonymizer, fingerprint
 from drg_etl.sources import ouh
 from drg_etl.sources.deliveries import DeliveryRejected, read_delivery, survey
+from drg_etl.staging import discard, discard_unfinished
 from drg_etl.warehouse import connect
 
 PSEUDONYM = re.compile(r"x-[0-9a-f]{32}|[0-9a-f]{64}")
@@ -99,6 +100,9 @@ def rekey(warehouse: Path, inbox: Path, old_key: bytes, new_key: bytes) -> int:
             raise WarehouseError(f"the old key is not the key {warehouse} was built with; nothing changed")
         if fingerprint(new_key) == fingerprint(old_key):
             raise WarehouseError("the new key is the old key; nothing to do")
+        for (delivery_id,) in con.execute("select delivery_id from staging.pending_deliveries").fetchall():
+            discard(con, delivery_id)  # staged, never written (an interrupted load): restaged by the next load
+        discard_unfinished(con)
         both = _Both(old_key, new_key)
         _mapping(con, inbox, both)
         keys = " union ".join(f"select patient_key from {t} where patient_key is not null" for t in KEYED)

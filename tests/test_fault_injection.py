@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import TEST_KEY, Generated
 from tests.test_load_faults import snapshot
 
-KILLS = 5
+KILLS = 3
 
 
 def digest(warehouse: Path) -> dict[str, list[tuple]]:

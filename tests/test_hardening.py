@@ -259,3 +259,48 @@ def test_rekey_rotates_every_pseudonym_in_one_go_and_equals_a_load_under_the_new
     for name in ("Patient.ndjson", "Observation.ndjson", "Device.ndjson"):
         assert (tmp_path / "rotated" / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes()
     assert _cli(["load", str(demo.inbox), "--warehouse", str(rotated)]).returncode == 2  # the old key is refused now
+
+
+def test_a_cpr_typed_as_a_number_into_a_workbook_cell_is_scrubbed_not_fatal(demo_clean: Generated,
+                                                                             tmp_path: Path) -> None:
+    import openpyxl
+
+    inbox = tmp_path / "inbox"
+    shutil.copytree(demo_clean.inbox, inbox)
+    path = inbox / "ouh" / "2019-12-31" / "DRG_registrering.xlsx"
+    book = openpyxl.load_workbook(path)
+    sheet = book["Complications"]
+    sheet.cell(row=2, column=5, value=1503851234)
+    sheet.cell(row=3, column=5, value="pt. 150385–1234, see note")
+    book.save(path)
+    report = load_inbox(inbox, tmp_path / "w.duckdb", TEST_KEY)
+    assert report.rejected == [] and len(report.loaded) == 4
+    con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+    text = " ".join(str(r) for r in con.execute("select record from staging.source_records").fetchall())
+    con.close()
+    assert "1503851234" not in text and "150385" not in text and "<CPR?>" in text
+
+
+def test_an_unfinished_stage_does_not_block_a_parallel_load(demo_clean: Generated, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from drg_etl import parallel
+    from drg_etl.load import stage_center
+    from drg_etl.pseudonym import Pseudonymizer
+    from drg_etl.warehouse import connect
+
+    path = tmp_path / "w.duckdb"
+    con = connect(path)
+    stage_center(demo_clean.inbox, "auh", con, Pseudonymizer(TEST_KEY), "killed")  # then the process died
+    con.close()
+    monkeypatch.setattr(parallel, "PARALLEL_BYTES", 0)
+    report = load_inbox(demo_clean.inbox, path, TEST_KEY)
+    assert len(report.loaded) == 4 and report.rejected == []
+
+
+def test_a_link_loop_in_the_inbox_is_reported_not_fatal(clean_warehouse: tuple[Path, Path]) -> None:
+    inbox, path = clean_warehouse
+    (inbox / "auh" / "2020-03-31").mkdir()
+    (inbox / "auh" / "2020-03-31" / "self").symlink_to(inbox / "auh" / "2020-03-31" / "self")
+    report = load_inbox(inbox, path, TEST_KEY)
+    assert report.rejected == ["auh/2020-03-31"]
+    assert "link" in next(f.reason for f in report.files if f.rejected)

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from drg_etl.cpr import CprError, parse_cpr, scrub_cpr
+from drg_etl.cpr import CPR_PLACEHOLDER, CprError, parse_cpr, scrub_cpr
 from drg_etl.mappings import SourceMap
 from drg_etl.model import CANONICAL_TABLES, TABLES
 from drg_etl.pseudonym import Pseudonymizer
@@ -303,11 +303,22 @@ class RowContext:
 
     def keep_source(self, record: dict[str, Any], cpr_columns: tuple[str, ...] = ()) -> None:
         """Keep the source record for staging, its CPR replaced by the pseudonym."""
-        clean = {k: (self.patient_key if k in cpr_columns else _jsonable(v)) for k, v in record.items()}
-        self.staged.source_rows.append((self.file, self.row, scrub_cpr(orjson.dumps(clean).decode())))
+        clean = {k: (self.patient_key if k in cpr_columns else _scrubbed(v)) for k, v in record.items()}
+        self.staged.source_rows.append((self.file, self.row, orjson.dumps(clean).decode()))
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dt.date | dt.datetime):
+def _scrubbed(value: Any) -> Any:
+    """A source value as kept: JSON-ready, and anything shaped like a CPR number replaced (a number too)."""
+    if isinstance(value, str):
+        return scrub_cpr(value)
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int | float):
+        return CPR_PLACEHOLDER if scrub_cpr(str(value)) != str(value) else value
+    if isinstance(value, dt.date | dt.datetime | dt.time):
         return value.isoformat()
-    return value
+    if isinstance(value, dict):
+        return {k: _scrubbed(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrubbed(v) for v in value]
+    return scrub_cpr(str(value))

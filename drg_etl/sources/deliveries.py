@@ -10,6 +10,7 @@ from pathlib import Path
 
 import duckdb
 
+from drg_etl.cpr import scrub_cpr
 from drg_etl.pseudonym import Pseudonymizer
 from drg_etl.sources import aauh, auh, ouh, rh
 from drg_etl.sources.base import Delivery, FileRejected, Issue, Sink, StagedDelivery
@@ -65,8 +66,13 @@ class InboxProblem:
 
 
 def _leaves(path: Path, inbox: Path) -> bool:
-    """Whether a link leads out of the inbox."""
-    return path.is_symlink() and not path.resolve().is_relative_to(inbox.resolve())
+    """Whether a link leads out of the inbox (a link that cannot be resolved, a loop, counts as leaving)."""
+    if not path.is_symlink():
+        return False
+    try:
+        return not path.resolve(strict=True).is_relative_to(inbox.resolve())
+    except (OSError, RuntimeError):
+        return True
 
 
 def _check_folder(folder: Path, inbox: Path) -> str | None:
@@ -87,7 +93,11 @@ def survey(inbox: Path) -> tuple[list[Delivery], list[InboxProblem]]:
     read and never silently skipped.
     """
     found, problems = [], []
-    for top in sorted(inbox.iterdir()):
+    try:
+        tops = sorted(inbox.iterdir())
+    except OSError as exc:
+        return [], [InboxProblem(".", f"the inbox cannot be listed: {exc.strerror}")]
+    for top in tops:
         where = top.name
         if top.name not in CENTERS:
             close = next((c for c in CENTERS if c == top.name.lower()), None)
@@ -97,7 +107,12 @@ def survey(inbox: Path) -> tuple[list[Delivery], list[InboxProblem]]:
         if not top.is_dir() or _leaves(top, inbox):
             problems.append(InboxProblem(where, "a center must be a folder inside the inbox"))
             continue
-        for folder in sorted(top.iterdir()):
+        try:
+            folders = sorted(top.iterdir())
+        except OSError as exc:
+            problems.append(InboxProblem(where, f"the folder cannot be listed: {exc.strerror}"))
+            continue
+        for folder in folders:
             where = f"{top.name}/{folder.name}"
             if not folder.is_dir():
                 problems.append(InboxProblem(where, "a file where a delivery folder <YYYY-MM-DD> belongs"))
@@ -110,7 +125,11 @@ def survey(inbox: Path) -> tuple[list[Delivery], list[InboxProblem]]:
                 problems.append(InboxProblem(where, "not a delivery folder: its name must be the cutoff date "
                                                     "YYYY-MM-DD"))
                 continue
-            if (why := _check_folder(folder, inbox)) is not None:
+            try:
+                why = _check_folder(folder, inbox)
+            except OSError as exc:
+                why = f"the folder cannot be read: {exc.strerror}"
+            if why is not None:
                 problems.append(InboxProblem(where, why))
                 continue
             found.append(Delivery(top.name, cutoff, folder))
@@ -139,14 +158,14 @@ def read_delivery(delivery: Delivery, pseudonymize: Pseudonymizer, sink: Sink | 
                                    "a file the format does not define; it was not read"))
     try:
         READERS[delivery.center](delivery, staged, pseudonymize)
+        staged.flush()
     except FileRejected as exc:
         raise DeliveryRejected(delivery, [exc], hashes) from exc
     except Exception as exc:  # anything else a hostile file provokes: reject this delivery, not the load
         file, row = staged.position
         where = f"at row {row}" if row else "while opening it"
-        reason = f"cannot be read {where}: {type(exc).__name__}: {str(exc)[:200]}"
+        reason = f"cannot be read {where}: {type(exc).__name__}: {scrub_cpr(str(exc))[:200]}"
         raise DeliveryRejected(delivery, [FileRejected(file or "?", "file.unreadable", reason)], hashes) from exc
-    staged.flush()
     empty = [f for f in files_with_records(delivery) if not staged.count(f).rows_read]
     if empty:
         raise DeliveryRejected(delivery, [FileRejected(f, "file.empty", "the file has no records (only a header); "
