@@ -304,3 +304,25 @@ def test_a_link_loop_in_the_inbox_is_reported_not_fatal(clean_warehouse: tuple[P
     report = load_inbox(inbox, path, TEST_KEY)
     assert report.rejected == ["auh/2020-03-31"]
     assert "link" in next(f.reason for f in report.files if f.rejected)
+
+
+def test_a_backlog_is_checked_against_what_will_be_in_force(demo_clean: Generated, tmp_path: Path) -> None:
+    """rh delivers twice at once; the newer delivery no longer has the trial of aauh's implant: flagged."""
+    import csv
+    import io
+
+    person = next(p for p in demo_clean.truth["patients"] if set(p["centers"]) == {"rh", "aauh"})
+    inbox = tmp_path / "inbox"
+    shutil.copytree(demo_clean.inbox, inbox)
+    newer = _new_delivery(inbox, "rh")
+    data = newer / "DRGDK_DATA_2020-03-31.csv"
+    rows = list(csv.reader(io.StringIO(data.read_text("utf-8-sig"))))
+    record = next(r[0] for r in rows[1:] if r[4].replace("-", "") == person["cpr"])
+    kept = [r for r in rows if not (r[0] == record and r[1] == "trial_arm_1")]
+    assert len(kept) == len(rows) - 1
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(kept)
+    data.write_bytes(b"\xef\xbb\xbf" + out.getvalue().encode("utf-8"))
+    report = load_inbox(inbox, tmp_path / "w.duckdb", TEST_KEY)
+    flagged = [i for i in report.issues if i.center == "aauh"]
+    assert [i.rule_id for i in flagged] == ["implant.without_trial"]

@@ -2,8 +2,9 @@
 
 Some rules need every center: an implant needs a successful trial somewhere (often at
 another center), an explant and the follow-ups are dated against the first implant anywhere.
-They run set-based in DuckDB over the *universe*: the procedures of the deliveries in force
-of centers with nothing staged, plus every staged delivery. Findings are raised only on the
+They run set-based in DuckDB over the *universe*: the procedures as they will be in force
+after the write (each center's newest staged delivery where it supersedes, else the delivery in
+force). Findings are raised only on the
 staged deliveries being written. As in the readers, a record is blamed for the first thing
 wrong with it: a flagged record's facts of that table are dropped before the next rule runs.
 """
@@ -15,10 +16,19 @@ import duckdb
 from drg_etl.dates import FOLLOW_UP_WINDOWS
 
 _COLUMNS = "patient_key, procedure, date, end_date, trial_success"
+# The staged deliveries that will be in force after the write: per center the newest, if it is not
+# older than the center's delivery in force. Older staged deliveries are written as superseded and
+# justify nothing; a center with none of these keeps its delivery in force in the universe.
+WILL_BE_IN_FORCE = """
+    select p.delivery_id, p.center from staging.pending_deliveries p
+    where p.cutoff >= coalesce((select max(d.cutoff) from quality.deliveries d
+                                where d.center = p.center and d.status = 'in_force'), date '0001-01-01')
+    qualify row_number() over (partition by p.center order by p.cutoff desc) = 1"""
 UNIVERSE = f"""
     select {_COLUMNS} from canonical.current_procedures
-    where center not in (select center from staging.pending_deliveries)
-    union all select {_COLUMNS} from staging.pending_procedures"""
+    where center not in (select center from ({WILL_BE_IN_FORCE}))
+    union all select {_COLUMNS} from staging.pending_procedures
+    where delivery_id in (select delivery_id from ({WILL_BE_IN_FORCE}))"""
 _ISO = "strftime({}, '%Y-%m-%d')"
 
 IMPLANTS_WITHOUT_TRIAL = f"""
