@@ -17,7 +17,6 @@ DAYS = ("365", "730", "1095")
 COHORT_ROWS = [("trial patients", "trial_patients"), ("implanted patients", "implanted_patients"),
                ("still implanted", "still_implanted"), ("still implanted, % of implanted", "still_implanted_pct"),
                ("fully functional", "fully_functional"), ("fully functional, % of implanted", "fully_functional_pct")]
-PAPER_TRIAL_PATIENTS = 43  # the demo cohort is the paper's: compare only then (the reference is used only here)
 
 
 def _check_table(checks: list[dict[str, Any]]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -36,8 +35,10 @@ def render(data: ReportData) -> str:
     checks = data.quality.get("checks", [])
     cutoffs, check_rows = _check_table(checks)
     comparison = None
-    if not data.published and figures["cohort"]["trial_patients"] == PAPER_TRIAL_PATIENTS:
-        comparison = compare_with_paper(figures)
+    if not data.published:  # beside the paper only when the cohort is the paper's (the demo): same trial cohort
+        rows = compare_with_paper(figures)
+        if any(r.key == "cohort.trial_patients" and r.matches for r in rows):
+            comparison = rows
     page_plots = {
         "cohort_flow": plots.cohort_flow(figures["cohort"]),
         "paired": {m: plots.paired(p, m) for m, p in sorted(data.pairs.items())},

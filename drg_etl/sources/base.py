@@ -10,6 +10,7 @@ whole treatment, a REDCap screening row) may still load the facts that pass.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,7 +50,11 @@ class Delivery:
         return f"{self.center}/{self.cutoff.isoformat()}"
 
     def file_hashes(self) -> dict[str, str]:
-        """SHA-256 of every file in the folder."""
+        """SHA-256 of every file in the folder (read once per Delivery object)."""
+        return dict(self._hashes)
+
+    @functools.cached_property
+    def _hashes(self) -> dict[str, str]:
         return {p.name: _sha256(p) for p in sorted(self.folder.iterdir()) if p.is_file()}
 
     def content_id(self) -> str:
