@@ -13,9 +13,11 @@ from typing import Annotated
 import duckdb
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from drg_etl.analysis.national import national_analysis, publishable
+from drg_etl.cpr import scrub_cpr
 from drg_etl.errors import EXIT_USAGE, DrgEtlError
 from drg_etl.fhir.export import export_fhir
 from drg_etl.fhir.package import write_package
@@ -97,7 +99,7 @@ def generate_command(
 
 
 def _fail(exc: DrgEtlError) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {exc}", highlight=False)
+    errors.print(f"[red]error:[/red] {escape(scrub_cpr(str(exc)))}", highlight=False)
     return typer.Exit(exc.exit_code)
 
 

@@ -11,23 +11,112 @@ from __future__ import annotations
 import datetime as dt
 import random
 import re
+import unicodedata
 from dataclasses import dataclass
 
 _CPR_PATTERN = re.compile(r"^(\d{6})-?(\d{4})$")
-# Anything that could be a CPR number or a mistyped one: six digits (or a dotted date), an optional
-# separator, three to five more characters, standing alone (not inside a longer word such as a
-# pseudonym or a serial).
+# Spellings are matched on a folded copy of the text (see fold_text): every Unicode decimal digit
+# as its ASCII digit, every dash as "-", every space as " ", character for character, so a match's
+# span in the fold is its span in the original.
+# Ten digits as DDMMYY then SSSS, even glued to letters ("pt2304871236"): six digits (or pairs, or a
+# dotted date), an optional separator, four digits (or two pairs); never inside a longer run of digits.
+_DATE6 = r"(?:\d{6}|\d{2}([ ./-])\d{2}\1\d{2})"
+_CPR_STRICT = re.compile(r"(?<!\d)" + _DATE6 + r"(?: ?[./-]? ?)(?:\d{4}|\d{2} \d{2})(?!\d)")
+# Anything that could be a CPR number or a mistyped one, standing alone (not inside a longer word such as
+# a pseudonym or a serial): the same date part, an optional separator, three to five more characters.
 _CPR_LIKE = re.compile(
     r"(?<![0-9A-Za-z])(?:cpr[\s:.\-]*)?"          # an optional "CPR" label glued to it
-    r"(?:\d{6}|\d{2}([./-])\d{2}\1\d{2})"          # DDMMYY, or DD.MM.YY / DD-MM-YY / DD/MM/YY
-    r"[\s\-\u2013\u2014./]?[0-9A-Za-z]{3,5}"        # a space, hyphen, dash or dot, then the sequence
+    + _DATE6 +
+    r"[\s\-./]?[0-9A-Za-z]{3,5}"                   # a space, hyphen, dash or dot, then the sequence
     r"(?![0-9A-Za-z])", re.IGNORECASE)
 CPR_PLACEHOLDER = "<CPR?>"
+_DASHES = frozenset("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d\u00ad")
+
+
+def _fold_char(char: str) -> str:
+    if char.isascii():
+        return char
+    digit = unicodedata.decimal(char, None)
+    if digit is not None:
+        return str(digit)
+    if char in _DASHES or unicodedata.category(char) == "Pd":
+        return "-"
+    if unicodedata.category(char) in ("Zs", "Cf"):
+        return " "
+    return char
+
+
+def fold_text(text: str) -> str:
+    """``text`` with Unicode digits, dashes and spaces as their ASCII kin, one character for one."""
+    if text.isascii():
+        return text
+    return "".join(_fold_char(c) for c in text)
+
+
+# Machine identifiers that hold digits by chance: a UUID (FHIR resource ids), a run of 16 or more hex digits
+# (a pseudonym or its prefix). A CPR-shaped run inside one is not a CPR number.
+_MACHINE_ID = re.compile(r"(?<![0-9A-Za-z])(?:[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}|[0-9a-fA-F]{16,})"
+                         r"(?![0-9A-Za-z])")
+
+
+def _matches(pattern: re.Pattern[str], folded: str) -> list[re.Match[str]]:
+    """The pattern's matches in the folded text, but those inside a machine identifier."""
+    found = list(pattern.finditer(folded))
+    if not found:
+        return found
+    machine = [m.span() for m in _MACHINE_ID.finditer(folded)]
+    return [m for m in found if not any(start <= m.start() and m.end() <= end for start, end in machine)]
+
+
+def _cpr_spans(text: str) -> list[tuple[int, int]]:
+    folded = fold_text(text)
+    spans = [m.span() for m in _matches(_CPR_STRICT, folded)] + [m.span() for m in _matches(_CPR_LIKE, folded)]
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def scrub_cpr(text: str) -> str:
-    """``text`` with everything that could be a CPR number replaced: for messages, reasons and records kept."""
-    return _CPR_LIKE.sub(CPR_PLACEHOLDER, text)
+    """``text`` with everything that could be a CPR number replaced: for messages, reasons and records kept.
+
+    Any spelling: with or without a hyphen, dash, space or dot; digit pairs; a dotted date; glued to
+    letters; Unicode digits (full-width, Arabic-Indic, ...) and hyphens (non-breaking, en dash, ...).
+    """
+    if not any(c.isdigit() for c in text):
+        return text
+    spans = _cpr_spans(text)
+    if not spans:
+        return text
+    parts, last = [], 0
+    for start, end in spans:
+        parts += [text[last:start], CPR_PLACEHOLDER]
+        last = end
+    parts.append(text[last:])
+    return "".join(parts)
+
+
+def holds_cpr(text: str) -> bool:
+    """Whether an identifier (a serial, a model, a resource id) holds a CPR number in any spelling.
+
+    Stricter than :func:`scrub_cpr`: ten digits whose first six are a day and month that exist,
+    so that a serial of other digits is not taken for one (a CPR in an identifier is a data error
+    that quarantines the record; in free text it is scrubbed).
+    """
+    if not any(c.isdigit() for c in text):
+        return False
+    for match in _matches(_CPR_STRICT, fold_text(text)):
+        digits = re.sub(r"\D", "", match.group(0))
+        day, month = int(digits[0:2]), int(digits[2:4])
+        if 1 <= month <= 12 and 1 <= day <= _DAYS_IN_MONTH[month - 1]:
+            return True
+    return False
+
+
+_DAYS_IN_MONTH = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 class CprError(ValueError):
@@ -91,7 +180,7 @@ def parse_cpr(value: object) -> Cpr:
     try:
         _birth_date(digits)
     except ValueError as exc:
-        raise CprError(f"CPR number encodes an impossible birth date ({digits[:6]})") from exc
+        raise CprError("CPR number encodes an impossible birth date") from exc
     return Cpr(digits)
 
 

@@ -32,6 +32,9 @@ class Column:
     low: float | None = None
     high: float | None = None
     length: int | None = None
+    # Text a delivery writes as it likes: "identifier" (a CPR number in it quarantines the record) or
+    # "free_text" (a CPR number in it is scrubbed, with a warning); None for coded and typed values.
+    text: str | None = None
 
     def ddl(self) -> str:
         """The column as it appears in ``create table``."""
@@ -69,6 +72,16 @@ class Table:
         if values.keys() != expected:
             raise TypeError(f"a {self.name} fact carries {sorted(expected)}; missing {sorted(expected - values.keys())}"
                             f", extra {sorted(values.keys() - expected)}")
+
+    @functools.cached_property
+    def identifier_columns(self) -> tuple[str, ...]:
+        """Columns that identify a thing in the source's own words (a serial, a model, a device reference)."""
+        return tuple(c.name for c in self.columns if c.text == "identifier")
+
+    @functools.cached_property
+    def free_text_columns(self) -> tuple[str, ...]:
+        """Columns of free text (a note, a reason)."""
+        return tuple(c.name for c in self.columns if c.text == "free_text")
 
     @functools.cached_property
     def reader_columns(self) -> frozenset[str]:
@@ -113,15 +126,15 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         Column("date", "date", nullable=False),
         Column("end_date", "date"),
         Column("trial_success", "boolean"),
-        Column("device_ref", "varchar"),
-        Column("reason", "varchar"),
+        Column("device_ref", "varchar", text="identifier"),
+        Column("reason", "varchar", text="free_text"),
     ), {"trial.has_end_and_verdict": _trial_is_complete}),
     Table("devices", "A generator or lead; a lead has a level and side.", (
         PATIENT_KEY,
-        Column("device_ref", "varchar", nullable=False),
+        Column("device_ref", "varchar", nullable=False, text="identifier"),
         Column("device_type", "varchar", nullable=False, isin=vocabulary.DEVICE_TYPES),
-        Column("model", "varchar"),
-        Column("serial", "varchar", nullable=False),
+        Column("model", "varchar", text="identifier"),
+        Column("serial", "varchar", nullable=False, text="identifier"),
         Column("placed_date", "date"),
         Column("level", "varchar", isin=tuple(SPINAL_LEVELS)),
         Column("side", "varchar", isin=("left", "right")),
@@ -140,8 +153,8 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         Column("date", "date", nullable=False),
         Column("complication", "varchar", nullable=False, isin=vocabulary.COMPLICATIONS),
         Column("permanent", "boolean"),
-        Column("device_ref", "varchar"),
-        Column("note", "varchar"),
+        Column("device_ref", "varchar", text="identifier"),
+        Column("note", "varchar", text="free_text"),
     )),
 )}
 CANONICAL_TABLES: tuple[str, ...] = tuple(TABLES)

@@ -35,6 +35,10 @@ _RULES = [
     Rule("file.ndjson", "error", "conformance", "an NDJSON line that is not JSON or not FHIR R4"),
     # Row level.
     Rule("cpr.invalid", "error", "conformance", "CPR number of wrong length, characters or date"),
+    Rule("cpr.in_identifier", "error", "conformance", "a CPR number where a device identifier, model, record id or "
+         "resource id belongs (the value is never kept)"),
+    Rule("cpr.in_free_text", "warning", "conformance", "a CPR number written in free text (a note, a reason): "
+         "loaded with the number replaced"),
     Rule("cpr.sex_mismatch", "warning", "plausibility", "recorded sex contradicts the CPR number"),
     Rule("date.invalid", "error", "conformance", "a date that does not exist or cannot be read"),
     Rule("date.out_of_range", "error", "plausibility", "a date after the cutoff or before 2010"),

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from drg_etl.cpr import CprError, parse_cpr
+from drg_etl.cpr import CPR_PLACEHOLDER, CprError, holds_cpr, parse_cpr
 from drg_etl.fhir.validate import first_error
 from drg_etl.levels import LevelError, parse_level
 from drg_etl.mappings import source_map
@@ -86,12 +86,20 @@ class _Reader:
         self.seen_ids: dict[tuple[str, str], int] = {}
 
     def context(self, file: str, number: int, line: str, resource: dict[str, Any]) -> RowContext | None:
-        """A context for one line; None for an exact duplicate (already quarantined)."""
-        ctx = self.staged.context(file, number, self.pseudonymize, self.map, resource.get("id"))
+        """A context for one line; None for an exact duplicate or a CPR-shaped id (already quarantined)."""
+        resource_id = str(resource.get("id", ""))
+        cpr_shaped = holds_cpr(resource_id)
+        ctx = self.staged.context(file, number, self.pseudonymize, self.map,
+                                  CPR_PLACEHOLDER if cpr_shaped else resource.get("id"))
         subject = resource.get("subject") or resource.get("patient")
         if subject is not None:
             ctx.patient_key = self.patients.get(_ref(subject, "Patient") or "")
-        ctx.keep_source(self.deidentified(resource))
+        clean, pseudonyms = self.deidentified(resource)
+        ctx.keep_source(clean, pseudonyms=pseudonyms)
+        if cpr_shaped:
+            ctx.fail("id", "cpr.in_identifier", f"the {resource.get('resourceType')}'s id holds a CPR number; "
+                                                "the resource is not kept")
+            return None
         digest = hashlib.blake2b(line.encode(), digest_size=16).digest()
         if digest in self.seen_lines[file]:
             ctx.fail(None, "row.duplicate", f"line repeats an earlier line (id {resource.get('id')})")
@@ -103,10 +111,11 @@ class _Reader:
             return None
         return ctx
 
-    def deidentified(self, resource: dict[str, Any]) -> dict[str, Any]:
-        """The resource as staged: CPR identifiers become the pseudonym, birth date the year, no names or addresses."""
+    def deidentified(self, resource: dict[str, Any]) -> tuple[dict[str, Any], frozenset[str]]:
+        """The resource as staged (CPR identifiers become the pseudonym, birth date the year, no names or
+        addresses) and the pseudonyms put in it."""
         if resource.get("resourceType") != "Patient":
-            return resource
+            return resource, frozenset()
         clean = {k: v for k, v in resource.items() if k not in ("name", "address", "telecom", "photo", "contact")}
         identifiers = []
         for identifier in resource.get("identifier", []):
@@ -121,7 +130,7 @@ class _Reader:
         clean["identifier"] = identifiers
         if "birthDate" in clean:
             clean["birthDate"] = str(clean["birthDate"])[:4]
-        return clean
+        return clean, frozenset(i["value"] for i in identifiers if i.get("system") == "pseudonym")
 
     def subject(self, ctx: RowContext, resource: dict[str, Any], element: str = "subject") -> bool:
         """Whether the resource's patient is a Patient of this delivery."""

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from drg_etl.cpr import CPR_PLACEHOLDER, CprError, parse_cpr, scrub_cpr
+from drg_etl.cpr import CPR_PLACEHOLDER, CprError, holds_cpr, parse_cpr, scrub_cpr
 from drg_etl.mappings import SourceMap
 from drg_etl.model import CANONICAL_TABLES, TABLES
 from drg_etl.pseudonym import Pseudonymizer
@@ -32,6 +32,7 @@ class FileRejected(Exception):
 
     def __init__(self, file: str, rule_id: str, reason: str) -> None:
         reason = scrub_cpr(reason)  # a reason may quote a record (a header-less file): never a CPR number
+        file = scrub_cpr(file)
         super().__init__(f"{file}: {reason} [{rule_id}]")
         self.file, self.rule_id, self.reason = file, rule_id, reason
 
@@ -88,7 +89,13 @@ class Issue:
     resource_id: str | None = None
 
     def __post_init__(self) -> None:
-        self.message = scrub_cpr(self.message)  # messages quote values: never a CPR number
+        # Messages quote values, files and ids come from the delivery: never a CPR number.
+        self.message = scrub_cpr(self.message)
+        self.file = scrub_cpr(self.file)
+        if self.column is not None:
+            self.column = scrub_cpr(self.column)
+        if self.resource_id is not None:
+            self.resource_id = scrub_cpr(self.resource_id)
 
     @property
     def severity(self) -> str:
@@ -186,6 +193,7 @@ class RowContext:
         self.cutoff = staged.delivery.cutoff
         self.patient_key: str | None = None
         self.issues: list[Issue] = []
+        self.record: dict[str, Any] = {}  # the source record, once kept (to name a column in a finding)
 
     # -- issues --------------------------------------------------------------------------
     def fail(self, column: str | None, rule_id: str, message: str) -> None:
@@ -302,20 +310,52 @@ class RowContext:
         self.staged.contributed.add((self.file, self.row))
 
     def add(self, table: str, **values: Any) -> None:
-        """Add a canonical fact with this record's lineage."""
+        """Add a canonical fact with this record's lineage.
+
+        No CPR number is ever kept: a fact whose identifier (serial, model, device reference) holds
+        one is not added and the record is quarantined; one in free text is replaced, with a warning.
+        """
+        model = TABLES[table]
+        for column in model.identifier_columns:
+            value = values.get(column)
+            if isinstance(value, str) and holds_cpr(value):
+                self.fail(self._source_column(value, column), "cpr.in_identifier",
+                          f"the {table[:-1]}'s {column.replace('_', ' ')} holds a CPR number; the record is not kept")
+                return
+        for column in model.free_text_columns:
+            value = values.get(column)
+            if isinstance(value, str) and (clean := scrub_cpr(value)) != value:
+                self.fail(self._source_column(value, column), "cpr.in_free_text",
+                          f"the {column.replace('_', ' ')} holds a CPR number; it is kept without it")
+                values[column] = clean
         self.contributes()
         self.staged.add_fact(table, self.file, self.row, self.patient_key, values)
 
-    def keep_source(self, record: dict[str, Any], cpr_columns: tuple[str, ...] = ()) -> None:
-        """Keep the source record for staging, its CPR replaced by the pseudonym."""
-        clean = {k: (self.patient_key if k in cpr_columns else _scrubbed(v)) for k, v in record.items()}
+    def _source_column(self, value: str, canonical: str) -> str:
+        """The source column a value came from (for the finding), else the canonical column's name."""
+        for name, raw in self.record.items():
+            if isinstance(raw, str) and raw.strip() and raw.strip() in value and scrub_cpr(raw) != raw:
+                return name
+        return canonical
+
+    def keep_source(self, record: dict[str, Any], cpr_columns: tuple[str, ...] = (),
+                    pseudonyms: frozenset[str] = frozenset()) -> None:
+        """Keep the source record for staging, its CPR replaced by the pseudonym, every other CPR scrubbed.
+
+        ``pseudonyms``: values the reader put in place of a CPR, kept as they are (a pseudonym's hex
+        digits could otherwise look like a CPR glued to letters).
+        """
+        self.record = record
+        keep = pseudonyms | ({self.patient_key} if self.patient_key else set())
+        clean = {scrub_cpr(k): (self.patient_key if k in cpr_columns else _scrubbed(v, keep))
+                 for k, v in record.items()}
         self.staged.source_rows.append((self.file, self.row, orjson.dumps(clean).decode()))
 
 
-def _scrubbed(value: Any) -> Any:
+def _scrubbed(value: Any, keep: frozenset[str] | set[str] = frozenset()) -> Any:
     """A source value as kept: JSON-ready, and anything shaped like a CPR number replaced (a number too)."""
     if isinstance(value, str):
-        return scrub_cpr(value)
+        return value if value in keep else scrub_cpr(value)
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int | float):
@@ -323,7 +363,7 @@ def _scrubbed(value: Any) -> Any:
     if isinstance(value, dt.date | dt.datetime | dt.time):
         return value.isoformat()
     if isinstance(value, dict):
-        return {k: _scrubbed(v) for k, v in value.items()}
+        return {scrub_cpr(str(k)): _scrubbed(v, keep) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_scrubbed(v) for v in value]
+        return [_scrubbed(v, keep) for v in value]
     return scrub_cpr(str(value))

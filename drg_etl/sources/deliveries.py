@@ -64,6 +64,11 @@ class InboxProblem:
     path: str
     reason: str
 
+    def __post_init__(self) -> None:
+        # A folder may be named by a CPR number (a careless export): the report never repeats one.
+        object.__setattr__(self, "path", scrub_cpr(self.path))
+        object.__setattr__(self, "reason", scrub_cpr(self.reason))
+
 
 def _leaves(path: Path, inbox: Path) -> bool:
     """Whether a link leads out of the inbox (a link that cannot be resolved, a loop, counts as leaving)."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import duckdb
 
-from drg_etl.cpr import CprError, parse_cpr
+from drg_etl.cpr import CprError, holds_cpr, parse_cpr
 from drg_etl.levels import LevelError, parse_level
 from drg_etl.mappings import source_map
 from drg_etl.pseudonym import Pseudonymizer
@@ -188,6 +188,10 @@ def read_rh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonymi
                 ctx.fail("record_id", "patient.no_demographics",
                          f"record {record['record_id']} has no valid demographics (screening) row")
         ctx.keep_source(record, ("cpr",))
+        if holds_cpr(record["record_id"]):
+            ctx.fail("record_id", "cpr.in_identifier", "the REDCap record id holds a CPR number; the record is not "
+                                                       "kept (number records with REDCap's auto-numbering)")
+            continue
         if ctx.patient_key is None:
             continue
         reader = _Record(ctx, record, dictionary)
