@@ -17,16 +17,16 @@ from dagster_project.resources import (
     WarehouseResource,
 )
 from drg_etl.analysis.national import national_analysis as compute_national_analysis
+from drg_etl.core.model import CANONICAL_TABLES
+from drg_etl.core.vocabulary import CENTERS
 from drg_etl.fhir.export import export_fhir
 from drg_etl.fhir.store import refresh_fhir
-from drg_etl.load import stage_center, write_center
-from drg_etl.marts import refresh_marts
-from drg_etl.model import CANONICAL_TABLES
+from drg_etl.pipeline.load import stage_center, write_center
+from drg_etl.pipeline.marts import refresh_marts
+from drg_etl.pipeline.warehouse import known_delivery
 from drg_etl.report.data import read_report_data
 from drg_etl.report.html import write_report
 from drg_etl.sources.deliveries import discover
-from drg_etl.vocabulary import CENTERS
-from drg_etl.warehouse import known_delivery
 
 CENTER_PARTITIONS = dg.StaticPartitionsDefinition(list(CENTERS))
 POOL = "drg_warehouse"  # one writer at a time: DuckDB allows a single writing process

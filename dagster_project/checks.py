@@ -11,9 +11,9 @@ import dagster as dg
 
 from dagster_project.assets import canonical_tables, fhir_resources, quarantine, staged_rows
 from dagster_project.resources import InboxResource, WarehouseResource
-from drg_etl.model import CANONICAL_TABLES
+from drg_etl.core.model import CANONICAL_TABLES
+from drg_etl.quality.schemas import batch_failures, frames
 from drg_etl.quality.thresholds import center_verdict
-from drg_etl.schemas import batch_failures, frames
 from drg_etl.sources.deliveries import discover
 
 
@@ -36,7 +36,7 @@ def file_contracts(context: dg.AssetCheckExecutionContext, inbox: InboxResource,
 
 def _schema_check(table: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=canonical_tables, name=f"schema_{table}", blocking=True,
-                    description=f"canonical.{table} of the center passes its pandera schema (drg_etl/model.py).")
+                    description=f"canonical.{table} of the center passes its pandera schema (drg_etl/core/model.py).")
     def check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         with warehouse.connection() as con:
             cursor = con.execute(f"select * from canonical.current_{table} where center = ?",

@@ -9,8 +9,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 
-from drg_etl.pseudonym import KEY_VARIABLE, Pseudonymizer, WeakKey, check_key
-from drg_etl.warehouse import connect
+from drg_etl.core.pseudonym import KEY_VARIABLE, Pseudonymizer, WeakKey, check_key
+from drg_etl.pipeline.warehouse import connect
 
 DEFAULT_INBOX = "inbox"
 DEFAULT_WAREHOUSE = "drg-warehouse.duckdb"

@@ -17,19 +17,19 @@ from rich.markup import escape
 from rich.table import Table
 
 from drg_etl.analysis.national import national_analysis, publishable
-from drg_etl.cpr import scrub_cpr
-from drg_etl.errors import EXIT_USAGE, DrgEtlError
+from drg_etl.core.cpr import scrub_cpr
+from drg_etl.core.errors import EXIT_USAGE, DrgEtlError
+from drg_etl.core.pseudonym import DEMO_KEY, KEY_VARIABLE, OLD_KEY_VARIABLE, key_from_environment
 from drg_etl.fhir.export import export_fhir
 from drg_etl.fhir.package import write_package
-from drg_etl.load import LoadReport, load_inbox
-from drg_etl.pseudonym import DEMO_KEY, KEY_VARIABLE, OLD_KEY_VARIABLE, key_from_environment
+from drg_etl.pipeline.load import LoadReport, load_inbox
+from drg_etl.pipeline.rekey import rekey
+from drg_etl.pipeline.warehouse import check_readable, connect
 from drg_etl.quality.report import quality_report
 from drg_etl.reference.compare import compare_with_paper
-from drg_etl.rekey import rekey
 from drg_etl.report.data import read_report_data
 from drg_etl.report.html import write_report
 from drg_etl.synth.generate import DEFAULT_SEED, GenerateResult, generate
-from drg_etl.warehouse import check_readable, connect
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="drg-etl: validated, standards-based loads of the Danish DRG-stimulation registry.")

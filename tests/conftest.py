@@ -83,7 +83,7 @@ class Loaded:
 
 
 def _load(gen: Generated, base: Path) -> Loaded:
-    from drg_etl.load import load_inbox
+    from drg_etl.pipeline.load import load_inbox
 
     path = base / "warehouse.duckdb"
     return Loaded(gen, path, load_inbox(gen.inbox, path, TEST_KEY))
@@ -132,7 +132,7 @@ def clean_warehouse(demo_clean: Generated, tmp_path: Path) -> tuple[Path, Path]:
     inbox = tmp_path / "inbox"
     shutil.copytree(demo_clean.inbox, inbox)
     path = tmp_path / "wh.duckdb"
-    from drg_etl.load import load_inbox
+    from drg_etl.pipeline.load import load_inbox
 
     load_inbox(inbox, path, TEST_KEY)
     return inbox, path

@@ -14,8 +14,8 @@ from drg_etl.analysis.national import national_analysis, publishable
 from drg_etl.analysis.wilcoxon import signed_rank_p
 from drg_etl.cli import app
 from drg_etl.fhir.store import refresh_fhir
+from drg_etl.pipeline.warehouse import connect
 from drg_etl.reference.compare import compare_with_paper
-from drg_etl.warehouse import connect
 from tests.conftest import Loaded
 
 COUNTS = [("cohort", k) for k in ("trial_patients", "implanted_patients", "still_implanted", "fully_functional")]

@@ -25,8 +25,8 @@ from dagster_project.resources import (
     WarehouseResource,
 )
 from dagster_project.sensors import new_deliveries
-from drg_etl.load import load_inbox
-from drg_etl.vocabulary import CENTERS
+from drg_etl.core.vocabulary import CENTERS
+from drg_etl.pipeline.load import load_inbox
 from tests.conftest import TEST_KEY, Generated
 
 ASSETS = {"delivery_files", "staged_rows", "canonical_tables", "quarantine", "fhir_resources", "warehouse_marts",

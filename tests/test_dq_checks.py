@@ -11,11 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from drg_etl.cli import app
-from drg_etl.errors import MappingSpecError, UsageError
-from drg_etl.load import LoadReport, load_inbox
+from drg_etl.core.errors import MappingSpecError, UsageError
+from drg_etl.core.rules import RULES
+from drg_etl.pipeline.load import LoadReport, load_inbox
 from drg_etl.quality import thresholds as dq
 from drg_etl.quality.report import quality_report
-from drg_etl.quality.rules import RULES
 from drg_etl.quality.thresholds import THRESHOLDS_FILE, THRESHOLDS_VARIABLE, load_thresholds, record_checks
 from tests.conftest import TEST_KEY, Generated, Loaded
 

@@ -10,8 +10,8 @@ from fhir.resources.R4B import get_fhir_model_class
 from typer.testing import CliRunner
 
 from drg_etl.cli import app
+from drg_etl.core.mappings import MAPPINGS_DIR
 from drg_etl.fhir.terminology import code_system_resource
-from drg_etl.mappings import MAPPINGS_DIR
 from tests.conftest import Loaded
 from tests.test_no_cpr_persisted import all_cprs
 
@@ -89,7 +89,7 @@ def test_ids_are_stable_across_runs(loaded_demo: Loaded, export: Path, tmp_path:
 
 
 def test_ids_survive_a_reload_into_a_new_warehouse(loaded_demo: Loaded, export: Path, tmp_path: Path) -> None:
-    from drg_etl.load import load_inbox
+    from drg_etl.pipeline.load import load_inbox
     from tests.conftest import TEST_KEY
 
     path = tmp_path / "w2.duckdb"

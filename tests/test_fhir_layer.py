@@ -13,8 +13,8 @@ from drg_etl.fhir import build, store
 from drg_etl.fhir.export import export_fhir
 from drg_etl.fhir.store import refresh_fhir
 from drg_etl.fhir.validate import InvalidResource
-from drg_etl.load import load_inbox
-from drg_etl.warehouse import connect
+from drg_etl.pipeline.load import load_inbox
+from drg_etl.pipeline.warehouse import connect
 from tests.conftest import TEST_KEY, Generated, Loaded
 
 

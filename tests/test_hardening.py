@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from drg_etl.cli import app
-from drg_etl.load import load_inbox
-from drg_etl.pseudonym import DEMO_KEY
-from drg_etl.write import write_pending
+from drg_etl.core.pseudonym import DEMO_KEY
+from drg_etl.pipeline.load import load_inbox
+from drg_etl.pipeline.write import write_pending
 from tests.conftest import TEST_KEY, Generated
 from tests.test_load_faults import _new_delivery, snapshot
 from tests.test_no_cpr_persisted import all_cprs
@@ -144,9 +144,9 @@ def test_a_truncated_warehouse_is_one_line_too(clean_warehouse: tuple[Path, Path
 def test_a_stale_fhir_layer_is_refused_until_a_load_finishes_it(clean_warehouse: tuple[Path, Path]) -> None:
     inbox, path = clean_warehouse
     _new_delivery(inbox, "ouh")
-    from drg_etl.load import stage_center
-    from drg_etl.pseudonym import Pseudonymizer
-    from drg_etl.warehouse import connect
+    from drg_etl.core.pseudonym import Pseudonymizer
+    from drg_etl.pipeline.load import stage_center
+    from drg_etl.pipeline.warehouse import connect
 
     con = connect(path)
     stage_center(inbox, "ouh", con, Pseudonymizer(TEST_KEY), "interrupted")
@@ -283,10 +283,10 @@ def test_a_cpr_typed_as_a_number_into_a_workbook_cell_is_scrubbed_not_fatal(demo
 
 def test_an_unfinished_stage_does_not_block_a_parallel_load(demo_clean: Generated, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    from drg_etl import parallel
-    from drg_etl.load import stage_center
-    from drg_etl.pseudonym import Pseudonymizer
-    from drg_etl.warehouse import connect
+    from drg_etl.core.pseudonym import Pseudonymizer
+    from drg_etl.pipeline import parallel
+    from drg_etl.pipeline.load import stage_center
+    from drg_etl.pipeline.warehouse import connect
 
     path = tmp_path / "w.duckdb"
     con = connect(path)

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from drg_etl.cli import app
-from drg_etl.load import load_inbox
+from drg_etl.pipeline.load import load_inbox
 from tests.conftest import TEST_KEY, Generated
 
 TABLES = ["canonical.patients", "canonical.procedures", "canonical.devices", "canonical.measurements",

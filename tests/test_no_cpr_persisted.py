@@ -62,7 +62,7 @@ def test_no_cpr_in_warehouse_tables_file_or_output(demo: Generated, tmp_path: Pa
 
 
 def test_a_different_key_gives_unlinkable_pseudonyms(demo: Generated, tmp_path: Path) -> None:
-    from drg_etl.load import load_inbox
+    from drg_etl.pipeline.load import load_inbox
 
     keys = []
     for key in (TEST_KEY, b"another-key-entirely-0123456789"):

@@ -41,7 +41,8 @@ def test_the_installed_wheel_runs_the_demo_from_another_folder(wheel: Path, tmp_
     work = tmp_path / "elsewhere"
     work.mkdir()
     env = {**os.environ, "PYTHONPATH": str(target)}
-    where = subprocess.run([sys.executable, "-c", "import drg_etl.paths as p; print(p.SQL_DIR); print(p.MAPPINGS_DIR)"],
+    show = "import drg_etl.core.paths as p; print(p.SQL_DIR); print(p.MAPPINGS_DIR)"
+    where = subprocess.run([sys.executable, "-c", show],
                            cwd=work, env=env, capture_output=True, text=True, check=True).stdout.split()
     assert all(Path(w).is_relative_to(target) for w in where), where
     done = subprocess.run([sys.executable, "-m", "drg_etl.cli", "demo", "--workdir", str(work / "demo")],

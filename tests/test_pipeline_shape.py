@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 import drg_etl
-from drg_etl.load import load_inbox
-from drg_etl.model import TABLES
-from drg_etl.schemas import schema, schema_failures
+from drg_etl.core.model import TABLES
+from drg_etl.pipeline.load import load_inbox
+from drg_etl.quality.schemas import schema, schema_failures
 from drg_etl.sources import base
 from tests.conftest import TEST_KEY, Generated, Loaded
 
@@ -36,7 +36,7 @@ def _imports(folder: Path) -> set[str]:
 def test_the_library_never_imports_dagster_or_the_code_location() -> None:
     imported = _imports(LIBRARY)
     assert not {n for n in imported if n.split(".")[0] in {"dagster", "dagster_project"}}
-    code = ("import sys, drg_etl.cli, drg_etl.load, drg_etl.fhir.store; "
+    code = ("import sys, drg_etl.cli, drg_etl.pipeline.load, drg_etl.fhir.store; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dagster', 'dagster_project')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert done.stdout.strip() == "[]"
@@ -131,8 +131,8 @@ def test_small_batches_give_the_same_warehouse(loaded_demo: Loaded, tmp_path: Pa
 
 def test_deliveries_read_by_worker_processes_give_the_same_warehouse(loaded_demo: Loaded, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """Large loads read each delivery in a worker process (drg_etl/parallel.py): nothing may change."""
-    from drg_etl import parallel
+    """Large loads read each delivery in a worker process (drg_etl/pipeline/parallel.py): nothing may change."""
+    from drg_etl.pipeline import parallel
 
     monkeypatch.setattr(parallel, "PARALLEL_BYTES", 0)
     monkeypatch.setenv(parallel.WORKERS_VARIABLE, "2")
@@ -145,7 +145,7 @@ def test_a_worker_reports_a_rejected_delivery_like_the_loader(demo_clean: Genera
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil
 
-    from drg_etl import parallel
+    from drg_etl.pipeline import parallel
 
     monkeypatch.setattr(parallel, "PARALLEL_BYTES", 0)
     inbox = tmp_path / "inbox"

@@ -12,7 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from drg_etl.load import load_inbox
+from drg_etl.pipeline.load import load_inbox
 from tests.conftest import TEST_KEY, Generated, Loaded
 
 DICTIONARY = "DRGDK_DataDictionary.csv"

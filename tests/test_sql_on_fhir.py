@@ -19,8 +19,8 @@ from typing import Any
 import duckdb
 import pytest
 
+from drg_etl.core.paths import SQL_DIR
 from drg_etl.fhir.export import export_fhir
-from drg_etl.paths import SQL_DIR
 from tests.conftest import Loaded
 
 try:

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
-from drg_etl.levels import parse_level
+from drg_etl.core.levels import parse_level
 from tests.conftest import Generated
 
 TYPES = ["Patient", "Condition", "Procedure", "Device", "Observation"]

@@ -15,7 +15,7 @@ from typing import Any
 import openpyxl
 import pytest
 
-from drg_etl.dates import BASELINE_LOOKBACK_DAYS, in_follow_up_window
+from drg_etl.core.dates import BASELINE_LOOKBACK_DAYS, in_follow_up_window
 from drg_etl.reference.compare import compare_with_paper
 from drg_etl.synth.generate import generate
 from drg_etl.synth.oracle import exact_wilcoxon_p

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drg_etl.quality.rules import RULES
+from drg_etl.core.rules import RULES
 from drg_etl.sources.values import (
     ValueProblem,
     check_date_range,

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drg_etl.cpr import CprError, century_year, parse_cpr, synthesize_cpr
-from drg_etl.levels import SPINAL_LEVELS, LevelError, level_index, parse_level
+from drg_etl.core.cpr import CprError, century_year, parse_cpr, synthesize_cpr
+from drg_etl.core.levels import SPINAL_LEVELS, LevelError, level_index, parse_level
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 --   canonical  the canonical model, every row with its lineage (delivery, file, row)
 --   quality    deliveries, files, the quarantine, rule results, loads, rejections
 -- Views canonical.current_* show the deliveries in force (one per center, the latest cutoff).
--- The canonical tables themselves are declared once, in drg_etl/model.py.
+-- The canonical tables themselves are declared once, in drg_etl/core/model.py.
 
 create schema if not exists staging;
 create schema if not exists canonical;
@@ -118,7 +118,7 @@ create table if not exists staging.source_records (
 );
 
 -- The canonical tables (canonical.*), their staging twins (staging.pending_*) and the views
--- canonical.current_* are generated from the one declaration of the model, drg_etl/model.py.
+-- canonical.current_* are generated from the one declaration of the model, drg_etl/core/model.py.
 
 -- A delivery read and checked but not yet written: its facts wait in staging.pending_<table>,
 -- its findings, per-file counts, the records that contributed a fact, and its source records
@@ -176,7 +176,7 @@ create table if not exists staging.fhir_dirty (
 -- The FHIR layer: the national data set as R4 resources, rebuilt from the deliveries in force
 -- after each load (ids are deterministic, so a rebuild gives the same resources).
 create schema if not exists fhir;
--- fhir.resources is created by drg_etl/warehouse.py (fhir_resources_ddl): the rebuild of the layer
+-- fhir.resources is created by drg_etl/pipeline/warehouse.py (fhir_resources_ddl): the rebuild of the layer
 -- creates its successor with the same definition.
 
 -- Each build of the FHIR layer: how many patients and resources, validated by what.

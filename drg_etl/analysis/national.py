@@ -10,8 +10,8 @@ import duckdb
 
 from drg_etl.analysis.survival import mask_survival, survival_figures
 from drg_etl.analysis.wilcoxon import signed_rank_p
-from drg_etl.paths import ANALYSIS_SQL_DIR as SQL_DIR
-from drg_etl.vocabulary import CENTERS, MEASURES, PAIN_LOCATIONS
+from drg_etl.core.paths import ANALYSIS_SQL_DIR as SQL_DIR
+from drg_etl.core.vocabulary import CENTERS, MEASURES, PAIN_LOCATIONS
 
 MASK = "<5"
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import duckdb
 
-from drg_etl.paths import ANALYSIS_SQL_DIR as SQL_DIR
+from drg_etl.core.paths import ANALYSIS_SQL_DIR as SQL_DIR
 
 MASK = "<5"
 #: The days at which the survival curves are read (analysis.md).

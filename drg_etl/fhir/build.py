@@ -20,10 +20,10 @@ from typing import Any
 import duckdb
 import yaml
 
+from drg_etl.core.model import TABLES
+from drg_etl.core.paths import MAPPINGS_DIR
+from drg_etl.core.vocabulary import CENTER_NAMES, CENTERS, FAULTY_LEAD_STATUSES, REMOVED_LEAD_STATUSES
 from drg_etl.fhir.terminology import codeable, system
-from drg_etl.model import TABLES
-from drg_etl.paths import MAPPINGS_DIR
-from drg_etl.vocabulary import CENTER_NAMES, CENTERS, FAULTY_LEAD_STATUSES, REMOVED_LEAD_STATUSES
 
 NAMESPACE = uuid.UUID("6f1c2b0e-4d7a-5c3e-9b8f-2a1d0e9c7b65")
 _NAMESPACE_BYTES = NAMESPACE.bytes

@@ -18,9 +18,9 @@ from typing import Any
 import yaml
 
 from drg_etl import __version__
+from drg_etl.core.paths import MAPPINGS_DIR, SQL_DIR
+from drg_etl.core.vocabulary import CENTER_NAMES, CENTERS
 from drg_etl.fhir.terminology import STANDARD, code_system_resource, codeable, project_code, system, terminology
-from drg_etl.paths import MAPPINGS_DIR, SQL_DIR
-from drg_etl.vocabulary import CENTER_NAMES, CENTERS
 
 CANONICAL = "https://drg-etl.example/fhir"
 FHIR_VERSION = "4.0.1"

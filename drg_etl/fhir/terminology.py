@@ -7,8 +7,8 @@ from typing import Any
 
 import yaml
 
-from drg_etl.errors import MappingSpecError
-from drg_etl.mappings import MAPPINGS_DIR
+from drg_etl.core.errors import MappingSpecError
+from drg_etl.core.mappings import MAPPINGS_DIR
 
 STANDARD = ("sks", "snomed", "loinc")  # in this order in every CodeableConcept, before the project code
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import duckdb
 
-from drg_etl.model import CANONICAL_TABLES
+from drg_etl.core.model import CANONICAL_TABLES
 from drg_etl.sources.base import Delivery
 
 OTHER_TABLES = [t for t in CANONICAL_TABLES if t != "patients"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import duckdb
 
-from drg_etl.dates import FOLLOW_UP_WINDOWS
+from drg_etl.core.dates import FOLLOW_UP_WINDOWS
 
 _COLUMNS = "patient_key, procedure, date, end_date, trial_success"
 # The staged deliveries that will be in force after the write: per center the newest, if it is not
@@ -79,7 +79,7 @@ FOLLOW_UPS_OUT_OF_PLACE = f"""
 
 
 def window_values() -> str:
-    """The follow-up windows (analysis.md, drg_etl/dates.py) as SQL ``values`` rows."""
+    """The follow-up windows (analysis.md, drg_etl/core/dates.py) as SQL ``values`` rows."""
     return ", ".join(f"('{tp}', {low}, {high})" for tp, (low, high) in FOLLOW_UP_WINDOWS.items())
 
 

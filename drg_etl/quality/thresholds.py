@@ -23,9 +23,9 @@ from typing import Any
 import duckdb
 import yaml
 
-from drg_etl.errors import MappingSpecError, UsageError
-from drg_etl.paths import MAPPINGS_DIR
-from drg_etl.quality.rules import RULES
+from drg_etl.core.errors import MappingSpecError, UsageError
+from drg_etl.core.paths import MAPPINGS_DIR
+from drg_etl.core.rules import RULES
 
 THRESHOLDS_FILE = MAPPINGS_DIR / "dq_thresholds.yaml"
 THRESHOLDS_VARIABLE = "DRG_ETL_DQ_THRESHOLDS"

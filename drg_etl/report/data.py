@@ -10,7 +10,7 @@ import duckdb
 
 from drg_etl.analysis.national import default_observation_end, national_analysis, publishable
 from drg_etl.analysis.survival import survival_curves
-from drg_etl.paths import ANALYSIS_SQL_DIR
+from drg_etl.core.paths import ANALYSIS_SQL_DIR
 from drg_etl.quality.report import quality_report
 
 

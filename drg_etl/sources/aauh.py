@@ -14,15 +14,15 @@ from typing import Any
 
 import orjson
 
-from drg_etl.cpr import CPR_PLACEHOLDER, CprError, holds_cpr, parse_cpr
+from drg_etl.core.cpr import CPR_PLACEHOLDER, CprError, holds_cpr, parse_cpr
+from drg_etl.core.levels import LevelError, parse_level
+from drg_etl.core.mappings import source_map
+from drg_etl.core.pseudonym import Pseudonymizer
+from drg_etl.core.vocabulary import LEAD_DEFECT_COMPLICATIONS
 from drg_etl.fhir.validate import first_error
-from drg_etl.levels import LevelError, parse_level
-from drg_etl.mappings import source_map
-from drg_etl.pseudonym import Pseudonymizer
 from drg_etl.sources.base import Delivery, FileRejected, RowContext, StagedDelivery
 from drg_etl.sources.csvfile import open_text
 from drg_etl.sources.values import check_score, parse_iso_date
-from drg_etl.vocabulary import LEAD_DEFECT_COMPLICATIONS
 
 MAX_LINE_CHARS = 1 << 20  # no resource of this export comes near 1 MiB; a longer line is hostile or broken
 RESOURCE_TYPES = ("Patient", "Condition", "Procedure", "Device", "Observation")

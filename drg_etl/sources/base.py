@@ -19,11 +19,11 @@ from typing import Any
 
 import orjson
 
-from drg_etl.cpr import CPR_PLACEHOLDER, CprError, holds_cpr, parse_cpr, scrub_cpr
-from drg_etl.mappings import SourceMap
-from drg_etl.model import CANONICAL_TABLES, TABLES
-from drg_etl.pseudonym import Pseudonymizer
-from drg_etl.quality.rules import rule
+from drg_etl.core.cpr import CPR_PLACEHOLDER, CprError, holds_cpr, parse_cpr, scrub_cpr
+from drg_etl.core.mappings import SourceMap
+from drg_etl.core.model import CANONICAL_TABLES, TABLES
+from drg_etl.core.pseudonym import Pseudonymizer
+from drg_etl.core.rules import rule
 from drg_etl.sources.values import ValueProblem, check_date_range
 
 

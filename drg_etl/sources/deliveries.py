@@ -10,11 +10,11 @@ from pathlib import Path
 
 import duckdb
 
-from drg_etl.cpr import scrub_cpr
-from drg_etl.pseudonym import Pseudonymizer
+from drg_etl.core.cpr import scrub_cpr
+from drg_etl.core.pseudonym import Pseudonymizer
+from drg_etl.core.vocabulary import CENTERS
 from drg_etl.sources import aauh, auh, ouh, rh
 from drg_etl.sources.base import Delivery, FileRejected, Issue, Sink, StagedDelivery
-from drg_etl.vocabulary import CENTERS
 
 Reader = Callable[[Delivery, StagedDelivery, Pseudonymizer], None]
 READERS: dict[str, Reader] = {"auh": auh.read_auh, "ouh": ouh.read_ouh, "rh": rh.read_rh, "aauh": aauh.read_aauh}

@@ -14,10 +14,10 @@ from typing import Any
 
 import duckdb
 
-from drg_etl.cpr import CprError, holds_cpr, parse_cpr
-from drg_etl.levels import LevelError, parse_level
-from drg_etl.mappings import source_map
-from drg_etl.pseudonym import Pseudonymizer
+from drg_etl.core.cpr import CprError, holds_cpr, parse_cpr
+from drg_etl.core.levels import LevelError, parse_level
+from drg_etl.core.mappings import source_map
+from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.sources.auh import add_measurements
 from drg_etl.sources.base import Delivery, FileRejected, RowContext, StagedDelivery
 from drg_etl.sources.csvfile import check_columns, first_line, read_records, read_text

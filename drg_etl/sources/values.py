@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from decimal import Decimal, InvalidOperation
 
-from drg_etl.dates import EARLIEST_PLAUSIBLE
+from drg_etl.core.dates import EARLIEST_PLAUSIBLE
 
 
 class ValueProblem(ValueError):

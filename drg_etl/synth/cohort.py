@@ -13,8 +13,8 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from drg_etl.cpr import Cpr, synthesize_cpr
-from drg_etl.dates import STUDY_START, add_months
+from drg_etl.core.cpr import Cpr, synthesize_cpr
+from drg_etl.core.dates import STUDY_START, add_months
 from drg_etl.synth.design import Design
 from drg_etl.synth.model import Complication, Generator, Lead, Measurement, Person, Procedure
 from drg_etl.synth.scores import (

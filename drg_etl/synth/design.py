@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from drg_etl import vocabulary
-from drg_etl.errors import MappingSpecError
+from drg_etl.core import vocabulary
+from drg_etl.core.errors import MappingSpecError
 
 DESIGN_PATH = Path(__file__).with_name("demo_cohort.yaml")
 

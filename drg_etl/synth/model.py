@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from drg_etl.cpr import Cpr
+from drg_etl.core.cpr import Cpr
 
 
 @dataclass

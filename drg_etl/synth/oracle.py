@@ -16,9 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from drg_etl.dates import STUDY_END, STUDY_START
-from drg_etl.synth.model import Measurement, Person
-from drg_etl.vocabulary import (
+from drg_etl.core.dates import STUDY_END, STUDY_START
+from drg_etl.core.vocabulary import (
     CENTERS,
     FAULTY_LEAD_STATUSES,
     LEAD_DEFECT_COMPLICATIONS,
@@ -26,6 +25,7 @@ from drg_etl.vocabulary import (
     PAIN_LOCATIONS,
     REMOVED_LEAD_STATUSES,
 )
+from drg_etl.synth.model import Measurement, Person
 
 #: Above this many pairs the exact test is not computed: its cost grows with n^3
 #: (1,000 pairs take about a second; 3,000 take over a minute).

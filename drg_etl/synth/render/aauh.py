@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from drg_etl.mappings import source_map
+from drg_etl.core.mappings import source_map
 from drg_etl.synth.model import Person
 from drg_etl.synth.render.base import KIND_RULES, CenterRenderer, implant_of
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from drg_etl.mappings import source_map
+from drg_etl.core.mappings import source_map
 from drg_etl.synth.model import Measurement, Person, Procedure
 from drg_etl.synth.render.base import KIND_RULES, CenterRenderer, CsvSink, explant_of, implant_of
 

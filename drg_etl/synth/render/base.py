@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from drg_etl.dates import add_months
-from drg_etl.quality.rules import rule
+from drg_etl.core.dates import add_months
+from drg_etl.core.rules import rule
 from drg_etl.synth.model import Person
 
 

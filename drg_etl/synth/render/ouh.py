@@ -15,8 +15,8 @@ from typing import Any
 
 from openpyxl import Workbook
 
-from drg_etl.dates import add_months
-from drg_etl.mappings import source_map
+from drg_etl.core.dates import add_months
+from drg_etl.core.mappings import source_map
 from drg_etl.synth.model import Person
 from drg_etl.synth.render.base import KIND_RULES, CenterRenderer, explant_of, implant_of
 

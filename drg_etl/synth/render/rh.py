@@ -6,7 +6,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from drg_etl.mappings import source_map
+from drg_etl.core.mappings import source_map
 from drg_etl.synth.model import Measurement, Person
 from drg_etl.synth.render import rh_project as project
 from drg_etl.synth.render.base import KIND_RULES, CenterRenderer, CsvSink, implant_of

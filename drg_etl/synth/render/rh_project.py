@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from drg_etl.levels import SPINAL_LEVELS
+from drg_etl.core.levels import SPINAL_LEVELS
 
 DICTIONARY_COLUMNS = [
     "Variable / Field Name", "Form Name", "Section Header", "Field Type", "Field Label",

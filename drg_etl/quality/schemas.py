@@ -1,4 +1,4 @@
-"""pandera schemas of the canonical tables, built from the one declaration in :mod:`drg_etl.model`.
+"""pandera schemas of the canonical tables, built from the one declaration in :mod:`drg_etl.core.model`.
 
 The readers' row rules should already have caught every bad value; these schemas are the
 contract of the canonical layer. They validate lazily, and each failing fact goes to
@@ -16,7 +16,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from drg_etl.model import TABLES, Column
+from drg_etl.core.model import TABLES, Column
 from drg_etl.sources.base import Delivery
 
 FAILURE_COLUMNS = ["index", "column", "check", "failure_case"]

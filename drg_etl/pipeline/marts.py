@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import duckdb
 
-from drg_etl.paths import ANALYSIS_SQL_DIR
+from drg_etl.core.paths import ANALYSIS_SQL_DIR
 
 
 def refresh_marts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:

@@ -16,11 +16,11 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from drg_etl.model import TABLES
-from drg_etl.pseudonym import Pseudonymizer
+from drg_etl.core.model import TABLES
+from drg_etl.core.pseudonym import Pseudonymizer
+from drg_etl.core.rules import RULES
 from drg_etl.quality.checks import check_delivery
-from drg_etl.quality.rules import RULES
-from drg_etl.schemas import validate_pending
+from drg_etl.quality.schemas import validate_pending
 from drg_etl.sources.base import Delivery, StagedDelivery
 from drg_etl.sources.deliveries import POST_READ, DeliveryRejected, read_delivery
 

@@ -2,7 +2,7 @@
 
 Every reader maps its format onto these five tables; from this one declaration follow
 the warehouse DDL (``canonical.*`` and the staging tables that hold a delivery before it is
-written), the pandera schemas of the canonical layer (:mod:`drg_etl.schemas`) and the columns
+written), the pandera schemas of the canonical layer (:mod:`drg_etl.quality.schemas`) and the columns
 a reader's fact must carry (:meth:`Table.check_fact`).
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from drg_etl import vocabulary
-from drg_etl.levels import SPINAL_LEVELS
+from drg_etl.core import vocabulary
+from drg_etl.core.levels import SPINAL_LEVELS
 
 RowCheck = Callable[[pd.DataFrame], "pd.Series[bool]"]
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import duckdb
 
 from drg_etl import __version__
-from drg_etl.errors import UsageError, WarehouseError
-from drg_etl.model import canonical_ddl
-from drg_etl.paths import SQL_DIR
-from drg_etl.quality.rules import RULES
+from drg_etl.core.errors import UsageError, WarehouseError
+from drg_etl.core.model import canonical_ddl
+from drg_etl.core.paths import SQL_DIR
+from drg_etl.core.rules import RULES
 
 CODE_VERSION = f"drg-etl {__version__}"
 MEMORY_VARIABLE = "DRG_ETL_DUCKDB_MEMORY"
@@ -67,7 +67,7 @@ def connect(path: Path, *, read_only: bool = False, wait: float | None = None) -
     con = _open(path, read_only, wait)
     con.execute("set enable_progress_bar = false")  # never on stdout, which --json owns
     if not read_only:
-        # checkpoint at the end of a load, not after every batch of a rebuild (see drg_etl/load.py)
+        # checkpoint at the end of a load, not after every batch of a rebuild (see drg_etl/pipeline/load.py)
         con.execute(f"set checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
     if not read_only:
         con.execute((SQL_DIR / "ddl.sql").read_text(encoding="utf-8"))

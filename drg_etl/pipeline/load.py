@@ -2,7 +2,7 @@
 
 Stages: ``stage_center`` reads each new delivery of a center (file contracts, row rules,
 within-delivery rules, the canonical schemas) into the warehouse's staging schema;
-``write_pending`` (drg_etl.write) runs the national rules as SQL, reconciles the counts and
+``write_pending`` (drg_etl.pipeline.write) runs the national rules as SQL, reconciles the counts and
 writes the staged deliveries in one transaction; ``refresh_fhir`` rebuilds the FHIR
 resources of the patients the write touched. ``load_inbox`` runs them in that order. Data
 passes between stages only through the warehouse.
@@ -19,16 +19,16 @@ from typing import Any
 
 import duckdb
 
-from drg_etl import warehouse
-from drg_etl.errors import EXIT_OK, EXIT_REJECTED, UsageError
+from drg_etl.core.errors import EXIT_OK, EXIT_REJECTED, UsageError
+from drg_etl.core.pseudonym import Pseudonymizer
+from drg_etl.core.vocabulary import CENTERS
 from drg_etl.fhir.store import refresh_fhir
-from drg_etl.parallel import prefetched
-from drg_etl.pseudonym import Pseudonymizer
+from drg_etl.pipeline import warehouse
+from drg_etl.pipeline.parallel import prefetched
+from drg_etl.pipeline.staging import Reader, discard_unfinished, read_into, stage_delivery
+from drg_etl.pipeline.write import ReconciliationError, write_pending
 from drg_etl.sources.base import Issue
 from drg_etl.sources.deliveries import DeliveryRejected, discover, survey
-from drg_etl.staging import Reader, discard_unfinished, read_into, stage_delivery
-from drg_etl.vocabulary import CENTERS
-from drg_etl.write import ReconciliationError, write_pending
 
 __all__ = ["LoadReport", "ReconciliationError", "load_inbox", "stage_center", "write_center"]
 

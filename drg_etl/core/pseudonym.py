@@ -14,8 +14,8 @@ import os
 import string
 from collections import Counter
 
-from drg_etl.cpr import Cpr
-from drg_etl.errors import UsageError
+from drg_etl.core.cpr import Cpr
+from drg_etl.core.errors import UsageError
 
 KEY_VARIABLE = "DRG_ETL_PSEUDONYM_KEY"
 OLD_KEY_VARIABLE = "DRG_ETL_OLD_PSEUDONYM_KEY"

@@ -8,9 +8,9 @@ from typing import Any
 
 import yaml
 
-from drg_etl import vocabulary
-from drg_etl.errors import MappingSpecError
-from drg_etl.paths import MAPPINGS_DIR
+from drg_etl.core import vocabulary
+from drg_etl.core.errors import MappingSpecError
+from drg_etl.core.paths import MAPPINGS_DIR
 
 # Which canonical value set each label table must land in.
 _VALUE_SETS: dict[str, tuple[Any, ...]] = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent  # drg_etl/ (this file is drg_etl/core/paths.py)
 _CHECKOUT = _PACKAGE.parent
 
 

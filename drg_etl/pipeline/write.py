@@ -14,13 +14,13 @@ import datetime as dt
 
 import duckdb
 
-from drg_etl.errors import DrgEtlError
-from drg_etl.model import TABLES
+from drg_etl.core.errors import DrgEtlError
+from drg_etl.core.model import TABLES
+from drg_etl.pipeline.staging import discard, pending
+from drg_etl.pipeline.warehouse import CODE_VERSION
 from drg_etl.quality.national import check_national
 from drg_etl.quality.release import release_held
 from drg_etl.quality.thresholds import load_thresholds, record_checks
-from drg_etl.staging import discard, pending
-from drg_etl.warehouse import CODE_VERSION
 
 
 class ReconciliationError(DrgEtlError):

@@ -4,7 +4,7 @@ The readers are Python, one record at a time, so a national load spends most of 
 them. A worker reads one delivery exactly as the serial path does (same reader, same batches,
 into the staging tables of a DuckDB file in a private temporary folder); the loader attaches
 that file read-only, copies its tables into the warehouse's staging schema with SQL and runs
-the delivery's rules there. Workers are plain ``python -m drg_etl.parallel`` processes: nothing
+the delivery's rules there. Workers are plain ``python -m drg_etl.pipeline.parallel`` processes: nothing
 crosses but the delivery's folder, the key (in the environment, not the command line) and
 the worker's DuckDB file. Small inboxes are read in process (starting workers costs more).
 """
@@ -23,13 +23,13 @@ from pathlib import Path
 
 import duckdb
 
-from drg_etl.errors import DrgEtlError
-from drg_etl.model import canonical_ddl
-from drg_etl.paths import SQL_DIR
-from drg_etl.pseudonym import Pseudonymizer
+from drg_etl.core.errors import DrgEtlError
+from drg_etl.core.model import canonical_ddl
+from drg_etl.core.paths import SQL_DIR
+from drg_etl.core.pseudonym import Pseudonymizer
+from drg_etl.pipeline.staging import PENDING, Reader, discard, read_into
 from drg_etl.sources.base import Delivery, FileRejected
 from drg_etl.sources.deliveries import DeliveryRejected
-from drg_etl.staging import PENDING, Reader, discard, read_into
 
 WORKERS_VARIABLE = "DRG_ETL_READ_WORKERS"  # how many deliveries are read at once (default: the cores; 1: in process)
 PARALLEL_BYTES = 8 << 20  # below this much new data, reading in process is faster than starting workers
@@ -66,7 +66,7 @@ KEY_HANDOVER = "DRG_ETL_WORKER_KEY"  # the key reaches a worker in its environme
 
 
 def _run(jobs: list[tuple[Delivery, Path]], key: bytes, workers: int) -> None:
-    """Run the reading workers, ``workers`` at a time, as ``python -m drg_etl.parallel`` processes."""
+    """Run the reading workers, ``workers`` at a time, as ``python -m drg_etl.pipeline.parallel`` processes."""
     queue = list(jobs)
     running: list[tuple[subprocess.Popen, Delivery]] = []
     env = {**os.environ, KEY_HANDOVER: key.hex()}
@@ -83,7 +83,7 @@ def _drive(queue: list[tuple[Delivery, Path]], running: list[tuple[subprocess.Po
     while queue or running:
         while queue and len(running) < workers:
             delivery, out = queue.pop(0)
-            command = [sys.executable, "-m", "drg_etl.parallel", str(delivery.folder), delivery.center,
+            command = [sys.executable, "-m", "drg_etl.pipeline.parallel", str(delivery.folder), delivery.center,
                        delivery.cutoff.isoformat(), str(out)]
             running.append((subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                                              stderr=subprocess.PIPE, text=True), delivery))
