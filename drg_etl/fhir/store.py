@@ -25,10 +25,10 @@ from fhir.resources.R4B import get_fhir_model_class
 from drg_etl.core.errors import DrgEtlError
 from drg_etl.core.model import TABLES
 from drg_etl.core.paths import SQL_DIR
+from drg_etl.core.tables import fhir_resources_ddl
 from drg_etl.fhir.build import build_patient, organizations, resource_id
 from drg_etl.fhir.terminology import all_codeables
 from drg_etl.fhir.validate import check_resources
-from drg_etl.pipeline.warehouse import fhir_resources_ddl
 
 BATCH_PATIENTS = 2_000
 Row = tuple[str, str, str | None, str | None, str]

@@ -19,6 +19,7 @@ from typing import Any
 
 import duckdb
 
+from drg_etl.core.delivery import DeliveryRejected, Issue
 from drg_etl.core.errors import EXIT_OK, EXIT_REJECTED, UsageError
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.vocabulary import CENTERS
@@ -27,8 +28,7 @@ from drg_etl.pipeline import warehouse
 from drg_etl.pipeline.parallel import prefetched
 from drg_etl.pipeline.staging import Reader, discard_unfinished, read_into, stage_delivery
 from drg_etl.pipeline.write import ReconciliationError, write_pending
-from drg_etl.sources.base import Issue
-from drg_etl.sources.deliveries import DeliveryRejected, discover, survey
+from drg_etl.sources.deliveries import discover, survey
 
 __all__ = ["LoadReport", "ReconciliationError", "load_inbox", "stage_center", "write_center"]
 

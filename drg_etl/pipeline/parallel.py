@@ -23,13 +23,12 @@ from pathlib import Path
 
 import duckdb
 
+from drg_etl.core.delivery import Delivery, DeliveryRejected, FileRejected
 from drg_etl.core.errors import DrgEtlError
 from drg_etl.core.model import canonical_ddl
 from drg_etl.core.paths import SQL_DIR
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.pipeline.staging import PENDING, Reader, discard, read_into
-from drg_etl.sources.base import Delivery, FileRejected
-from drg_etl.sources.deliveries import DeliveryRejected
 
 WORKERS_VARIABLE = "DRG_ETL_READ_WORKERS"  # how many deliveries are read at once (default: the cores; 1: in process)
 PARALLEL_BYTES = 8 << 20  # below this much new data, reading in process is faster than starting workers

@@ -16,6 +16,7 @@ import duckdb
 import pandas as pd
 
 from drg_etl.core.cpr import Cpr
+from drg_etl.core.delivery import DeliveryRejected
 from drg_etl.core.errors import WarehouseError
 from drg_etl.core.model import TABLES
 from drg_etl.core.pseudonym import Pseudonymizer, fingerprint
@@ -23,7 +24,7 @@ from drg_etl.fhir.store import refresh_fhir
 from drg_etl.pipeline.staging import discard, discard_unfinished
 from drg_etl.pipeline.warehouse import connect
 from drg_etl.sources import ouh
-from drg_etl.sources.deliveries import DeliveryRejected, read_delivery, survey
+from drg_etl.sources.deliveries import read_delivery, survey
 
 PSEUDONYM = re.compile(r"x-[0-9a-f]{32}|[0-9a-f]{64}")
 KEYED = [f"canonical.{t}" for t in TABLES] + [f"quality.held_{t}" for t in TABLES] + \

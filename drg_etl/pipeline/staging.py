@@ -16,13 +16,14 @@ from typing import Any
 import duckdb
 import pandas as pd
 
+from drg_etl.core.delivery import Delivery, DeliveryRejected
 from drg_etl.core.model import TABLES
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.rules import RULES
 from drg_etl.quality.checks import check_delivery
 from drg_etl.quality.schemas import validate_pending
-from drg_etl.sources.base import Delivery, StagedDelivery
-from drg_etl.sources.deliveries import POST_READ, DeliveryRejected, read_delivery
+from drg_etl.sources.base import StagedDelivery
+from drg_etl.sources.deliveries import POST_READ, read_delivery
 
 PENDING = ("pending_deliveries", "pending_issues", "pending_files", "pending_contributed", "pending_source_records",
            *(f"pending_{t}" for t in TABLES), *(f"pending_held_{t}" for t in TABLES))

@@ -13,6 +13,7 @@ from drg_etl.core.errors import UsageError, WarehouseError
 from drg_etl.core.model import canonical_ddl
 from drg_etl.core.paths import SQL_DIR
 from drg_etl.core.rules import RULES
+from drg_etl.core.tables import fhir_resources_ddl
 
 CODE_VERSION = f"drg-etl {__version__}"
 MEMORY_VARIABLE = "DRG_ETL_DUCKDB_MEMORY"
@@ -20,18 +21,6 @@ DEFAULT_MEMORY_LIMIT = "512MB"  # DuckDB spills to <warehouse>.tmp beyond this
 CHECKPOINT_THRESHOLD = "16GB"  # one checkpoint per load (load.py), not one per batch of a rebuild
 LOCK_WAIT_VARIABLE = "DRG_ETL_LOCK_WAIT"
 DEFAULT_LOCK_WAIT = 60.0
-
-
-def fhir_resources_ddl(table: str = "resources") -> str:
-    """The table of the FHIR layer (``fhir.resources``, or its successor during a full rebuild)."""
-    return f"""create table if not exists fhir.{table} (
-        resource_type  varchar not null,
-        id             varchar not null,
-        patient_id     varchar,        -- the Patient resource's id (the patient's own, for a Patient)
-        center         varchar,
-        resource       json not null)  -- compact JSON, as the export writes it
-        -- no primary key: an index would be rewritten at every checkpoint of a rebuild; the rebuild
-        -- checks (resource_type, id) unique itself (drg_etl/fhir/store.py)"""
 
 
 def _open(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import duckdb
 
+from drg_etl.core.delivery import Delivery
 from drg_etl.core.model import CANONICAL_TABLES
-from drg_etl.sources.base import Delivery
 
 OTHER_TABLES = [t for t in CANONICAL_TABLES if t != "patients"]
 

@@ -16,8 +16,8 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
+from drg_etl.core.delivery import Delivery
 from drg_etl.core.model import TABLES, Column
-from drg_etl.sources.base import Delivery
 
 FAILURE_COLUMNS = ["index", "column", "check", "failure_case"]
 SET_BY_WRITER = {"delivery_id", "cutoff"}  # lineage the warehouse adds when it writes a delivery

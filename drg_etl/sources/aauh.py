@@ -15,12 +15,13 @@ from typing import Any
 import orjson
 
 from drg_etl.core.cpr import CPR_PLACEHOLDER, CprError, holds_cpr, parse_cpr
+from drg_etl.core.delivery import Delivery, FileRejected
 from drg_etl.core.levels import LevelError, parse_level
 from drg_etl.core.mappings import source_map
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.vocabulary import LEAD_DEFECT_COMPLICATIONS
 from drg_etl.fhir.validate import first_error
-from drg_etl.sources.base import Delivery, FileRejected, RowContext, StagedDelivery
+from drg_etl.sources.base import RowContext, StagedDelivery
 from drg_etl.sources.csvfile import open_text
 from drg_etl.sources.values import check_score, parse_iso_date
 

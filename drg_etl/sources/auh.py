@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from drg_etl.core.delivery import Delivery
 from drg_etl.core.levels import LevelError, parse_level
 from drg_etl.core.mappings import source_map
 from drg_etl.core.pseudonym import Pseudonymizer
-from drg_etl.sources.base import Delivery, RowContext, StagedDelivery
+from drg_etl.sources.base import RowContext, StagedDelivery
 from drg_etl.sources.csvfile import read_records
 from drg_etl.sources.values import ValueProblem, check_score, parse_danish_date, parse_decimal, parse_integer
 

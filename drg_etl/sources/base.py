@@ -10,106 +10,18 @@ whole treatment, a REDCap screening row) may still load the facts that pass.
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from drg_etl.core.cpr import CPR_PLACEHOLDER, CprError, holds_cpr, parse_cpr, scrub_cpr
+from drg_etl.core.delivery import Delivery, Issue
 from drg_etl.core.mappings import SourceMap
 from drg_etl.core.model import CANONICAL_TABLES, TABLES
 from drg_etl.core.pseudonym import Pseudonymizer
-from drg_etl.core.rules import rule
 from drg_etl.sources.values import ValueProblem, check_date_range
-
-
-class FileRejected(Exception):
-    """A file that cannot be read as its format; the whole delivery is rejected, the previous stays."""
-
-    def __init__(self, file: str, rule_id: str, reason: str) -> None:
-        reason = scrub_cpr(reason)  # a reason may quote a record (a header-less file): never a CPR number
-        file = scrub_cpr(file)
-        super().__init__(f"{file}: {reason} [{rule_id}]")
-        self.file, self.rule_id, self.reason = file, rule_id, reason
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """One delivery folder ``INBOX/<center>/<cutoff>/``."""
-
-    center: str
-    cutoff: dt.date
-    folder: Path
-
-    @property
-    def label(self) -> str:
-        """``center/cutoff``, as messages name a delivery."""
-        return f"{self.center}/{self.cutoff.isoformat()}"
-
-    def file_hashes(self) -> dict[str, str]:
-        """SHA-256 of every file in the folder (read once per Delivery object)."""
-        return dict(self._hashes)
-
-    @functools.cached_property
-    def _hashes(self) -> dict[str, str]:
-        return {p.name: _sha256(p) for p in sorted(self.folder.iterdir()) if p.is_file()}
-
-    def content_id(self) -> str:
-        """The delivery's identity: a hash over its center, cutoff and files' contents."""
-        digest = hashlib.sha256(f"{self.center}/{self.cutoff}".encode())
-        for name, sha in self.file_hashes().items():
-            digest.update(f"{name}:{sha}".encode())
-        return digest.hexdigest()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-@dataclass
-class Issue:
-    """A rule broken by one record (or one fact of a wide record)."""
-
-    center: str
-    delivery: str
-    file: str
-    row: int
-    column: str | None
-    rule_id: str
-    message: str
-    patient_key: str | None = None
-    resource_id: str | None = None
-
-    def __post_init__(self) -> None:
-        # Messages quote values, files and ids come from the delivery: never a CPR number.
-        self.message = scrub_cpr(self.message)
-        self.file = scrub_cpr(self.file)
-        if self.column is not None:
-            self.column = scrub_cpr(self.column)
-        if self.resource_id is not None:
-            self.resource_id = scrub_cpr(self.resource_id)
-
-    @property
-    def severity(self) -> str:
-        """``error`` (quarantined) or ``warning`` (loaded, flagged)."""
-        return rule(self.rule_id).severity
-
-    def describe(self) -> str:
-        """One line naming delivery, file, row, column and rule."""
-        where = f"{self.center}/{self.delivery} {self.file} row {self.row}"
-        if self.resource_id:
-            where += f" (id {self.resource_id})"
-        if self.column:
-            where += f" column {self.column}"
-        return f"{where}: {self.message} [{self.rule_id}, {self.severity}]"
 
 
 @dataclass

@@ -18,7 +18,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
-from drg_etl.sources.base import FileRejected
+from drg_etl.core.delivery import FileRejected
 
 OTHER_DELIMITERS = (",", ";", "\t", "|")
 

@@ -5,29 +5,21 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
 
 from drg_etl.core.cpr import scrub_cpr
+from drg_etl.core.delivery import Delivery, DeliveryRejected, FileRejected, InboxProblem, Issue
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.vocabulary import CENTERS
 from drg_etl.sources import aauh, auh, ouh, rh
-from drg_etl.sources.base import Delivery, FileRejected, Issue, Sink, StagedDelivery
+from drg_etl.sources.base import Sink, StagedDelivery
 
 Reader = Callable[[Delivery, StagedDelivery, Pseudonymizer], None]
 READERS: dict[str, Reader] = {"auh": auh.read_auh, "ouh": ouh.read_ouh, "rh": rh.read_rh, "aauh": aauh.read_aauh}
 # Set-based steps of a reader that need the whole delivery, run as SQL over its staged facts.
 POST_READ: dict[str, Callable[[duckdb.DuckDBPyConnection, str], None]] = {"rh": rh.remove_explanted_generators}
-
-
-class DeliveryRejected(Exception):
-    """A delivery with a file that cannot be read as its format; nothing of it loads."""
-
-    def __init__(self, delivery: Delivery, rejections: list[FileRejected], file_hashes: dict[str, str]) -> None:
-        super().__init__("; ".join(str(r) for r in rejections))
-        self.delivery, self.rejections, self.file_hashes = delivery, rejections, file_hashes
 
 
 def files_with_records(delivery: Delivery) -> list[str]:
@@ -55,19 +47,6 @@ def expected_files(delivery: Delivery) -> list[str]:
 
 
 CUTOFF_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-@dataclass(frozen=True)
-class InboxProblem:
-    """A folder or file in the inbox that is not a delivery, or a delivery that may not be read, and why."""
-
-    path: str
-    reason: str
-
-    def __post_init__(self) -> None:
-        # A folder may be named by a CPR number (a careless export): the report never repeats one.
-        object.__setattr__(self, "path", scrub_cpr(self.path))
-        object.__setattr__(self, "reason", scrub_cpr(self.reason))
 
 
 def _leaves(path: Path, inbox: Path) -> bool:

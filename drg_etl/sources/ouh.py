@@ -14,11 +14,12 @@ from typing import Any
 
 import openpyxl
 
+from drg_etl.core.delivery import Delivery, FileRejected
 from drg_etl.core.levels import LevelError, parse_level
 from drg_etl.core.mappings import source_map
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.sources.auh import add_measurements
-from drg_etl.sources.base import Delivery, FileRejected, RowContext, StagedDelivery
+from drg_etl.sources.base import RowContext, StagedDelivery
 from drg_etl.sources.csvfile import check_columns
 from drg_etl.sources.values import ValueProblem, check_score, parse_dotted_date
 

@@ -15,11 +15,12 @@ from typing import Any
 import duckdb
 
 from drg_etl.core.cpr import CprError, holds_cpr, parse_cpr
+from drg_etl.core.delivery import Delivery, FileRejected
 from drg_etl.core.levels import LevelError, parse_level
 from drg_etl.core.mappings import source_map
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.sources.auh import add_measurements
-from drg_etl.sources.base import Delivery, FileRejected, RowContext, StagedDelivery
+from drg_etl.sources.base import RowContext, StagedDelivery
 from drg_etl.sources.csvfile import check_columns, first_line, read_records, read_text
 from drg_etl.sources.values import ValueProblem, check_score, parse_decimal, parse_integer, parse_iso_date
 

@@ -15,6 +15,27 @@ from drg_etl.core.errors import MappingSpecError
 DESIGN_PATH = Path(__file__).with_name("demo_cohort.yaml")
 
 
+#: The rule each kind of injected defect breaks.
+KIND_RULES: dict[str, str] = {
+    "cpr_invalid": "cpr.invalid",
+    "sex_mismatch": "cpr.sex_mismatch",
+    "date_invalid": "date.invalid",
+    "date_after_cutoff": "date.out_of_range",
+    "date_before_2010": "date.out_of_range",
+    "score_out_of_range": "score.out_of_range",
+    "pcs_mismatch": "pcs.total_mismatch",
+    "code_unknown": "code.unknown",
+    "missing_required": "value.missing_required",
+    "duplicate": "row.duplicate",
+    "conflict": "row.conflict",
+    "implant_without_trial": "implant.without_trial",
+    "explant_before_implant": "dates.out_of_order",
+    "followup_outside_window": "followup.outside_window",
+    "lead_never_placed": "lead.never_placed",
+    "no_demographics": "patient.no_demographics",
+}
+
+
 @dataclass(frozen=True)
 class Design:
     """The cohort design: block size, center and pain-location quotas, courses, targets."""
@@ -66,8 +87,6 @@ def load_design(path: Path = DESIGN_PATH) -> Design:
         problems.append(f"unknown centers {set(design.centers) - set(vocabulary.CENTERS)}")
     if set(design.pain_location) - set(vocabulary.PAIN_LOCATIONS):
         problems.append("unknown pain locations")
-    from drg_etl.synth.render.base import KIND_RULES
-
     unknown = {k for kinds in design.defects.values() for k in kinds} - set(KIND_RULES)
     if unknown:
         problems.append(f"unknown defect kinds {sorted(unknown)}")

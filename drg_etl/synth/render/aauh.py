@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from drg_etl.core.mappings import source_map
+from drg_etl.synth.design import KIND_RULES
 from drg_etl.synth.model import Person
-from drg_etl.synth.render.base import KIND_RULES, CenterRenderer, implant_of
+from drg_etl.synth.render.base import CenterRenderer, implant_of
 
 RESOURCE_TYPES = ("Patient", "Condition", "Procedure", "Device", "Observation")
 MEASURE_FIELDS = {"nrs_average": "NRS-GNS", "nrs_worst": "NRS-MAX", "pcs_total": "PCS"}

@@ -6,8 +6,9 @@ import datetime as dt
 from pathlib import Path
 
 from drg_etl.core.mappings import source_map
+from drg_etl.synth.design import KIND_RULES
 from drg_etl.synth.model import Measurement, Person, Procedure
-from drg_etl.synth.render.base import KIND_RULES, CenterRenderer, CsvSink, explant_of, implant_of
+from drg_etl.synth.render.base import CenterRenderer, CsvSink, explant_of, implant_of
 
 HEADERS = {
     "patienter.csv": ["CPR", "Køn", "Smertelokalisation", "Diagnose"],

@@ -151,22 +151,5 @@ def explant_of(person: Person):
     return next((p for p in person.procedures if p.kind == "explant"), None)
 
 
-#: The rule each kind of injected defect breaks.
-KIND_RULES: dict[str, str] = {
-    "cpr_invalid": "cpr.invalid",
-    "sex_mismatch": "cpr.sex_mismatch",
-    "date_invalid": "date.invalid",
-    "date_after_cutoff": "date.out_of_range",
-    "date_before_2010": "date.out_of_range",
-    "score_out_of_range": "score.out_of_range",
-    "pcs_mismatch": "pcs.total_mismatch",
-    "code_unknown": "code.unknown",
-    "missing_required": "value.missing_required",
-    "duplicate": "row.duplicate",
-    "conflict": "row.conflict",
-    "implant_without_trial": "implant.without_trial",
-    "explant_before_implant": "dates.out_of_order",
-    "followup_outside_window": "followup.outside_window",
-    "lead_never_placed": "lead.never_placed",
-    "no_demographics": "patient.no_demographics",
-}
+
+

@@ -17,8 +17,9 @@ from openpyxl import Workbook
 
 from drg_etl.core.dates import add_months
 from drg_etl.core.mappings import source_map
+from drg_etl.synth.design import KIND_RULES
 from drg_etl.synth.model import Person
-from drg_etl.synth.render.base import KIND_RULES, CenterRenderer, explant_of, implant_of
+from drg_etl.synth.render.base import CenterRenderer, explant_of, implant_of
 
 WORKBOOK = "DRG_registrering.xlsx"
 LEAD_SLOTS = 4

@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from drg_etl.core.mappings import source_map
+from drg_etl.synth.design import KIND_RULES
 from drg_etl.synth.model import Measurement, Person
 from drg_etl.synth.render import rh_project as project
-from drg_etl.synth.render.base import KIND_RULES, CenterRenderer, CsvSink, implant_of
+from drg_etl.synth.render.base import CenterRenderer, CsvSink, implant_of
 
 EVENTS = {"baseline": "screening_arm_1", "month_3": "month_3_arm_1", "month_6": "month_6_arm_1",
           "month_12": "month_12_arm_1", "month_24": "month_24_arm_1", "month_36": "month_36_arm_1"}
