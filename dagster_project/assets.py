@@ -18,6 +18,7 @@ from dagster_project.resources import (
 )
 from drg_etl.analysis.national import national_analysis as compute_national_analysis
 from drg_etl.core.model import CANONICAL_TABLES
+from drg_etl.core.tables import MART_NATIONAL_ANALYSIS
 from drg_etl.core.vocabulary import CENTERS
 from drg_etl.fhir.export import export_fhir
 from drg_etl.fhir.store import refresh_fhir
@@ -105,13 +106,13 @@ def quarantine(context: dg.AssetExecutionContext, warehouse: WarehouseResource) 
     with warehouse.connection() as con:
         by_rule = con.execute("""
             select q.rule_id, q.severity, count(*) as records from quality.open_quarantine q
-            join quality.deliveries d using (delivery_id)
-            where d.status = 'in_force' and q.center = ? group by all order by records desc""", [center]
+            join quality.deliveries_in_force d using (delivery_id)
+            where q.center = ? group by all order by records desc""", [center]
                               ).df().to_dict("records")
         examples = con.execute("""
             select q.file, q."row", q.column_name, q.rule_id, q.message from quality.open_quarantine q
-            join quality.deliveries d using (delivery_id)
-            where d.status = 'in_force' and q.center = ? order by q.file, q."row" limit 10""", [center]
+            join quality.deliveries_in_force d using (delivery_id)
+            where q.center = ? order by q.file, q."row" limit 10""", [center]
                                ).df().to_dict("records")
     return dg.MaterializeResult(metadata={"findings": sum(r["records"] for r in by_rule),
                                           "by rule": _md_table(by_rule), "examples": _md_table(examples)})
@@ -141,7 +142,7 @@ def national_analysis(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """The national analysis of analysis.md, computed by SQL over the FHIR views."""
     with warehouse.connection() as con:
         figures = compute_national_analysis(con)
-        con.execute("create or replace table marts.national_analysis as select ?::json as figures, now() as at",
+        con.execute(f"create or replace table {MART_NATIONAL_ANALYSIS} as select ?::json as figures, now() as at",
                     [json.dumps(figures)])
     cohort = figures["cohort"]
     return dg.MaterializeResult(metadata={

@@ -59,8 +59,8 @@ def reconciliation(context: dg.AssetCheckExecutionContext, warehouse: WarehouseR
     with warehouse.connection() as con:
         rows = con.execute("""
             select f.file, f.rows_read, f.rows_loaded, f.rows_quarantined
-            from quality.delivery_files f join quality.deliveries d using (delivery_id)
-            where d.center = ? and d.status = 'in_force' order by f.file""", [context.partition_key]).fetchall()
+            from quality.delivery_files f join quality.deliveries_in_force d using (delivery_id)
+            where d.center = ? order by f.file""", [context.partition_key]).fetchall()
     unbalanced = [f for f, read, ok, bad in rows if read != ok + bad]
     return dg.AssetCheckResult(passed=not unbalanced, metadata={
         "files": len(rows), "rows read": sum(r[1] for r in rows), "rows loaded": sum(r[2] for r in rows),
@@ -88,13 +88,13 @@ def quarantine_findings(context: dg.AssetCheckExecutionContext,
     with warehouse.connection() as con:
         by_rule = con.execute("""
             select q.rule_id, q.severity, count(*) from quality.open_quarantine q
-            join quality.deliveries d using (delivery_id)
-            where d.status = 'in_force' and q.center = ? group by all order by 3 desc""",
+            join quality.deliveries_in_force d using (delivery_id)
+            where q.center = ? group by all order by 3 desc""",
                               [context.partition_key]).fetchall()
         examples = con.execute("""
             select q.file || ' row ' || q."row" || ': ' || q.message || ' [' || q.rule_id || ']'
-            from quality.open_quarantine q join quality.deliveries d using (delivery_id)
-            where d.status = 'in_force' and q.center = ? order by q.file, q."row" limit 5""",
+            from quality.open_quarantine q join quality.deliveries_in_force d using (delivery_id)
+            where q.center = ? order by q.file, q."row" limit 5""",
                                [context.partition_key]).fetchall()
     errors = sum(n for _, severity, n in by_rule if severity == "error")
     return dg.AssetCheckResult(

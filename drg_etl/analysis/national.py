@@ -32,7 +32,7 @@ def pct(part: int, whole: int) -> float | None:
 
 def default_observation_end(con: duckdb.DuckDBPyConnection) -> dt.date:
     """The latest cutoff among the deliveries in force."""
-    value = con.execute("select max(cutoff) from quality.deliveries where status = 'in_force'").fetchone()[0]
+    value = con.execute("select max(cutoff) from quality.deliveries_in_force").fetchone()[0]
     if value is None:
         raise ValueError("the warehouse holds no delivery; load one first")
     return value

@@ -35,6 +35,7 @@ class Column:
     # Text a delivery writes as it likes: "identifier" (a CPR number in it quarantines the record) or
     # "free_text" (a CPR number in it is scrubbed, with a warning); None for coded and typed values.
     text: str | None = None
+    doc: str = ""  # what the column holds, for the warehouse's data dictionary
 
     def ddl(self) -> str:
         """The column as it appears in ``create table``."""
@@ -165,11 +166,12 @@ HELD = (Column("national_check", "varchar", nullable=False), Column("rule_id", "
 
 def canonical_ddl() -> str:
     """The DDL of ``canonical.*``, of the staging tables that hold facts of deliveries not yet written, and of
-    the tables of facts held back by a national rule (``quality.held_*``, ``staging.pending_held_*``)."""
+    the tables of facts held back by a national rule (``quality.held_*``, ``staging.pending_held_*``), and the
+    views of the facts in force (``canonical.current_*``, over ``quality.deliveries_in_force``)."""
     statements = [t.ddl() for t in TABLES.values()]
     statements += [t.ddl("staging", "pending_", (FACT_ORDER,)) for t in TABLES.values()]
     statements += [t.ddl("quality", "held_", HELD) for t in TABLES.values()]
     statements += [t.ddl("staging", "pending_held_", HELD) for t in TABLES.values()]
     statements += [f"create or replace view canonical.current_{name} as select t.* from canonical.{name} t "
-                   "join quality.deliveries d using (delivery_id) where d.status = 'in_force';" for name in TABLES]
+                   "semi join quality.deliveries_in_force using (delivery_id);" for name in TABLES]
     return "\n".join(statements)

@@ -1,15 +1,296 @@
-"""The warehouse's tables beyond the canonical model, declared once."""
+"""Every table of the warehouse, declared once.
+
+The canonical tables (and their staging and held twins) follow from the canonical model
+(:mod:`drg_etl.core.model`); every other table is declared here: the quality tables (the rule
+catalogue, settings, loads, deliveries, their files, rejections, the quarantine, releases, the
+data-quality check results, the FHIR builds), the staging tables a delivery waits in before it is
+written (twins of the quality tables where they hold the same record), and the FHIR layer's table.
+The DDL of the whole warehouse is generated from these declarations (:func:`warehouse_ddl`); rows
+go in by column name (:func:`insert_row`, or ``insert ... by name``), never by position.
+
+The views over them live in ``warehouse/views.sql``: ``quality.deliveries_in_force`` (the one
+place that knows what "in force" means), ``quality.open_quarantine`` and ``canonical.current_*``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
-def fhir_resources_ddl(table: str = "resources") -> str:
-    """The table of the FHIR layer (``fhir.resources``, or its successor during a full rebuild)."""
-    return f"""create table if not exists fhir.{table} (
-        resource_type  varchar not null,
-        id             varchar not null,
-        patient_id     varchar,        -- the Patient resource's id (the patient's own, for a Patient)
-        center         varchar,
-        resource       json not null)  -- compact JSON, as the export writes it
-        -- no primary key: an index would be rewritten at every checkpoint of a rebuild; the rebuild
-        -- checks (resource_type, id) unique itself (drg_etl/fhir/store.py)"""
+import duckdb
+
+from drg_etl.core.model import CANONICAL_TABLES, Column, canonical_ddl
+from drg_etl.core.sql import read_sql
+
+SCHEMAS = ("staging", "canonical", "quality", "fhir", "marts")
+
+# The status of a written delivery (quality.deliveries.status): a center's newest is in force, the rest superseded.
+IN_FORCE, SUPERSEDED = "in_force", "superseded"
+
+
+@dataclass(frozen=True)
+class WarehouseTable:
+    """One table of the warehouse: where it lives, what a row is, its columns."""
+
+    schema: str
+    name: str
+    description: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...] = ()
+
+    @property
+    def qualified(self) -> str:
+        """``schema.name``."""
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        """The columns' names, in order."""
+        return tuple(c.name for c in self.columns)
+
+    def ddl(self, name: str | None = None) -> str:
+        """``create table if not exists`` for this table (or for a successor of it named ``name``)."""
+        parts = [c.ddl() for c in self.columns]
+        if self.primary_key:
+            parts.append(f"primary key ({', '.join(_quoted(c) for c in self.primary_key)})")
+        body = ",\n    ".join(parts)
+        return f"create table if not exists {self.schema}.{name or self.name} (\n    {body}\n);"
+
+    def twin(self, schema: str, name: str, description: str, *, without: tuple[str, ...] = (),
+             primary_key: tuple[str, ...] = ()) -> WarehouseTable:
+        """A table of the same record elsewhere (a staging twin), without some columns."""
+        unknown = set(without) - set(self.column_names)
+        if unknown:
+            raise ValueError(f"{self.qualified} has no columns {sorted(unknown)}")
+        return WarehouseTable(schema, name, description, tuple(c for c in self.columns if c.name not in without),
+                              primary_key)
+
+
+def _quoted(name: str) -> str:
+    return f'"{name}"'
+
+
+def _col(name: str, sql_type: str, doc: str = "", *, nullable: bool = True) -> Column:
+    return Column(name, sql_type, nullable=nullable, doc=doc)
+
+
+def _req(name: str, sql_type: str, doc: str = "") -> Column:
+    return Column(name, sql_type, nullable=False, doc=doc)
+
+
+RULES = WarehouseTable("quality", "rules", "The catalogue of data-quality rules (drg_etl/core/rules.py).", (
+    _req("rule_id", "varchar", "stable id, never reused"),
+    _req("severity", "varchar", "error: the record is quarantined; warning: loaded and flagged"),
+    _req("kahn_category", "varchar", "conformance | completeness | plausibility (Kahn et al. 2016)"),
+    _req("description", "varchar"),
+), ("rule_id",))
+
+SETTINGS = WarehouseTable("quality", "settings", "Facts about the warehouse itself: the pseudonym key's "
+                          "fingerprint (a keyed hash, never the key).", (
+    _req("name", "varchar"),
+    _req("value", "varchar"),
+), ("name",))
+
+LOADS = WarehouseTable("quality", "loads", "Each load: when, how long, by which code, from which inbox.", (
+    _req("load_id", "varchar"),
+    _req("started_at", "timestamp"),
+    _col("finished_at", "timestamp"),
+    _col("seconds", "double"),
+    _req("code_version", "varchar"),
+    _req("inbox", "varchar"),
+    _col("loaded", "integer", "deliveries written"),
+    _col("skipped", "integer", "deliveries already loaded"),
+    _col("rejected", "integer", "deliveries rejected whole"),
+), ("load_id",))
+
+DELIVERIES = WarehouseTable("quality", "deliveries", "Each written delivery; one per center is in force.", (
+    _req("delivery_id", "varchar", "SHA-256 over center, cutoff and the files' contents"),
+    _req("center", "varchar"),
+    _req("cutoff", "date"),
+    _req("status", "varchar", f"{IN_FORCE} | {SUPERSEDED}"),
+    _req("load_id", "varchar"),
+    _req("loaded_at", "timestamp"),
+    _req("code_version", "varchar"),
+    _col("superseded_by", "varchar", "the delivery that superseded it"),
+), ("delivery_id",))
+
+DELIVERY_FILES = WarehouseTable("quality", "delivery_files", "Per file of a written delivery: rows read = loaded + "
+                                "quarantined (reconciled before the write).", (
+    _req("delivery_id", "varchar"),
+    _req("file", "varchar", "a file, or a workbook sheet as file#sheet"),
+    _col("sha256", "varchar"),
+    _req("rows_read", "integer"),
+    _req("rows_loaded", "integer"),
+    _req("rows_quarantined", "integer"),
+    _req("rows_ignored", "integer", "records the format says are not records (REDCap's empty forms)"),
+), ("delivery_id", "file"))
+
+REJECTIONS = WarehouseTable("quality", "rejections", "Deliveries rejected whole, with the file and rule that "
+                            "rejected them; the center's previous delivery stays in force.", (
+    _req("load_id", "varchar"),
+    _req("delivery_id", "varchar"),
+    _req("center", "varchar"),
+    _req("cutoff", "date"),
+    _req("file", "varchar"),
+    _req("rule_id", "varchar"),
+    _req("reason", "varchar"),
+    _req("rejected_at", "timestamp"),
+))
+
+QUARANTINE = WarehouseTable("quality", "quarantine", "Every finding: a rule broken by a record (errors are "
+                            "quarantined, warnings loaded and flagged), with the record as delivered.", (
+    _req("delivery_id", "varchar"),
+    _req("center", "varchar"),
+    _req("cutoff", "date"),
+    _req("file", "varchar"),
+    _req("row", "integer", "the record's row in its file (the header is row 1; NDJSON: the line)"),
+    _col("resource_id", "varchar", "an NDJSON resource's id"),
+    _col("column_name", "varchar"),
+    _req("rule_id", "varchar"),
+    _req("severity", "varchar", "error: quarantined; warning: loaded and flagged"),
+    _req("kahn_category", "varchar"),
+    _req("message", "varchar"),
+    _col("patient_key", "varchar", "the pseudonym; never the CPR number"),
+    _col("record", "json", "the source record, its CPR replaced by the pseudonym"),
+))
+
+RELEASES = WarehouseTable("quality", "releases", "Records a national rule quarantined and a later delivery set "
+                          "right (an implant whose trial arrived later, from another center).", (
+    _req("delivery_id", "varchar"),
+    _req("file", "varchar"),
+    _req("row", "integer"),
+    _req("rule_id", "varchar"),
+    _req("released_by", "varchar", "the deliveries whose write released it"),
+    _req("load_id", "varchar"),
+    _req("released_at", "timestamp"),
+))
+
+CHECK_RESULTS = WarehouseTable("quality", "check_results", "Every rule as a thresholded check of every written "
+                               "delivery, kept as history (drg_etl/quality/thresholds.py).", (
+    _req("load_id", "varchar"),
+    _req("delivery_id", "varchar"),
+    _req("center", "varchar"),
+    _req("cutoff", "date"),
+    _req("rule_id", "varchar"),
+    _req("severity", "varchar", "error | warning, from the rule catalogue"),
+    _req("kahn_category", "varchar"),
+    _req("rows_checked", "integer", "rows read of the delivery's files"),
+    _req("rows_failed", "integer", "distinct records of the delivery the rule flagged"),
+    _req("share_failed", "double", "rows_failed / rows_checked (0 when nothing was checked)"),
+    _req("threshold", "double", "share 0-1 (mappings/dq_thresholds.yaml)"),
+    _req("passed", "boolean", "share_failed <= threshold"),
+    _req("checked_at", "timestamp"),
+))
+
+FHIR_BUILDS = WarehouseTable("quality", "fhir_builds", "Each build of the FHIR layer: how many patients and "
+                             "resources, validated by what.", (
+    _req("built_at", "timestamp"),
+    _req("mode", "varchar", "full | incremental"),
+    _req("validation", "varchar", "schema (R4 JSON Schema, every resource) | strict (also fhir.resources)"),
+    _req("patients", "integer"),
+    _req("resources", "integer"),
+    _req("invalid", "integer"),
+    _req("seconds", "double"),
+))
+
+SOURCE_RECORDS = WarehouseTable("staging", "source_records", "Source records as delivered (CPR replaced by the "
+                                "pseudonym), one row per record.", (
+    _req("delivery_id", "varchar"),
+    _req("file", "varchar"),
+    _req("row", "integer"),
+    _req("record", "json"),
+))
+
+# A delivery read and checked but not yet written waits in the staging.pending_* tables; the write moves it, in
+# one transaction, into canonical.* and quality.*.
+PENDING_DELIVERIES = WarehouseTable("staging", "pending_deliveries", "Deliveries staged and checked, waiting to be "
+                                    "written.", (
+    _req("delivery_id", "varchar"),
+    _req("center", "varchar"),
+    _req("cutoff", "date"),
+    _req("load_id", "varchar"),
+    _req("staged_at", "timestamp"),
+), ("delivery_id",))
+PENDING_ISSUES = QUARANTINE.twin("staging", "pending_issues", "The findings of staged deliveries.",
+                                 without=("record",))
+PENDING_FILES = DELIVERY_FILES.twin("staging", "pending_files", "Per file of a staged delivery: rows read.",
+                                   without=("rows_loaded", "rows_quarantined"))
+PENDING_CONTRIBUTED = WarehouseTable("staging", "pending_contributed", "The records of a staged delivery that gave "
+                                     "a fact (loaded unless they also broke an error rule).", (
+    _req("delivery_id", "varchar"),
+    _req("file", "varchar"),
+    _req("row", "integer"),
+))
+PENDING_SOURCE_RECORDS = SOURCE_RECORDS.twin("staging", "pending_source_records",
+                                             "The source records of staged deliveries.")
+FHIR_DIRTY = WarehouseTable("staging", "fhir_dirty", "Patients whose FHIR resources must be rebuilt: marked in the "
+                            "transaction that writes or supersedes a delivery, cleared by the rebuild.", (
+    _req("patient_key", "varchar"),
+), ("patient_key",))
+
+FHIR_RESOURCES = WarehouseTable("fhir", "resources", "The FHIR layer: the national data set as R4 resources, "
+                                "rebuilt from the deliveries in force (ids are deterministic). No primary key: an "
+                                "index would be rewritten at every checkpoint of a rebuild; the rebuild checks "
+                                "(resource_type, id) unique itself (drg_etl/fhir/store.py).", (
+    _req("resource_type", "varchar"),
+    _req("id", "varchar"),
+    _col("patient_id", "varchar", "the Patient resource's id (the patient's own, for a Patient)"),
+    _col("center", "varchar"),
+    _req("resource", "json", "compact JSON, as the export writes it"),
+))
+
+# The marts (drg_etl/pipeline/marts.py and the Dagster assets): tables rebuilt whole from the layers below.
+MART_PATIENT_FLAGS, MART_QUALITY_BY_RULE, MART_NATIONAL_ANALYSIS = (
+    "marts.patient_flags", "marts.quality_by_rule", "marts.national_analysis")
+
+TABLES: tuple[WarehouseTable, ...] = (
+    RULES, SETTINGS, LOADS, DELIVERIES, DELIVERY_FILES, REJECTIONS, QUARANTINE, RELEASES, CHECK_RESULTS, FHIR_BUILDS,
+    SOURCE_RECORDS, PENDING_DELIVERIES, PENDING_ISSUES, PENDING_FILES, PENDING_CONTRIBUTED, PENDING_SOURCE_RECORDS,
+    FHIR_DIRTY, FHIR_RESOURCES)
+# Every staging table a delivery's rows wait in until the write: the declared ones and the canonical twins.
+PENDING: tuple[str, ...] = (*(t.name for t in TABLES if t.name.startswith("pending_")),
+                            *(f"pending_{t}" for t in CANONICAL_TABLES),
+                            *(f"pending_held_{t}" for t in CANONICAL_TABLES))
+# Tables of earlier versions that nothing reads any more.
+DROPPED = ("quality.rule_results",)
+
+
+def warehouse_ddl() -> str:
+    """The DDL of the whole warehouse: schemas, these tables, the canonical tables and twins, the views."""
+    statements = [f"create schema if not exists {s};" for s in SCHEMAS]
+    statements += [t.ddl() for t in TABLES]
+    statements += [f"drop table if exists {t};" for t in DROPPED]
+    statements.append(read_sql("views.sql"))
+    statements.append(canonical_ddl())
+    return "\n".join(statements)
+
+
+def fhir_resources_ddl(name: str = "resources") -> str:
+    """The FHIR layer's table (``fhir.resources``, or its successor ``name`` during a full rebuild)."""
+    return FHIR_RESOURCES.ddl(name)
+
+
+def insert_row(con: duckdb.DuckDBPyConnection, table: WarehouseTable, values: Mapping[str, Any]) -> None:
+    """Insert one row by column name (columns left out are null); a name the table lacks is a TypeError."""
+    unknown = set(values) - set(table.column_names)
+    if unknown:
+        raise TypeError(f"{table.qualified} has no columns {sorted(unknown)}")
+    names = ", ".join(_quoted(c) for c in values)
+    marks = ", ".join("?" for _ in values)
+    con.execute(f"insert into {table.qualified} ({names}) values ({marks})", list(values.values()))
+
+
+def insert_rows(con: duckdb.DuckDBPyConnection, table: WarehouseTable, rows: list[Mapping[str, Any]]) -> None:
+    """Insert many rows by column name (every row with the same columns)."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    unknown = set(columns) - set(table.column_names)
+    if unknown:
+        raise TypeError(f"{table.qualified} has no columns {sorted(unknown)}")
+    names = ", ".join(_quoted(c) for c in columns)
+    marks = ", ".join("?" for _ in columns)
+    con.executemany(f"insert into {table.qualified} ({names}) values ({marks})",
+                    [[row[c] for c in columns] for row in rows])
+

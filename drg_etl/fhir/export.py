@@ -18,7 +18,7 @@ def export_fhir(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, Any]:
     deliveries in force were loaded, so exporting the same warehouse twice gives the same bytes.
     """
     out.mkdir(parents=True, exist_ok=True)
-    loaded = con.execute("select max(loaded_at) from quality.deliveries where status = 'in_force'").fetchone()[0]
+    loaded = con.execute("select max(loaded_at) from quality.deliveries_in_force").fetchone()[0]
     if loaded is None:
         raise ValueError("the warehouse holds no delivery; load one first")
     outputs = []

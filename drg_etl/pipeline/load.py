@@ -19,16 +19,17 @@ from typing import Any
 
 import duckdb
 
-from drg_etl.core.delivery import DeliveryRejected, Issue
+from drg_etl.core.delivery import Delivery, DeliveryRejected, Issue
 from drg_etl.core.errors import EXIT_OK, EXIT_REJECTED, UsageError
 from drg_etl.core.pseudonym import Pseudonymizer
+from drg_etl.core.tables import LOADS, REJECTIONS, insert_row, insert_rows
 from drg_etl.core.vocabulary import CENTERS
 from drg_etl.fhir.store import refresh_fhir
 from drg_etl.pipeline import warehouse
 from drg_etl.pipeline.parallel import prefetched
 from drg_etl.pipeline.staging import Reader, discard_unfinished, read_into, stage_delivery
 from drg_etl.pipeline.write import ReconciliationError, write_pending
-from drg_etl.sources.deliveries import discover, survey
+from drg_etl.sources.deliveries import survey
 
 __all__ = ["LoadReport", "ReconciliationError", "load_inbox", "stage_center", "write_center"]
 
@@ -84,16 +85,17 @@ def _now() -> dt.datetime:
 def begin_load(con: duckdb.DuckDBPyConnection, load_id: str, inbox: Path) -> None:
     """Record a load (once per load id)."""
     if not con.execute("select count(*) from quality.loads where load_id = ?", [load_id]).fetchone()[0]:
-        con.execute("insert into quality.loads values (?, ?, null, null, ?, ?, null, null, null)",
-                    [load_id, _now(), warehouse.CODE_VERSION, str(inbox)])
+        insert_row(con, LOADS, {"load_id": load_id, "started_at": _now(), "code_version": warehouse.CODE_VERSION,
+                                "inbox": str(inbox)})
 
 
 def stage_center(inbox: Path, center: str, con: duckdb.DuckDBPyConnection, pseudonymize: Pseudonymizer,
-                 load_id: str, read: Reader = read_into) -> StageResult:
+                 load_id: str, read: Reader = read_into, *, deliveries: list[Delivery] | None = None) -> StageResult:
     """Read every new delivery of one center into the staging schema; record rejected deliveries.
 
     A reader streams each delivery into the staging schema in bounded batches; the rules of
-    the delivery then run there as SQL.
+    the delivery then run there as SQL. ``deliveries``: the inbox's deliveries as a survey already
+    found them (each is listed and hashed once per load); by default the inbox is surveyed here.
     """
     if not inbox.is_dir():
         raise UsageError(f"inbox {inbox} is not a folder")
@@ -101,7 +103,7 @@ def stage_center(inbox: Path, center: str, con: duckdb.DuckDBPyConnection, pseud
     begin_load(con, load_id, inbox)
     discard_unfinished(con)
     result = StageResult(center)
-    for delivery in (d for d in discover(inbox) if d.center == center):
+    for delivery in (d for d in (survey(inbox)[0] if deliveries is None else deliveries) if d.center == center):
         delivery_id = delivery.content_id()
         if warehouse.known_delivery(con, delivery_id):
             result.skipped.append(delivery.label)
@@ -110,9 +112,10 @@ def stage_center(inbox: Path, center: str, con: duckdb.DuckDBPyConnection, pseud
             stage_delivery(con, delivery, pseudonymize, load_id, read)
         except DeliveryRejected as rejection:
             if not warehouse.known_rejection(con, delivery_id):
-                for r in rejection.rejections:
-                    con.execute("insert into quality.rejections values (?, ?, ?, ?, ?, ?, ?, ?)",
-                                [load_id, delivery_id, center, delivery.cutoff, r.file, r.rule_id, r.reason, _now()])
+                insert_rows(con, REJECTIONS, [
+                    {"load_id": load_id, "delivery_id": delivery_id, "center": center, "cutoff": delivery.cutoff,
+                     "file": r.file, "rule_id": r.rule_id, "reason": r.reason, "rejected_at": _now()}
+                    for r in rejection.rejections])
             result.rejected += [{"delivery": delivery.label, "file": r.file, "rule_id": r.rule_id, "reason": r.reason}
                                 for r in rejection.rejections]
             continue
@@ -154,12 +157,13 @@ def load_report(con: duckdb.DuckDBPyConnection, load_id: str, skipped: list[str]
                                        rule_id=r["rule_id"]))
         if r["delivery"] not in report.rejected:
             report.rejected.append(r["delivery"])
-    issues = con.execute("""
-        select q.center, strftime(q.cutoff, '%Y-%m-%d'), q.file, q."row", q.column_name, q.rule_id, q.message,
-               q.patient_key, q.resource_id
+    cursor = con.execute("""
+        select q.center, strftime(q.cutoff, '%Y-%m-%d') as delivery, q.file, q."row", q.column_name as "column",
+               q.rule_id, q.message, q.patient_key, q.resource_id
         from quality.quarantine q join quality.deliveries d using (delivery_id)
-        where d.load_id = ? order by q.center, q.file, q."row" """, [load_id]).fetchall()
-    report.issues = [Issue(*row) for row in issues]
+        where d.load_id = ? order by q.center, q.file, q."row" """, [load_id])
+    names = [c[0] for c in cursor.description]
+    report.issues = [Issue(**dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
     report.fhir_counts = dict(con.execute("select resource_type, count(*) from fhir.resources group by 1").fetchall())
     return report
 
@@ -179,17 +183,19 @@ def load_inbox(inbox: Path, warehouse_path: Path, key: bytes, progress: Callable
     con = warehouse.connect(warehouse_path)
     try:
         skipped: list[str] = []
+        found, problems = survey(inbox)  # the one listing of the inbox this load makes
         rejected: list[dict[str, Any]] = [{"delivery": p.path, "file": "(folder)", "rule_id": "inbox.not_a_delivery",
-                                           "reason": p.reason} for p in survey(inbox)[1]]
+                                           "reason": p.reason} for p in problems]
         warehouse.bind_key(con, pseudonymize.fingerprint)  # before any reading: a wrong key costs nothing
-        new = [d for d in discover(inbox) if not warehouse.known_delivery(con, d.content_id())]
+        new = [d for d in found if not warehouse.known_delivery(con, d.content_id())]
         if progress:
             progress(f"reading {len(new)} new deliveries")
         with prefetched(new, key) as reader:
             for center in CENTERS:
                 if progress:
                     progress(f"staging {center}")
-                result = stage_center(inbox, center, con, pseudonymize, load_id, reader or read_into)
+                result = stage_center(inbox, center, con, pseudonymize, load_id, reader or read_into,
+                                      deliveries=found)
                 skipped += result.skipped
                 rejected += result.rejected
         if progress:

@@ -25,14 +25,13 @@ import duckdb
 
 from drg_etl.core.delivery import Delivery, DeliveryRejected, FileRejected
 from drg_etl.core.errors import DrgEtlError
-from drg_etl.core.model import canonical_ddl
-from drg_etl.core.paths import SQL_DIR
 from drg_etl.core.pseudonym import Pseudonymizer
-from drg_etl.pipeline.staging import PENDING, Reader, discard, read_into
+from drg_etl.core.tables import PENDING, PENDING_DELIVERIES, warehouse_ddl
+from drg_etl.pipeline.staging import Reader, discard, read_into
 
 WORKERS_VARIABLE = "DRG_ETL_READ_WORKERS"  # how many deliveries are read at once (default: the cores; 1: in process)
 PARALLEL_BYTES = 8 << 20  # below this much new data, reading in process is faster than starting workers
-TABLES = [t for t in PENDING if t != "pending_deliveries"]
+WORKER_TABLES = [t for t in PENDING if t != PENDING_DELIVERIES.name]  # what a worker reads a delivery into
 WORK_FILE = "read.duckdb"
 
 
@@ -47,8 +46,7 @@ def _size(delivery: Delivery) -> int:
 def _work(folder: str, center: str, cutoff: str, key: bytes, out: str) -> None:
     """In the worker: read one delivery into the staging tables of a DuckDB file of its own."""
     con = duckdb.connect(str(Path(out) / WORK_FILE), config={"memory_limit": "256MB"})
-    con.execute((SQL_DIR / "ddl.sql").read_text(encoding="utf-8"))
-    con.execute(canonical_ddl())
+    con.execute(warehouse_ddl())
     delivery = Delivery(center, dt.date.fromisoformat(cutoff), Path(folder))
     target = Path(out)
     try:
@@ -123,9 +121,9 @@ def prefetched(deliveries: list[Delivery], key: bytes) -> Iterator[Reader | None
                                        delivery.file_hashes())
             if not (folder / "done").exists():
                 raise WorkerFailed(f"the worker that read {delivery.label} left no result")
-            con.execute(f"attach '{folder / WORK_FILE}' as worker (read_only)")
+            con.execute("attach $path as worker (read_only)", {"path": str(folder / WORK_FILE)})  # never in the text
             try:
-                for table in TABLES:
+                for table in WORKER_TABLES:
                     con.execute(f"insert into staging.{table} by name select * from worker.staging.{table}")
             finally:
                 con.execute("detach worker")

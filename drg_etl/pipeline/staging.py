@@ -20,15 +20,11 @@ from drg_etl.core.delivery import Delivery, DeliveryRejected
 from drg_etl.core.model import TABLES
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.rules import RULES
+from drg_etl.core.tables import PENDING, PENDING_DELIVERIES, PENDING_ISSUES, insert_row
 from drg_etl.quality.checks import check_delivery
 from drg_etl.quality.schemas import validate_pending
 from drg_etl.sources.base import StagedDelivery
 from drg_etl.sources.deliveries import POST_READ, read_delivery
-
-PENDING = ("pending_deliveries", "pending_issues", "pending_files", "pending_contributed", "pending_source_records",
-           *(f"pending_{t}" for t in TABLES), *(f"pending_held_{t}" for t in TABLES))
-ISSUE_COLUMNS = ["delivery_id", "center", "cutoff", "file", "row", "resource_id", "column_name", "rule_id", "severity",
-                 "kahn_category", "message", "patient_key"]
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
@@ -51,10 +47,11 @@ def write_batch(con: duckdb.DuckDBPyConnection, staged: StagedDelivery) -> None:
     delivery, delivery_id = staged.delivery, staged.delivery_id
     for table in TABLES:
         _insert(con, f"pending_{table}", _facts(staged, table))
-    _insert(con, "pending_issues", pd.DataFrame.from_records(
-        [(delivery_id, i.center, delivery.cutoff, i.file, i.row, i.resource_id, i.column, i.rule_id,
-          i.severity, RULES[i.rule_id].kahn_category, i.message, i.patient_key) for i in staged.issues],
-        columns=ISSUE_COLUMNS))
+    _insert(con, PENDING_ISSUES.name, pd.DataFrame.from_records(
+        [{"delivery_id": delivery_id, "center": i.center, "cutoff": delivery.cutoff, "file": i.file, "row": i.row,
+          "resource_id": i.resource_id, "column_name": i.column, "rule_id": i.rule_id, "severity": i.severity,
+          "kahn_category": RULES[i.rule_id].kahn_category, "message": i.message, "patient_key": i.patient_key}
+         for i in staged.issues], columns=PENDING_ISSUES.column_names))
     _insert(con, "pending_contributed", pd.DataFrame.from_records(
         [(delivery_id, file, row) for file, row in staged.contributed], columns=["delivery_id", "file", "row"]))
     _insert(con, "pending_source_records", pd.DataFrame.from_records(
@@ -70,7 +67,7 @@ def discard(con: duckdb.DuckDBPyConnection, delivery_id: str) -> None:
 
 def discard_unfinished(con: duckdb.DuckDBPyConnection) -> None:
     """Remove rows of deliveries whose staging never finished (a crash, a rejection)."""
-    for table in PENDING[1:]:
+    for table in (t for t in PENDING if t != PENDING_DELIVERIES.name):
         con.execute(f"delete from staging.{table} where delivery_id not in "
                     "(select delivery_id from staging.pending_deliveries)")
 
@@ -100,8 +97,9 @@ def check_staged(con: duckdb.DuckDBPyConnection, delivery: Delivery, load_id: st
         post_read(con, delivery_id)
     check_delivery(con, delivery, delivery_id)
     validate_pending(con, delivery, delivery_id)
-    con.execute("insert into staging.pending_deliveries values (?, ?, ?, ?, ?)",
-                [delivery_id, delivery.center, delivery.cutoff, load_id, dt.datetime.now(dt.UTC).replace(tzinfo=None)])
+    insert_row(con, PENDING_DELIVERIES, {"delivery_id": delivery_id, "center": delivery.center,
+                                         "cutoff": delivery.cutoff, "load_id": load_id,
+                                         "staged_at": dt.datetime.now(dt.UTC).replace(tzinfo=None)})
 
 
 Reader = Callable[[duckdb.DuckDBPyConnection, Delivery, Pseudonymizer], None]

@@ -9,11 +9,10 @@ from pathlib import Path
 import duckdb
 
 from drg_etl import __version__
+from drg_etl.core import tables
 from drg_etl.core.errors import UsageError, WarehouseError
-from drg_etl.core.model import canonical_ddl
-from drg_etl.core.paths import SQL_DIR
 from drg_etl.core.rules import RULES
-from drg_etl.core.tables import fhir_resources_ddl
+from drg_etl.core.tables import insert_row, insert_rows, warehouse_ddl
 
 CODE_VERSION = f"drg-etl {__version__}"
 MEMORY_VARIABLE = "DRG_ETL_DUCKDB_MEMORY"
@@ -59,12 +58,10 @@ def connect(path: Path, *, read_only: bool = False, wait: float | None = None) -
         # checkpoint at the end of a load, not after every batch of a rebuild (see drg_etl/pipeline/load.py)
         con.execute(f"set checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
     if not read_only:
-        con.execute((SQL_DIR / "ddl.sql").read_text(encoding="utf-8"))
-        con.execute(canonical_ddl())
-        con.execute(fhir_resources_ddl())
+        con.execute(warehouse_ddl())
         con.execute("delete from quality.rules")
-        con.executemany("insert into quality.rules values (?, ?, ?, ?)",
-                        [(r.rule_id, r.severity, r.kahn_category, r.description) for r in RULES.values()])
+        insert_rows(con, tables.RULES, [{"rule_id": r.rule_id, "severity": r.severity, "kahn_category": r.kahn_category,
+                                         "description": r.description} for r in RULES.values()])
     return con
 
 
@@ -81,7 +78,7 @@ def known_rejection(con: duckdb.DuckDBPyConnection, delivery_id: str) -> bool:
 def check_readable(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     """Refuse a warehouse that holds no load, or whose FHIR layer is older than its deliveries."""
     try:
-        loaded = con.execute("select count(*) from quality.deliveries where status = 'in_force'").fetchone()[0]
+        loaded = con.execute("select count(*) from quality.deliveries_in_force").fetchone()[0]
         stale = con.execute("select count(*) from staging.fhir_dirty").fetchone()[0]
         built = con.execute("select count(*) from quality.fhir_builds").fetchone()[0]
     except duckdb.CatalogException as exc:
@@ -102,7 +99,7 @@ def bind_key(con: duckdb.DuckDBPyConnection, fingerprint: str) -> None:
     """Record the key's fingerprint on first use; refuse (exit 2, nothing written) any other key."""
     stored = con.execute("select value from quality.settings where name = 'pseudonym_key_fingerprint'").fetchone()
     if stored is None:
-        con.execute("insert into quality.settings values ('pseudonym_key_fingerprint', ?)", [fingerprint])
+        insert_row(con, tables.SETTINGS, {"name": "pseudonym_key_fingerprint", "value": fingerprint})
     elif stored[0] != fingerprint:
         raise KeyMismatch(
             f"the warehouse was built under another pseudonym key (fingerprint {stored[0][:12]}…, this key "

@@ -16,6 +16,7 @@ import duckdb
 
 from drg_etl.core.errors import DrgEtlError
 from drg_etl.core.model import TABLES
+from drg_etl.core.tables import DELIVERIES, IN_FORCE, SUPERSEDED, insert_row
 from drg_etl.pipeline.staging import discard, pending
 from drg_etl.pipeline.warehouse import CODE_VERSION
 from drg_etl.quality.national import check_national
@@ -72,15 +73,15 @@ def _write_one(con: duckdb.DuckDBPyConnection, delivery_id: str, center: str, cu
                load_id: str) -> None:
     """Move one staged delivery into canonical and quality; supersede the center's older delivery."""
     newest, older = con.execute(
-        "select max(cutoff), list(delivery_id) from quality.deliveries where center = ? and status = 'in_force'",
-        [center]).fetchone()
-    status = "in_force" if newest is None or cutoff >= newest else "superseded"
-    if status == "in_force" and older:
+        "select max(cutoff), list(delivery_id) from quality.deliveries_in_force where center = ?", [center]).fetchone()
+    status = IN_FORCE if newest is None or cutoff >= newest else SUPERSEDED
+    if status == IN_FORCE and older:
         _mark_dirty(con, older)
-        con.execute("update quality.deliveries set status = 'superseded', superseded_by = ? "
-                    "where center = ? and status = 'in_force'", [delivery_id, center])
-    con.execute("insert into quality.deliveries values (?, ?, ?, ?, ?, ?, ?, null)",
-                [delivery_id, center, cutoff, status, load_id, _now(), CODE_VERSION])
+        con.execute("update quality.deliveries set status = $superseded, superseded_by = $by "
+                    "where center = $center and delivery_id in (select delivery_id from quality.deliveries_in_force)",
+                    {"superseded": SUPERSEDED, "by": delivery_id, "center": center})
+    insert_row(con, DELIVERIES, {"delivery_id": delivery_id, "center": center, "cutoff": cutoff, "status": status,
+                                 "load_id": load_id, "loaded_at": _now(), "code_version": CODE_VERSION})
     for table in TABLES:
         con.execute(f"insert into canonical.{table} by name select * exclude (fact_seq) "
                     f"from staging.pending_{table} where delivery_id = ?", [delivery_id])
@@ -93,13 +94,9 @@ def _write_one(con: duckdb.DuckDBPyConnection, delivery_id: str, center: str, cu
         select i.*, s.record from staging.pending_issues i
         left join staging.pending_source_records s using (delivery_id, file, "row") where i.delivery_id = ?""",
                 [delivery_id])
-    con.execute("""
-        insert into quality.rule_results by name
-        select ? as load_id, delivery_id, rule_id, severity, kahn_category, count(*) as failures
-        from staging.pending_issues where delivery_id = ? group by all""", [load_id, delivery_id])
     con.execute('insert into staging.source_records by name select delivery_id, file, "row", record '
                 "from staging.pending_source_records where delivery_id = ?", [delivery_id])
-    if status == "in_force":
+    if status == IN_FORCE:
         _mark_dirty(con, [delivery_id])
     discard(con, delivery_id)
 

@@ -95,8 +95,12 @@ def validate_pending(con: duckdb.DuckDBPyConnection, delivery: Delivery, deliver
                 failed.append((table, int(fact["fact_seq"]), fact["source_file"], int(fact["source_row"]),
                                fact["patient_key"], f"{table} fact breaks the canonical schema ({what})"))
     for table, seq, file, row, key, message in failed:
-        con.execute("insert into staging.pending_issues select ?, ?, ?, ?, ?, null, null, rule_id, severity, "
-                    "kahn_category, ?, ? from quality.rules where rule_id = 'canonical.schema'",
-                    [delivery_id, delivery.center, delivery.cutoff, file, row, message, key])
+        con.execute("""
+            insert into staging.pending_issues by name
+            select $delivery_id as delivery_id, $center as center, $cutoff as cutoff, $file as file, $row as "row",
+                   rule_id, severity, kahn_category, $message as message, $patient_key as patient_key
+            from quality.rules where rule_id = 'canonical.schema'""",
+                    {"delivery_id": delivery_id, "center": delivery.center, "cutoff": delivery.cutoff, "file": file,
+                     "row": row, "message": message, "patient_key": key})
         con.execute(f"delete from staging.pending_{table} where delivery_id = ? and fact_seq = ?", [delivery_id, seq])
     return len(failed)

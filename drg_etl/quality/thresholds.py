@@ -26,29 +26,10 @@ import yaml
 from drg_etl.core.errors import MappingSpecError, UsageError
 from drg_etl.core.paths import MAPPINGS_DIR
 from drg_etl.core.rules import RULES
+from drg_etl.core.tables import CHECK_RESULTS, insert_rows
 
 THRESHOLDS_FILE = MAPPINGS_DIR / "dq_thresholds.yaml"
 THRESHOLDS_VARIABLE = "DRG_ETL_DQ_THRESHOLDS"
-
-DDL = """create table if not exists quality.check_results (
-    load_id        varchar not null,
-    delivery_id    varchar not null,
-    center         varchar not null,
-    cutoff         date not null,
-    rule_id        varchar not null,
-    severity       varchar not null,      -- error | warning, from the rule catalogue
-    kahn_category  varchar not null,
-    rows_checked   integer not null,      -- rows read of the delivery's files
-    rows_failed    integer not null,      -- distinct records of the delivery the rule flagged
-    share_failed   double not null,       -- rows_failed / rows_checked (0 when nothing was checked)
-    threshold      double not null,       -- share 0-1 (mappings/dq_thresholds.yaml)
-    passed         boolean not null,      -- share_failed <= threshold
-    checked_at     timestamp not null
-)"""
-
-COLUMNS = ("load_id", "delivery_id", "center", "cutoff", "rule_id", "severity", "kahn_category", "rows_checked",
-           "rows_failed", "share_failed", "threshold", "passed", "checked_at")
-
 
 def _read(path: Path) -> tuple[float | None, dict[str, float]]:
     """The ``default`` (or None) and the per-rule ``thresholds`` of one YAML file, validated."""
@@ -85,11 +66,6 @@ def load_thresholds(path: Path | None = None, override: Path | None = None) -> d
     return {rule_id: thresholds.get(rule_id, default or 0.0) for rule_id in RULES}
 
 
-def ensure_table(con: duckdb.DuckDBPyConnection) -> None:
-    """Create ``quality.check_results`` if the warehouse has none."""
-    con.execute(DDL)
-
-
 def _has_table(con: duckdb.DuckDBPyConnection) -> bool:
     return bool(con.execute("select count(*) from duckdb_tables() where schema_name = 'quality' "
                             "and table_name = 'check_results'").fetchone()[0])
@@ -102,7 +78,6 @@ def record_checks(con: duckdb.DuckDBPyConnection, delivery_id: str, load_id: str
     Idempotent: the delivery's earlier rows of the same load are replaced. Runs no transaction of
     its own, so it can run inside the write's.
     """
-    ensure_table(con)
     found = con.execute("select center, cutoff from quality.deliveries where delivery_id = ?", [delivery_id]).fetchone()
     if found is None:
         raise ValueError(f"no written delivery {delivery_id} in quality.deliveries")
@@ -118,11 +93,12 @@ def record_checks(con: duckdb.DuckDBPyConnection, delivery_id: str, load_id: str
         n = int(failed.get(rule.rule_id, 0))
         share = n / checked if checked else float(n > 0)
         threshold = float(limits.get(rule.rule_id, 0.0))
-        rows.append((load_id, delivery_id, center, cutoff, rule.rule_id, rule.severity, rule.kahn_category,
-                     int(checked), n, share, threshold, share <= threshold, now))
+        rows.append({"load_id": load_id, "delivery_id": delivery_id, "center": center, "cutoff": cutoff,
+                     "rule_id": rule.rule_id, "severity": rule.severity, "kahn_category": rule.kahn_category,
+                     "rows_checked": int(checked), "rows_failed": n, "share_failed": share, "threshold": threshold,
+                     "passed": share <= threshold, "checked_at": now})
     con.execute("delete from quality.check_results where delivery_id = ? and load_id = ?", [delivery_id, load_id])
-    con.executemany(f"insert into quality.check_results ({', '.join(COLUMNS)}) values "
-                    f"({', '.join('?' * len(COLUMNS))})", rows)
+    insert_rows(con, CHECK_RESULTS, rows)
     return len(rows)
 
 
@@ -152,9 +128,9 @@ def latest_checks(con: duckdb.DuckDBPyConnection, center: str | None = None) -> 
     if not _has_table(con):
         return []
     return _rows(con, f"""{SELECT}
-        where d.status = 'in_force' and ($center is null or c.center = $center)
-          and d.cutoff = (select max(cutoff) from quality.deliveries
-                          where center = c.center and status = 'in_force')
+        where d.delivery_id in (select delivery_id from quality.deliveries_in_force)
+          and ($center is null or c.center = $center)
+          and d.cutoff = (select max(cutoff) from quality.deliveries_in_force where center = c.center)
         qualify c.checked_at = max(c.checked_at) over (partition by c.delivery_id)
         order by c.center, c.severity, c.rule_id""", {"center": center})
 
@@ -169,7 +145,7 @@ def center_verdict(con: duckdb.DuckDBPyConnection, center: str) -> tuple[bool, d
     latest delivery in force failed; failed warnings are reported only. JSON-ready metadata."""
     checks = latest_checks(con, center)
     if not checks:
-        in_force = con.execute("select count(*) from quality.deliveries where center = ? and status = 'in_force'",
+        in_force = con.execute("select count(*) from quality.deliveries_in_force where center = ?",
                                [center]).fetchone()[0]
         reason = "no checks recorded for the delivery in force" if in_force else "no delivery in force"
         return not in_force, {"delivery": None, "checks": 0, "reason": reason}

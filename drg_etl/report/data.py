@@ -52,7 +52,7 @@ def read_report_data(con: duckdb.DuckDBPyConnection, *, publish: bool = False) -
     deliveries = _rows(con, """
         select center, strftime(cutoff, '%Y-%m-%d') as cutoff, substr(delivery_id, 1, 12) as delivery,
                strftime(loaded_at, '%Y-%m-%d %H:%M') as loaded_at, load_id
-        from quality.deliveries where status = 'in_force' order by center""")
+        from quality.deliveries_in_force order by center""")
     load = _rows(con, """
         select l.load_id, strftime(l.started_at, '%Y-%m-%d %H:%M:%S') as started_at, l.code_version,
                l.loaded, l.rejected, b.mode as fhir_build, b.resources as fhir_resources
