@@ -131,7 +131,7 @@ def fhir_resources(warehouse: WarehouseResource) -> dg.MaterializeResult:
 
 @dg.asset(group_name="national", deps=[fhir_resources], kinds={"duckdb"}, pool=POOL)
 def warehouse_marts(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """Marts over the FHIR views: per-patient analysis flags and the data-quality summary."""
+    """Marts over the FHIR layer's flat tables: per-patient analysis flags and the data-quality summary."""
     with warehouse.connection() as con:
         rows = refresh_marts(con)
     return dg.MaterializeResult(metadata={f"rows: marts.{t}": n for t, n in rows.items()})
@@ -139,7 +139,7 @@ def warehouse_marts(warehouse: WarehouseResource) -> dg.MaterializeResult:
 
 @dg.asset(group_name="national", deps=[warehouse_marts], kinds={"duckdb"}, pool=POOL)
 def national_analysis(warehouse: WarehouseResource) -> dg.MaterializeResult:
-    """The national analysis of analysis.md, computed by SQL over the FHIR views."""
+    """The national analysis of analysis.md, computed by SQL over the FHIR layer's flat tables."""
     with warehouse.connection() as con:
         figures = compute_national_analysis(con)
         con.execute(f"create or replace table {MART_NATIONAL_ANALYSIS} as select ?::json as figures, now() as at",

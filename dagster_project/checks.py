@@ -144,6 +144,3 @@ def cross_center_linkage(warehouse: WarehouseResource) -> dg.AssetCheckResult:
 
 ALL_CHECKS = [file_contracts, *SCHEMA_CHECKS, reconciliation, dq_thresholds, quarantine_findings, fhir_validity,
               cross_center_linkage]
-STAGING_CHECKS = [file_contracts]
-WRITING_CHECKS = [*SCHEMA_CHECKS, reconciliation, dq_thresholds, quarantine_findings]
-NATIONAL_CHECKS = [fhir_validity, cross_center_linkage]

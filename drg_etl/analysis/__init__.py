@@ -1,1 +1,1 @@
-"""The national analysis (analysis.md): SQL over the warehouse's FHIR views, and the exact test."""
+"""The national analysis (analysis.md): SQL over the FHIR layer's flat tables, and the exact test."""

@@ -1,4 +1,4 @@
-"""The national analysis: run the SQL over the FHIR views and shape analysis.md's JSON contract."""
+"""The national analysis: run the SQL over the FHIR layer's flat tables and shape analysis.md's JSON contract."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import duckdb
 
 from drg_etl.analysis.survival import mask_survival, survival_figures
 from drg_etl.analysis.wilcoxon import signed_rank_p
-from drg_etl.core.paths import ANALYSIS_SQL_DIR as SQL_DIR
+from drg_etl.core.sql import read_sql
 from drg_etl.core.vocabulary import CENTERS, MEASURES, PAIN_LOCATIONS
 
 MASK = "<5"
 
 
 def _sql(name: str) -> str:
-    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+    return read_sql(f"analysis/{name}.sql")
 
 
 def one_decimal(value: Decimal) -> float:

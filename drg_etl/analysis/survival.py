@@ -8,7 +8,7 @@ from typing import Any
 
 import duckdb
 
-from drg_etl.core.paths import ANALYSIS_SQL_DIR as SQL_DIR
+from drg_etl.core.sql import read_sql
 
 MASK = "<5"
 #: The days at which the survival curves are read (analysis.md).
@@ -16,7 +16,7 @@ AT_DAYS = (365, 730, 1095)
 
 
 def _sql(name: str) -> str:
-    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
+    return read_sql(f"analysis/{name}.sql")
 
 
 def three_decimals(value: float) -> float:
@@ -61,7 +61,7 @@ def kaplan_meier(times: list[int], events: list[bool], days: tuple[int, ...] = A
 
 def survival_figures(con: duckdb.DuckDBPyConnection, observation_end: dt.date, *,
                      flags_ready: bool = False) -> dict[str, Any]:
-    """analysis.md's ``survival`` object, from the survival SQL over the FHIR views.
+    """analysis.md's ``survival`` object, from the survival SQL over the FHIR layer's flat tables.
 
     ``flags_ready``: the temp table ``flags`` (patient_flags.sql) already holds this observation end.
     """

@@ -21,4 +21,3 @@ def _data_dir(name: str) -> Path:
 
 MAPPINGS_DIR = _data_dir("mappings")
 SQL_DIR = _data_dir("warehouse")
-ANALYSIS_SQL_DIR = SQL_DIR / "analysis"

@@ -26,7 +26,6 @@ COMPLICATIONS = (
     "other",
 )
 TIMEPOINTS = ("baseline", "month_3", "month_6", "month_12", "month_24", "month_36")
-FOLLOW_UP_MONTHS = {"month_3": 3, "month_6": 6, "month_12": 12, "month_24": 24, "month_36": 36}
 DEVICE_TYPES = ("generator", "lead")
 SEXES = ("male", "female")
 MEASURES = ("nrs_average", "nrs_worst", "pcs_total")

@@ -17,10 +17,8 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-import duckdb
 import yaml
 
-from drg_etl.core.model import TABLES
 from drg_etl.core.paths import MAPPINGS_DIR
 from drg_etl.core.vocabulary import CENTER_NAMES, CENTERS, FAULTY_LEAD_STATUSES, REMOVED_LEAD_STATUSES
 from drg_etl.fhir.terminology import codeable, system
@@ -80,24 +78,6 @@ def organizations() -> Iterator[dict[str, Any]]:
         yield {"resourceType": "Organization", "id": center,
                "meta": {"source": ORGANIZATION_SOURCE, "tag": [{"system": system("center"), "code": center}]},
                "identifier": identifiers, "active": True, "name": CENTER_NAMES[center]}
-
-
-def facts_by_patient(con: duckdb.DuckDBPyConnection, keys_table: str) -> dict[str, PatientFacts]:
-    """The facts in force of the patients in ``keys_table`` (a table with a patient_key column), per patient.
-
-    Rows keep the order of ``order by all`` within each table, so a patient's resources do not
-    depend on which other patients are built with them.
-    """
-    out: dict[str, PatientFacts] = defaultdict(lambda: {t: [] for t in TABLES})
-    for table in TABLES:
-        cursor = con.execute(f"select t.* from canonical.current_{table} t semi join {keys_table} k "
-                             "using (patient_key) order by all")
-        names = [d[0] for d in cursor.description]
-        while rows := cursor.fetchmany(50_000):
-            for row in rows:
-                fact = dict(zip(names, row, strict=True))
-                out[fact["patient_key"]][table].append(fact)
-    return out
 
 
 def build_patient(key: str, facts: PatientFacts) -> Iterator[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""Read large deliveries on every core: one worker process per delivery, handing over Parquet files.
+"""Read large deliveries on every core: one worker process per delivery, handing over a DuckDB file.
 
 The readers are Python, one record at a time, so a national load spends most of its time in
 them. A worker reads one delivery exactly as the serial path does (same reader, same batches,

@@ -10,7 +10,7 @@ import duckdb
 
 from drg_etl.analysis.national import default_observation_end, national_analysis, publishable
 from drg_etl.analysis.survival import survival_curves
-from drg_etl.core.paths import ANALYSIS_SQL_DIR
+from drg_etl.core.sql import read_sql
 from drg_etl.quality.report import quality_report
 
 
@@ -35,8 +35,8 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> list[
 
 def outcome_pairs(con: duckdb.DuckDBPyConnection, end: dt.date) -> dict[str, list[tuple[float, float]]]:
     """Per measure, the (baseline, 12-month) pairs of the analysis set (warehouse/analysis/outcome_pairs.sql)."""
-    flags = (ANALYSIS_SQL_DIR / "patient_flags.sql").read_text(encoding="utf-8")
-    pairs_sql = (ANALYSIS_SQL_DIR / "outcome_pairs.sql").read_text(encoding="utf-8")
+    flags = read_sql("analysis/patient_flags.sql")
+    pairs_sql = read_sql("analysis/outcome_pairs.sql")
     con.execute("create or replace temp table flags as " + flags, {"observation_end": end})
     out: dict[str, list[tuple[float, float]]] = {}
     for measure, baseline, month12 in con.execute(f"select measure, baseline, month12 from ({pairs_sql}) "

@@ -25,12 +25,6 @@ from drg_etl.synth.scores import (
 )
 
 FULLY_FUNCTIONAL_PROFILES = ("functional", "functional_migration", "functional_replaced")
-EXPLANTED_PROFILES = (
-    "explanted_lead_defect",
-    "explanted_infection",
-    "explanted_inefficacy",
-    "explanted_replaced_nerve",
-)
 LEVELS_BY_LOCATION = {
     "lower_extremity": ["L2", "L3", "L4", "L5", "S1"],
     "upper_extremity": ["C5", "C6", "C7", "C8", "T1"],
@@ -303,11 +297,6 @@ def _course(b: _Builder, slot: dict[str, Any]) -> None:
         worse_from = day
     b.follow_ups(implant_center, implant, until, base, worse_from, variant,
                  analysed=profile in FULLY_FUNCTIONAL_PROFILES)
-
-
-def _screened_only(b: _Builder, center: str) -> None:
-    """A person screened at ``center`` and never trialled: demographics only."""
-    b.p.centers = [center]
 
 
 def _block_slots(design: Design, rng: random.Random) -> list[dict[str, Any]]:

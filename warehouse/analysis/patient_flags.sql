@@ -1,4 +1,4 @@
--- One row per trial patient with the flags of analysis.md, read from the FHIR views only.
+-- One row per trial patient with the flags of analysis.md, read from the FHIR layer's flat tables only.
 -- Parameter: $observation_end (date). Study window 2014-01-01 to 2018-12-31 inclusive.
 with
 params as (

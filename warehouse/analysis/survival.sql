@@ -1,6 +1,6 @@
 -- Device survival (analysis.md, "Beyond the paper"): one row per implanted patient whose first
 -- implant lies on or before $observation_end, with the two times to event in days.
--- Expects `flags` (patient_flags.sql, same $observation_end). Read from the FHIR views only.
+-- Expects `flags` (patient_flags.sql, same $observation_end). Read from the FHIR layer's flat tables only.
 --   lead-defect-free: first implant -> first lead_fracture / lead_malfunction dated on or after it;
 --                     censored at the explantation of the complete system or observation_end,
 --                     whichever is first (an event on the censoring day is an event).

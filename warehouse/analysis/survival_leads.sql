@@ -1,6 +1,6 @@
 -- Device survival per lead (analysis.md, "Beyond the paper"): one row per lead placed in an
 -- implanted patient (at the implant or a replacement, any center) on or before $observation_end.
--- Expects `flags` (patient_flags.sql, same $observation_end). Read from the FHIR views only.
+-- Expects `flags` (patient_flags.sql, same $observation_end). Read from the FHIR layer's flat tables only.
 --   revised:       replaced (a later lead placed at the same level and side, as patient_flags.sql
 --                  repairs a fault) or removed (status removed*), on a date before the patient's
 --                  explantation of the complete system, or with no explantation by observation_end.
