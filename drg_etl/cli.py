@@ -13,12 +13,12 @@ from typing import Annotated
 import duckdb
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from drg_etl.analysis.national import national_analysis, publishable
 from drg_etl.core.cpr import scrub_cpr
-from drg_etl.core.errors import EXIT_USAGE, DrgEtlError
+from drg_etl.core.errors import EXIT_USAGE, DrgEtlError, interrupted_by
 from drg_etl.core.pseudonym import DEMO_KEY, KEY_VARIABLE, OLD_KEY_VARIABLE, key_from_environment
 from drg_etl.fhir.export import export_fhir
 from drg_etl.fhir.package import write_package
@@ -33,8 +33,10 @@ from drg_etl.synth.generate import DEFAULT_SEED, GenerateResult, generate
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="drg-etl: validated, standards-based loads of the Danish DRG-stimulation registry.")
-console = Console()
-errors = Console(stderr=True, soft_wrap=True)  # one line per error, never wrapped
+# Nothing printed is ever read as Rich markup: names, paths and messages come from deliveries and users, and a
+# "[/x]" in them must print as it is. Colour is given as a style, never as markup in the text.
+console = Console(markup=False)
+errors = Console(stderr=True, soft_wrap=True, markup=False)  # one line per error, never wrapped
 DEBUG = {"on": False}
 
 
@@ -51,20 +53,18 @@ def _errors() -> Iterator[None]:
         yield
     except typer.Exit:
         raise
-    except DrgEtlError as exc:
-        if DEBUG["on"]:
-            raise
-        raise _fail(exc) from exc
-    except duckdb.Error as exc:
-        if DEBUG["on"]:
-            raise
-        errors.print(f"[red]error:[/red] the warehouse: {str(exc).splitlines()[0]}", markup=True, highlight=False)
-        raise typer.Exit(EXIT_USAGE) from exc
     except Exception as exc:
+        if (stop := interrupted_by()) is not None:  # a library turned Ctrl-C or SIGTERM into its own error
+            raise stop from exc
         if DEBUG["on"]:
             raise
-        errors.print(f"[red]error:[/red] {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-                     "(run with --debug for the trace)", highlight=False)
+        if isinstance(exc, DrgEtlError):
+            raise _fail(exc) from exc
+        if isinstance(exc, duckdb.Error):
+            _error_line(f"the warehouse: {str(exc).splitlines()[0]}")
+        else:
+            first = str(exc).splitlines()[0] if str(exc) else ""
+            _error_line(f"{type(exc).__name__}: {first} (run with --debug for the trace)")
         raise typer.Exit(EXIT_USAGE) from exc
 
 
@@ -90,7 +90,7 @@ def generate_command(
 ) -> None:
     """Write the four centers' synthetic deliveries (extracts.md)."""
     if patients is not None and patients < 1:
-        errors.print("[red]error:[/red] --patients must be at least 1")
+        _error_line("--patients must be at least 1")
         raise typer.Exit(EXIT_USAGE)
     result = generate(out, seed=seed, patients=patients, clean=clean, truth=truth)
     _print_generated(result, out)
@@ -98,8 +98,13 @@ def generate_command(
         console.print(f"Truth: {truth}")
 
 
+def _error_line(message: str) -> None:
+    """One line on stderr: ``error: <message>``, the message as plain text (never markup), no CPR number."""
+    errors.print(Text.assemble(("error:", "red"), " ", scrub_cpr(message)), highlight=False)
+
+
 def _fail(exc: DrgEtlError) -> typer.Exit:
-    errors.print(f"[red]error:[/red] {escape(scrub_cpr(str(exc)))}", highlight=False)
+    _error_line(str(exc))
     return typer.Exit(exc.exit_code)
 
 
@@ -109,12 +114,12 @@ def print_load(report: LoadReport) -> None:
     for column in ("center", "delivery", "file", "read", "loaded", "quarantined", "outcome"):
         table.add_column(column, justify="right" if column in ("read", "loaded", "quarantined") else "left")
     for f in report.files:
-        outcome = f"[red]rejected: {f.reason} [{f.rule_id}][/red]" if f.rejected else "loaded"
+        outcome = Text(f"rejected: {f.reason} [{f.rule_id}]", style="red") if f.rejected else "loaded"
         table.add_row(f.center, f.delivery, f.file, str(f.rows_read), str(f.rows_loaded), str(f.rows_quarantined),
                       outcome)
     console.print(table)
     for issue in report.issues[:50]:
-        console.print(f"  {issue.describe()}", markup=False, highlight=False)
+        console.print(f"  {issue.describe()}", highlight=False)
     if len(report.issues) > 50:
         console.print(f"  ... and {len(report.issues) - 50} more: `drg-etl quality --warehouse ...`")
     console.print(f"loaded {len(report.loaded)}, already loaded {len(report.skipped)}, "
@@ -123,9 +128,10 @@ def print_load(report: LoadReport) -> None:
            if f.rule_id == "inbox.not_a_delivery"}
     for label in report.rejected:
         if label in odd:
-            console.print(f"[red]not read: {label}: {odd[label]}[/red]", highlight=False)
+            console.print(f"not read: {label}: {odd[label]}", style="red", highlight=False)
         else:
-            console.print(f"[red]rejected {label}: the center's previous delivery stays in force[/red]")
+            console.print(f"rejected {label}: the center's previous delivery stays in force", style="red",
+                          highlight=False)
 
 
 @app.command("load")
@@ -236,7 +242,7 @@ def _date(text: str | None) -> dt.date | None:
     try:
         return dt.date.fromisoformat(text)
     except ValueError as exc:
-        errors.print(f"[red]error:[/red] --observation-end {text!r} is not a date YYYY-MM-DD")
+        _error_line(f"--observation-end {text!r} is not a date YYYY-MM-DD")
         raise typer.Exit(EXIT_USAGE) from exc
 
 
@@ -318,7 +324,7 @@ def print_comparison(figures: dict) -> bool:
     for row in rows:
         computed = _p(row.computed) if row.key.endswith("p_value") else str(row.computed)
         table.add_row(row.label, str(row.published), computed,
-                      "[green]yes[/green]" if row.matches else "[red]no[/red]")
+                      Text("yes", style="green") if row.matches else Text("no", style="red"))
     console.print(table)
     matched = sum(r.matches for r in rows)
     console.print(f"{matched} of {len(rows)} published figures reproduced from the deliveries.")
@@ -340,8 +346,8 @@ def demo_command(
     truth = workdir / "truth.json"
     result = generate(inbox, truth=truth)
     _print_generated(result, inbox)
-    console.print(f"[yellow]The demo pseudonymises CPR numbers with a fixed demo key, not a secret one; "
-                  f"real loads take the key from {KEY_VARIABLE}.[/yellow]")
+    console.print(f"The demo pseudonymises CPR numbers with a fixed demo key, not a secret one; "
+                  f"real loads take the key from {KEY_VARIABLE}.", style="yellow")
     report = load_inbox(inbox, warehouse, DEMO_KEY.encode())
     print_load(report)
     con = connect(warehouse, read_only=True)

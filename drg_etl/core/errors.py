@@ -6,6 +6,8 @@ Exit codes follow cli.md: 0 done; 1 done, but a delivery or file was rejected wh
 
 from __future__ import annotations
 
+import signal
+
 EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_USAGE = 2
@@ -27,3 +29,22 @@ class UsageError(DrgEtlError):
 
 class WarehouseError(DrgEtlError):
     """The warehouse cannot serve the call: locked by a load, unreadable, not built, or stale (exit 2)."""
+
+
+class Interrupted(BaseException):
+    """A signal (Ctrl-C, SIGTERM) asked the command to stop (a BaseException: no ``except Exception`` takes it).
+
+    ``received`` keeps the signal once one arrived: a library that turns the interrupt into an error of its
+    own (DuckDB's "Query interrupted") is still recognised as interrupted by :func:`interrupted_by`.
+    """
+
+    received: int | None = None
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def interrupted_by() -> Interrupted | None:
+    """The interrupt to raise instead of an error, if a signal has arrived."""
+    return Interrupted(Interrupted.received) if Interrupted.received is not None else None

@@ -26,6 +26,7 @@ from drg_etl.core.errors import DrgEtlError
 from drg_etl.core.model import TABLES
 from drg_etl.core.sql import read_sql
 from drg_etl.core.tables import FHIR_BUILDS, fhir_resources_ddl, insert_row
+from drg_etl.core.transaction import rollback_quietly
 from drg_etl.fhir.build import build_patient, organizations, resource_id
 from drg_etl.fhir.terminology import all_codeables
 from drg_etl.fhir.validate import check_resources
@@ -201,7 +202,7 @@ def refresh_fhir(con: duckdb.DuckDBPyConnection, *, full: bool = False, strict: 
         counts = _finish(con, mode, strict, patients, built, started)
         con.execute("drop table if exists fhir_targets")
         con.execute("commit")
-    except Exception:
-        con.execute("rollback")
+    except BaseException:
+        rollback_quietly(con)
         raise
     return counts

@@ -17,6 +17,7 @@ import duckdb
 from drg_etl.core.errors import DrgEtlError
 from drg_etl.core.model import TABLES
 from drg_etl.core.tables import DELIVERIES, IN_FORCE, SUPERSEDED, insert_row
+from drg_etl.core.transaction import transaction
 from drg_etl.pipeline.staging import discard, pending
 from drg_etl.pipeline.warehouse import CODE_VERSION
 from drg_etl.quality.national import check_national
@@ -111,8 +112,7 @@ def write_pending(con: duckdb.DuckDBPyConnection, load_id: str, centers: list[st
     if not deliveries:
         return []
     limits = load_thresholds()  # read before the transaction: a bad override file fails before anything starts
-    con.execute("begin transaction")
-    try:
+    with transaction(con):
         check_national(con, [d["delivery_id"] for d in deliveries])
         written = []
         for d in deliveries:
@@ -122,8 +122,4 @@ def write_pending(con: duckdb.DuckDBPyConnection, load_id: str, centers: list[st
             record_checks(con, d["delivery_id"], load_id, thresholds=limits)
             written.append(label)
         release_held(con, load_id, ", ".join(written))
-        con.execute("commit")
-    except Exception:
-        con.execute("rollback")
-        raise
     return written

@@ -1,0 +1,50 @@
+"""The console script's entry point: signals first, then the command line.
+
+Ctrl-C (SIGINT) and SIGTERM at any moment, the imports included, end the command with one line on
+stderr and the shell's exit status for the signal (130, 143), never a traceback. A load is one
+transaction (a kill leaves the warehouse as it was; the next load finishes an interrupted FHIR
+rebuild), so the line says so. This module imports nothing heavy before the handlers are set.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from types import FrameType
+
+from drg_etl.core.errors import Interrupted
+
+MESSAGE = "interrupted; the warehouse is as it was"
+
+
+def _stop(signum: int, _frame: FrameType | None) -> None:
+    Interrupted.received = signum
+    raise Interrupted(signum)
+
+
+def main() -> None:
+    """Run ``drg-etl``; an interrupt is one line and exit 128 + the signal's number."""
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        from drg_etl.cli import app
+
+        app()
+    except Interrupted as stop:
+        _interrupted(stop.signum)
+    except KeyboardInterrupt:  # raised by a library that installed its own handler
+        _interrupted(signal.SIGINT)
+
+
+def _interrupted(signum: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C while exiting changes nothing
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        sys.stderr.write(MESSAGE + "\n")
+        sys.stderr.flush()
+    finally:
+        raise SystemExit(128 + int(signum))
+
+
+if __name__ == "__main__":
+    main()
