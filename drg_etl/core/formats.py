@@ -7,8 +7,8 @@ the center's devices are named in ``device_ref``. The readers (drg_etl/sources),
 survey, rekey and the generator's renderers (drg_etl/synth/render) all take these from here.
 
 Every file and sheet has a ``role``: what it holds (``patients``, ``treatments``, a FHIR
-resource type, ...). Code names a file by its role, never by its name, so a renamed file or
-column is changed here alone.
+resource type, ...). Code names a file by its role, never by its name, so a renamed file is
+changed here alone.
 """
 
 from __future__ import annotations
