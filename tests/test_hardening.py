@@ -261,6 +261,20 @@ def test_rekey_rotates_every_pseudonym_in_one_go_and_equals_a_load_under_the_new
     assert _cli(["load", str(demo.inbox), "--warehouse", str(rotated)]).returncode == 2  # the old key is refused now
 
 
+def test_the_formats_device_references_are_the_ones_rekey_rewrites() -> None:
+    from drg_etl.core.formats import FORMATS
+
+    key = "3fa2c1d0e9b84a7f" + "0" * 48
+    refs = {center: fmt.device_ref for center, fmt in FORMATS.items()}
+    assert refs["auh"].make(serial="AX129015") == "auh:AX129015"
+    assert (refs["ouh"].generator(patient=key), refs["ouh"].lead(2, patient=key)) == \
+        ("ouh:3fa2c1d0e9b84a7f:ipg", "ouh:3fa2c1d0e9b84a7f:lead2")
+    assert (refs["rh"].generator(record_id="17"), refs["rh"].lead(3, record_id="17")) == ("rh:17:ipg", "rh:17:lead:3")
+    assert refs["aauh"].make(device="0867a66b") == "aauh:0867a66b"
+    assert {c: r.pseudonym_span() for c, r in refs.items()} == {"auh": None, "ouh": ("ouh:", 5, 16), "rh": None,
+                                                                "aauh": None}
+
+
 def test_a_cpr_typed_as_a_number_into_a_workbook_cell_is_scrubbed_not_fatal(demo_clean: Generated,
                                                                              tmp_path: Path) -> None:
     import openpyxl

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections import Counter
 
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
 
+from drg_etl.core.formats import FORMATS
 from drg_etl.core.levels import parse_level
-from tests.conftest import Generated
+from tests.conftest import CUTOFF, Generated
 
 TYPES = ["Patient", "Condition", "Procedure", "Device", "Observation"]
 BASE = "http://aauh.example/fhir/CodeSystem/"
@@ -23,6 +25,15 @@ def test_every_line_is_a_valid_r4_resource_of_its_file(demo: Generated, resource
     for line in lines:
         resource = model.model_validate_json(line)
         assert resource.get_resource_type() == resource_type
+
+
+def test_the_generator_writes_exactly_the_declared_files(demo: Generated) -> None:
+    declared = FORMATS["aauh"]
+    folder = demo.folder("aauh")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(declared.file_names(dt.date.fromisoformat(CUTOFF)))
+    for source in declared.files:
+        lines = (folder / source.name).read_text("utf-8").splitlines()
+        assert lines and {json.loads(line)["resourceType"] for line in lines} == {source.resource_type}, source.name
 
 
 def _resources(demo: Generated, resource_type: str) -> list[dict]:

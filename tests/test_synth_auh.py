@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import re
 
 import pandas as pd
 import pytest
 
-from tests.conftest import Generated
+from drg_etl.core.formats import FORMATS
+from tests.conftest import CUTOFF, Generated
 
 HEADERS = {
     "patienter.csv": "CPR;Køn;Smertelokalisation;Diagnose",
@@ -63,6 +65,19 @@ def test_bytes_encoding_delimiter_and_header(demo: Generated, name: str) -> None
     assert "\r\n" in text and text.replace("\r\n", "").count("\r") == 0
     frame = pd.read_csv(io.StringIO(text), sep=";", dtype=str, keep_default_na=False)
     assert list(frame.columns) == HEADERS[name].split(";")
+
+
+def test_the_generator_writes_exactly_the_declared_files_and_columns(demo: Generated) -> None:
+    declared = FORMATS["auh"]
+    folder = demo.folder("auh")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(declared.file_names(dt.date.fromisoformat(CUTOFF)))
+    for source in declared.files:
+        text = source.dialect
+        raw = (folder / source.name).read_bytes()
+        assert raw.startswith(b"\xef\xbb\xbf") == (text.byte_order_mark != "absent"), source.name
+        first, _, _ = raw.decode(text.python_encoding).partition(text.line_end)
+        assert first.split(text.delimiter) == list(source.columns), source.name
+        assert raw.endswith(text.line_end.encode("ascii")), source.name
 
 
 def test_value_vocabulary(demo: Generated) -> None:

@@ -9,7 +9,8 @@ from typing import Any
 import openpyxl
 import pytest
 
-from tests.conftest import Generated
+from drg_etl.core.formats import FORMATS
+from tests.conftest import CUTOFF, Generated
 
 WORKBOOK = "DRG_registrering.xlsx"
 PAIN_AREAS = {"Foot": "lower_extremity", "Leg": "lower_extremity", "Knee": "lower_extremity",
@@ -68,6 +69,17 @@ def test_sheets_and_headers(demo: Generated) -> None:
     assert header["Follow-up"][:5] == ("CPR-nr", "Date baseline", "NRS avg baseline", "NRS worst baseline",
                                        "PCS baseline")
     assert header["Follow-up"][-4:] == ("Date 36m", "NRS avg 36m", "NRS worst 36m", "PCS 36m")
+
+
+def test_the_generator_writes_exactly_the_declared_workbook_sheets_and_columns(demo: Generated) -> None:
+    declared = FORMATS["ouh"]
+    folder = demo.folder("ouh")
+    assert sorted(p.name for p in folder.iterdir()) == declared.file_names(dt.date.fromisoformat(CUTOFF))
+    (book,) = declared.files
+    workbook = openpyxl.load_workbook(folder / book.name, read_only=True)
+    assert workbook.sheetnames == [sheet.name for sheet in book.sheets]
+    for sheet in book.sheets:
+        assert next(workbook[sheet.name].iter_rows(max_row=1, values_only=True)) == sheet.columns, sheet.name
 
 
 def test_note_rows_below_the_records(demo: Generated) -> None:

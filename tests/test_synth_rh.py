@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 from typing import Any
 
 import pytest
 
-from tests.conftest import Generated
+from drg_etl.core.formats import FORMATS
+from tests.conftest import CUTOFF, Generated
 
 DATA = "DRGDK_DATA_2019-12-31.csv"
 REDCAP_COLUMNS = [
@@ -90,6 +92,26 @@ def test_export_columns_events_and_codes(demo: Generated, records: list[dict[str
             assert int(record["pcs_total"]) == sum(int(v) for v in items)
         for column in ("prom_date", "trial_start", "implant_date", "lead_date", "surg_date", "comp_date"):
             assert record[column] == "" or (len(record[column]) == 10 and record[column][4] == "-")
+
+
+def test_the_generator_writes_exactly_the_declared_files_and_columns(demo: Generated,
+                                                                     dictionary: dict[str, dict[str, str]]) -> None:
+    declared, cutoff = FORMATS["rh"], dt.date.fromisoformat(CUTOFF)
+    folder = demo.folder("rh")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(declared.file_names(cutoff))
+    forms = {row["Form Name"] for row in dictionary.values()}
+    for source in declared.files:
+        text = source.dialect
+        raw = (folder / source.file_name(cutoff)).read_bytes()
+        if text.byte_order_mark == "required":
+            assert raw.startswith(b"\xef\xbb\xbf"), source.name
+        header = next(csv.reader(io.StringIO(raw.decode(text.python_encoding)), delimiter=text.delimiter))
+        if source.further_columns_from is None:
+            assert header == list(source.columns), source.name
+            continue
+        assert source.further_columns_from == "dictionary" and header[:len(source.columns)] == list(source.columns)
+        for column in header[len(source.columns):]:  # the project's fields, as its data dictionary gives them
+            assert column.split("___")[0] in dictionary or column.removesuffix("_complete") in forms, column
 
 
 def test_empty_instrument_rows_are_listed_as_not_records(demo: Generated, records: list[dict[str, Any]]) -> None:

@@ -18,12 +18,12 @@ import pandas as pd
 from drg_etl.core.cpr import Cpr
 from drg_etl.core.delivery import DeliveryRejected
 from drg_etl.core.errors import WarehouseError
+from drg_etl.core.formats import FORMATS
 from drg_etl.core.model import TABLES
 from drg_etl.core.pseudonym import Pseudonymizer, fingerprint
 from drg_etl.fhir.store import refresh_fhir
 from drg_etl.pipeline.staging import discard, discard_unfinished
 from drg_etl.pipeline.warehouse import connect
-from drg_etl.sources import ouh
 from drg_etl.sources.deliveries import read_delivery, survey
 
 PSEUDONYM = re.compile(r"x-[0-9a-f]{32}|[0-9a-f]{64}")
@@ -67,17 +67,21 @@ def _mapping(con: duckdb.DuckDBPyConnection, inbox: Path, both: _Both) -> None:
 
 
 def _rewrite_device_refs(con: duckdb.DuckDBPyConnection, mapping: dict[str, str]) -> None:
-    """ouh's device references carry the pseudonym's prefix (its workbook has no device ids)."""
-    prefixes = pd.DataFrame({"old": [k[:ouh.KEY_PREFIX] for k in mapping], "new": [v[:ouh.KEY_PREFIX]
-                                                                                  for v in mapping.values()]})
-    con.register("prefixes", prefixes.drop_duplicates("old"))
-    start = len("ouh:") + 1
-    for table in (t for t in KEYED if t.split("_")[-1].split(".")[-1] in ("procedures", "devices", "complications")):
-        con.execute(f"""update {table} t set device_ref = 'ouh:' || p.new || substr(t.device_ref, $rest)
-                        from prefixes p where t.center = 'ouh' and t.device_ref like 'ouh:%'
-                          and substr(t.device_ref, $start, $length) = p.old""",
-                    {"rest": start + ouh.KEY_PREFIX, "start": start, "length": ouh.KEY_PREFIX})
-    con.unregister("prefixes")
+    """Device references that carry a prefix of the pseudonym, as the center's format declares (ouh's: its
+    workbook has no device ids)."""
+    tables = [t for t in KEYED if t.split("_")[-1].split(".")[-1] in ("procedures", "devices", "complications")]
+    for center, fmt in FORMATS.items():
+        if (span := fmt.device_ref.pseudonym_span()) is None:
+            continue
+        head, start, length = span
+        prefixes = pd.DataFrame({"old": [k[:length] for k in mapping], "new": [v[:length] for v in mapping.values()]})
+        con.register("prefixes", prefixes.drop_duplicates("old"))
+        for table in tables:
+            con.execute(f"""update {table} t set device_ref = $head || p.new || substr(t.device_ref, $rest)
+                            from prefixes p where t.center = $center and starts_with(t.device_ref, $head)
+                              and substr(t.device_ref, $start, $length) = p.old""",
+                        {"head": head, "center": center, "rest": start + length, "start": start, "length": length})
+        con.unregister("prefixes")
 
 
 def _rewrite_records(con: duckdb.DuckDBPyConnection, table: str, mapping: dict[str, str]) -> None:

@@ -17,14 +17,16 @@ import duckdb
 import pandas as pd
 
 from drg_etl.core.delivery import Delivery, DeliveryRejected
+from drg_etl.core.formats import FORMATS
 from drg_etl.core.model import TABLES
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.rules import RULES
+from drg_etl.core.sql import read_sql
 from drg_etl.core.tables import PENDING, PENDING_DELIVERIES, PENDING_ISSUES, insert_row
 from drg_etl.quality.checks import check_delivery
 from drg_etl.quality.schemas import validate_pending
 from drg_etl.sources.base import StagedDelivery
-from drg_etl.sources.deliveries import POST_READ, read_delivery
+from drg_etl.sources.deliveries import read_delivery
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> None:
@@ -93,8 +95,8 @@ def read_into(con: duckdb.DuckDBPyConnection, delivery: Delivery, pseudonymize: 
 def check_staged(con: duckdb.DuckDBPyConnection, delivery: Delivery, load_id: str) -> None:
     """Run the within-delivery rules and the canonical schemas over a read delivery; mark it staged."""
     delivery_id = delivery.content_id()
-    if (post_read := POST_READ.get(delivery.center)) is not None:
-        post_read(con, delivery_id)
+    if (post_read := FORMATS[delivery.center].post_read) is not None:  # a whole-delivery step of the reader
+        con.execute(read_sql(post_read), {"id": delivery_id})
     check_delivery(con, delivery, delivery_id)
     validate_pending(con, delivery, delivery_id)
     insert_row(con, PENDING_DELIVERIES, {"delivery_id": delivery_id, "center": delivery.center,

@@ -1,4 +1,5 @@
-"""aauh reader: the EHR's FHIR R4 bulk export (extracts.md "aauh") onto the canonical model.
+"""aauh reader: the EHR's FHIR R4 bulk export (extracts.md "aauh", declared in drg_etl.core.formats) onto the
+canonical model.
 
 Every line must be JSON and a valid R4 resource of its file's type (the official FHIR R4 JSON
 Schema); one that is not rejects the file. The EHR's local codes map through
@@ -16,6 +17,7 @@ import orjson
 
 from drg_etl.core.cpr import CPR_PLACEHOLDER, CprError, holds_cpr, parse_cpr
 from drg_etl.core.delivery import Delivery, FileRejected
+from drg_etl.core.formats import FORMATS
 from drg_etl.core.levels import LevelError, parse_level
 from drg_etl.core.mappings import source_map
 from drg_etl.core.pseudonym import Pseudonymizer
@@ -26,8 +28,13 @@ from drg_etl.sources.csvfile import open_text
 from drg_etl.sources.values import check_score, parse_iso_date
 
 MAX_LINE_CHARS = 1 << 20  # no resource of this export comes near 1 MiB; a longer line is hostile or broken
-RESOURCE_TYPES = ("Patient", "Condition", "Procedure", "Device", "Observation")
+FORMAT = FORMATS["aauh"]
 SCORE_RANGES = {"nrs_average": (0, 10), "nrs_worst": (0, 10), "pcs_total": (0, 52)}
+
+
+def reference_of(device_id: str) -> str:
+    """The ``device_ref`` of an EHR Device (by its id)."""
+    return FORMAT.device_ref.make(device=device_id)
 
 
 def read_lines(delivery: Delivery, resource_type: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
@@ -37,7 +44,7 @@ def read_lines(delivery: Delivery, resource_type: str) -> Iterator[tuple[int, st
     Each line is checked against the official FHIR R4 JSON Schema (drg_etl.fhir.validate), the
     same independent validator the FHIR layer's output passes.
     """
-    file = f"{resource_type}.ndjson"
+    file = FORMAT.file(resource_type).file_name(delivery.cutoff)
     with open_text(delivery.folder / file, file, "utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             line = line.rstrip("\r\n")
@@ -79,6 +86,7 @@ class _Reader:
 
     def __init__(self, delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonymizer) -> None:
         self.delivery, self.staged, self.pseudonymize = delivery, staged, pseudonymize
+        self.files = {f.role: f.file_name(delivery.cutoff) for f in FORMAT.files}  # resource type -> file
         self.map = source_map("aauh")
         self.systems = self.map.spec["systems"]
         self.patients: dict[str, str] = {}
@@ -142,7 +150,8 @@ class _Reader:
         return True
 
     def read(self) -> None:
-        lines = {rt: read_lines(self.delivery, rt) for rt in RESOURCE_TYPES}  # generators: read in this order
+        # generators, one per file (its role is its resource type): read in the order below
+        lines = {f.role: read_lines(self.delivery, f.role) for f in FORMAT.files}
         pain: dict[str, tuple[str | None, str | None]] = {}
         patient_rows = []
         for number, line, r in lines["Patient"]:
@@ -168,7 +177,7 @@ class _Reader:
             self.observation(number, line, r)
 
     def patient(self, number: int, line: str, r: dict[str, Any]) -> tuple[RowContext | None, str | None]:
-        ctx = self.context("Patient.ndjson", number, line, r)
+        ctx = self.context(self.files["Patient"], number, line, r)
         if ctx is None:
             return None, None
         cpr = next((i.get("value") for i in r.get("identifier", []) if i.get("system") == self.systems["cpr"]), None)
@@ -180,7 +189,7 @@ class _Reader:
         return ctx, sex
 
     def condition(self, number: int, line: str, r: dict[str, Any], pain: dict[str, Any]) -> None:
-        ctx = self.context("Condition.ndjson", number, line, r)
+        ctx = self.context(self.files["Condition"], number, line, r)
         if ctx is None or not self.subject(ctx, r):
             return
         category = _code(r, "category", self.systems["condition_category"])
@@ -199,7 +208,7 @@ class _Reader:
                 for detail in evidence.get("detail", []):
                     device = device or _ref(detail, "Device")
             if ctx.ok:
-                device_ref = None if device is None else f"aauh:{device}"
+                device_ref = None if device is None else reference_of(device)
                 ctx.add("complications", date=day, complication=kind,
                         permanent=severity == self.map.spec["severity_permanent"], device_ref=device_ref, note=None)
                 if device_ref and kind in LEAD_DEFECT_COMPLICATIONS:
@@ -209,7 +218,7 @@ class _Reader:
                                                  "a complication")
 
     def procedure(self, number: int, line: str, r: dict[str, Any], placed: dict, removed: dict) -> None:
-        ctx = self.context("Procedure.ndjson", number, line, r)
+        ctx = self.context(self.files["Procedure"], number, line, r)
         if ctx is None or not self.subject(ctx, r):
             return
         kind = ctx.label("code", "procedure", _code(r, "code", self.systems["procedure"]))
@@ -232,7 +241,7 @@ class _Reader:
                 continue
             actions.append((action, device))
             if action in ("manipulated", "explanted") and kind != "explant":
-                concerned = f"aauh:{device}"
+                concerned = reference_of(device)
         if ctx.ok:
             for action, device in actions:
                 if action == "implanted":
@@ -243,7 +252,7 @@ class _Reader:
                     device_ref=concerned, reason=None)
 
     def device(self, number: int, line: str, r: dict[str, Any], placed: dict, removed: dict, faults: dict) -> None:
-        ctx = self.context("Device.ndjson", number, line, r)
+        ctx = self.context(self.files["Device"], number, line, r)
         if ctx is None or not self.subject(ctx, r, "patient"):
             return
         kind = ctx.label("type", "device_type", _code(r, "type", self.systems["device_type"]))
@@ -268,13 +277,13 @@ class _Reader:
         if day is None:
             ctx.fail("id", "lead.never_placed", f"no Procedure places Device {r['id']} (focalDevice implanted)")
         status_date = removed.get(r["id"]) if status in ("removed", "removed_fragment_retained") else \
-            faults.get(f"aauh:{r['id']}") if status in ("fractured", "malfunction") else day
+            faults.get(reference_of(r["id"])) if status in ("fractured", "malfunction") else day
         if ctx.ok:
-            ctx.add("devices", device_ref=f"aauh:{r['id']}", device_type=kind, model=r.get("modelNumber"),
+            ctx.add("devices", device_ref=reference_of(r["id"]), device_type=kind, model=r.get("modelNumber"),
                     serial=serial, placed_date=day, level=level, side=side, status=status, status_date=status_date)
 
     def observation(self, number: int, line: str, r: dict[str, Any]) -> None:
-        ctx = self.context("Observation.ndjson", number, line, r)
+        ctx = self.context(self.files["Observation"], number, line, r)
         if ctx is None or not self.subject(ctx, r):
             return
         measure = ctx.label("code", "measure", _code(r, "code", self.systems["measure"]))

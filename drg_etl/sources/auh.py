@@ -1,8 +1,10 @@
-"""auh reader: five Windows-1252 CSV files (extracts.md "auh") onto the canonical model."""
+"""auh reader: five Windows-1252 CSV files (extracts.md "auh", declared in drg_etl.core.formats) onto the canonical
+model."""
 
 from __future__ import annotations
 
 from drg_etl.core.delivery import Delivery
+from drg_etl.core.formats import FORMATS
 from drg_etl.core.levels import LevelError, parse_level
 from drg_etl.core.mappings import source_map
 from drg_etl.core.pseudonym import Pseudonymizer
@@ -10,14 +12,7 @@ from drg_etl.sources.base import RowContext, StagedDelivery
 from drg_etl.sources.csvfile import read_records
 from drg_etl.sources.values import ValueProblem, check_score, parse_danish_date, parse_decimal, parse_integer
 
-COLUMNS = {
-    "patienter.csv": ["CPR", "Køn", "Smertelokalisation", "Diagnose"],
-    "procedurer.csv": ["CPR", "Dato", "Slutdato", "Procedurekode", "Beskrivelse", "Resultat"],
-    "udstyr.csv": ["CPR", "Type", "Model", "Serienr", "Implantationsdato", "Niveau", "Side", "Status", "Statusdato"],
-    "prom.csv": ["CPR", "Dato", "Tidspunkt", "NRS_gns", "NRS_max", "PCS"],
-    "komplikationer.csv": ["CPR", "Dato", "Type", "Permanent", "Note"],
-}
-FILES = tuple(COLUMNS)
+FORMAT = FORMATS["auh"]
 
 
 def read_level(ctx: RowContext, column: str, raw: str) -> str | None:
@@ -50,17 +45,18 @@ def pcs_total(text: str) -> int:
 def read_auh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonymizer) -> None:
     """Read the five files into ``staged`` (files were checked present by the caller)."""
     smap = source_map("auh")
-    for file in FILES:
-        for row, record in read_records(delivery.folder / file, file, encoding="cp1252", delimiter=";",
-                                        columns=COLUMNS[file], line_end="\r\n"):
+    for source in FORMAT.files:
+        file, columns, text = source.file_name(delivery.cutoff), list(source.columns), source.dialect
+        for row, record in read_records(delivery.folder / file, file, encoding=text.python_encoding,
+                                        delimiter=text.delimiter, columns=columns, line_end=text.line_end):
             ctx = staged.context(file, row, pseudonymize, smap)
             fields = int(record.pop("__fields__"))
-            if fields != len(COLUMNS[file]):
-                ctx.fail(None, "row.shape", f"{fields} fields, the header has {len(COLUMNS[file])}")
+            if fields != len(columns):
+                ctx.fail(None, "row.shape", f"{fields} fields, the header has {len(columns)}")
                 continue
             ctx.cpr("CPR", record["CPR"])
             ctx.keep_source(record, ("CPR",))
-            READERS[file](ctx, record)
+            READERS[source.role](ctx, record)
 
 
 def _patient(ctx: RowContext, r: dict[str, str]) -> None:
@@ -99,8 +95,9 @@ def _device(ctx: RowContext, r: dict[str, str]) -> None:
     if placed and status_date and status_date < placed:
         ctx.fail("Statusdato", "dates.out_of_order", f"status date {status_date} before placement {placed}")
     if ctx.ok:
-        ctx.add("devices", device_ref=f"auh:{serial}", device_type=kind, model=r["Model"] or None, serial=serial,
-                placed_date=placed, level=level, side=side, status=status, status_date=status_date)
+        ctx.add("devices", device_ref=FORMAT.device_ref.make(serial=serial), device_type=kind,
+                model=r["Model"] or None, serial=serial, placed_date=placed, level=level, side=side, status=status,
+                status_date=status_date)
 
 
 def _measurement(ctx: RowContext, r: dict[str, str]) -> None:
@@ -133,11 +130,11 @@ def _complication(ctx: RowContext, r: dict[str, str]) -> None:
                 note=r["Note"] or None)
 
 
-READERS = {
-    "patienter.csv": _patient,
-    "procedurer.csv": _procedure,
-    "udstyr.csv": _device,
-    "prom.csv": _measurement,
-    "komplikationer.csv": _complication,
+READERS = {  # by the file's role in the format
+    "patients": _patient,
+    "procedures": _procedure,
+    "devices": _device,
+    "measurements": _measurement,
+    "complications": _complication,
 }
-__all__ = ["FILES", "ValueProblem", "read_auh"]
+__all__ = ["ValueProblem", "read_auh"]

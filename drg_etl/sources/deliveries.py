@@ -7,19 +7,17 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
-
 from drg_etl.core.cpr import scrub_cpr
 from drg_etl.core.delivery import Delivery, DeliveryRejected, FileRejected, InboxProblem, Issue
+from drg_etl.core.formats import FORMATS
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.vocabulary import CENTERS
 from drg_etl.sources import aauh, auh, ouh, rh
 from drg_etl.sources.base import Sink, StagedDelivery
 
 Reader = Callable[[Delivery, StagedDelivery, Pseudonymizer], None]
+# Each center's reader; what it reads (files, columns, text) is the center's format (drg_etl.core.formats).
 READERS: dict[str, Reader] = {"auh": auh.read_auh, "ouh": ouh.read_ouh, "rh": rh.read_rh, "aauh": aauh.read_aauh}
-# Set-based steps of a reader that need the whole delivery, run as SQL over its staged facts.
-POST_READ: dict[str, Callable[[duckdb.DuckDBPyConnection, str], None]] = {"rh": rh.remove_explanted_generators}
 
 
 def files_with_records(delivery: Delivery) -> list[str]:
@@ -28,22 +26,12 @@ def files_with_records(delivery: Delivery) -> list[str]:
     A header-only demographics file would otherwise supersede the center's delivery and
     quarantine every other record as "no demographics". Complications may be none.
     """
-    return {
-        "auh": ["patienter.csv", "procedurer.csv"],
-        "ouh": [f"{ouh.WORKBOOK}#Patients", f"{ouh.WORKBOOK}#Treatment"],
-        "rh": [rh.data_file(delivery)],
-        "aauh": ["Patient.ndjson", "Procedure.ndjson"],
-    }[delivery.center]
+    return FORMATS[delivery.center].files_with_records(delivery.cutoff)
 
 
 def expected_files(delivery: Delivery) -> list[str]:
     """The files extracts.md fixes for the delivery's center."""
-    return {
-        "auh": list(auh.FILES),
-        "ouh": [ouh.WORKBOOK],
-        "rh": [rh.data_file(delivery), rh.DICTIONARY],
-        "aauh": [f"{rt}.ndjson" for rt in aauh.RESOURCE_TYPES],
-    }[delivery.center]
+    return FORMATS[delivery.center].file_names(delivery.cutoff)
 
 
 CUTOFF_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}$")

@@ -1,4 +1,4 @@
-"""ouh reader: the hand-kept workbook DRG_registrering.xlsx (extracts.md "ouh") onto the canonical model.
+"""ouh reader: the hand-kept workbook (extracts.md "ouh", declared in drg_etl.core.formats) onto the canonical model.
 
 Each sheet counts as a file of its own (``DRG_registrering.xlsx#Treatment``). A Treatment
 row holds a whole treatment: each fact in it (trial, implant, lead, revision, explant) is
@@ -15,6 +15,14 @@ from typing import Any
 import openpyxl
 
 from drg_etl.core.delivery import Delivery, FileRejected
+from drg_etl.core.formats import (
+    FORMATS,
+    OUH_FOLLOW_UP,
+    OUH_FOLLOW_UP_MEASURES,
+    OUH_LEAD_SLOTS,
+    OUH_REVISION_SLOTS,
+    sheet_file,
+)
 from drg_etl.core.levels import LevelError, parse_level
 from drg_etl.core.mappings import source_map
 from drg_etl.core.pseudonym import Pseudonymizer
@@ -23,35 +31,9 @@ from drg_etl.sources.base import RowContext, StagedDelivery
 from drg_etl.sources.csvfile import check_columns
 from drg_etl.sources.values import ValueProblem, check_score, parse_dotted_date
 
-WORKBOOK = "DRG_registrering.xlsx"
-LEAD_SLOTS, REVISION_SLOTS = 4, 3
-FOLLOW_UP = ["baseline", "3m", "6m", "12m", "24m", "36m"]
-
-
-def _treatment_columns() -> list[str]:
-    cols = ["CPR-nr", "Trial start", "Trial end", "Trial outcome", "Implant date", "IPG model", "IPG serial"]
-    for n in range(1, LEAD_SLOTS + 1):
-        cols += [f"Lead {n} level", f"Lead {n} serial", f"Lead {n} status"]
-    for n in range(1, REVISION_SLOTS + 1):
-        cols += [f"Revision {n} date", f"Revision {n} type", f"Revision {n} lead"]
-    return [*cols, "Explant date", "Explant reason"]
-
-
-COLUMNS = {
-    "Patients": ["CPR-nr", "Gender", "Pain area", "Diagnosis"],
-    "Treatment": _treatment_columns(),
-    "Follow-up": ["CPR-nr"] + [f"{m} {tp}" for tp in FOLLOW_UP for m in ("Date", "NRS avg", "NRS worst", "PCS")],
-    "Complications": ["CPR-nr", "Date", "Complication", "Permanent harm", "Comment"],
-}
+FORMAT = FORMATS["ouh"]
+WORKBOOK = FORMAT.file("workbook")
 _LEAD_CELL = re.compile(r"^\s*([A-Za-z]\d{1,2})\s+(\w+)\s*$")
-
-
-KEY_PREFIX = 16  # the workbook has no device ids: a device is known by its patient (pseudonym prefix) and slot
-
-
-def device_ref(key: str, slot: str) -> str:
-    """The reference of a device in the workbook: ``ouh:<pseudonym prefix>:<slot>``."""
-    return f"ouh:{key[:KEY_PREFIX]}:{slot}"
 
 
 def _text(value: Any) -> str:
@@ -73,14 +55,14 @@ def _number(name: str, low: float, high: float, integer: bool):
 
 def open_workbook(delivery: Delivery) -> openpyxl.Workbook:
     """Open the workbook read-only; reject it whole when it cannot be opened or lacks a sheet."""
-    path = delivery.folder / WORKBOOK
+    name = WORKBOOK.file_name(delivery.cutoff)
     try:
-        workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        workbook = openpyxl.load_workbook(delivery.folder / name, read_only=True, data_only=True)
     except (zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
-        raise FileRejected(WORKBOOK, "file.unreadable", f"the workbook cannot be opened: {exc}") from exc
-    missing = [s for s in COLUMNS if s not in workbook.sheetnames]
+        raise FileRejected(name, "file.unreadable", f"the workbook cannot be opened: {exc}") from exc
+    missing = [s.name for s in WORKBOOK.sheets if s.name not in workbook.sheetnames]
     if missing:
-        raise FileRejected(WORKBOOK, "file.columns", f"sheet(s) {missing} missing")
+        raise FileRejected(name, "file.columns", f"sheet(s) {missing} missing")
     return workbook
 
 
@@ -88,13 +70,14 @@ def read_ouh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonym
     """Read the four sheets into ``staged``."""
     workbook = open_workbook(delivery)
     smap = source_map("ouh")
-    for sheet, reader in READERS.items():
-        file = f"{WORKBOOK}#{sheet}"
-        rows = workbook[sheet].iter_rows(values_only=True)
+    for sheet in WORKBOOK.sheets:
+        file = sheet_file(WORKBOOK.file_name(delivery.cutoff), sheet.name)
+        reader = READERS[sheet.role]
+        rows = workbook[sheet.name].iter_rows(values_only=True)
         header = [_text(c) for c in next(rows, ())]
         while header and header[-1] == "":
             header.pop()
-        check_columns(file, header, COLUMNS[sheet])
+        check_columns(file, header, list(sheet.columns))
         for number, values in enumerate(rows, start=2):
             cells = list(values) + [None] * (len(header) - len(values))
             if all(c is None or _text(c) == "" for c in cells) or _text(cells[0]).startswith("Note:"):
@@ -164,12 +147,12 @@ def _treatment(ctx: RowContext, r: dict[str, Any]) -> None:
         if ctx.ok_since(mark):
             ctx.add("procedures", procedure="implant", date=implant_date, end_date=None, trial_success=None,
                     device_ref=None, reason=None)
-            ctx.add("devices", device_ref=device_ref(key, "ipg"), device_type="generator",
+            ctx.add("devices", device_ref=FORMAT.device_ref.generator(patient=key), device_type="generator",
                     model=_text(r["IPG model"]) or None, serial=serial, placed_date=implant_date, level=None,
                     side=None, status="removed" if explant_date else "active",
                     status_date=explant_date or implant_date)
     revisions = []
-    for n in range(1, REVISION_SLOTS + 1):
+    for n in range(1, OUH_REVISION_SLOTS + 1):
         if not (_text(r[f"Revision {n} date"]) or _text(r[f"Revision {n} type"])):
             continue
         mark = ctx.mark()
@@ -191,8 +174,9 @@ def _treatment(ctx: RowContext, r: dict[str, Any]) -> None:
         if ctx.ok_since(mark):
             revisions.append((day, kind, lead_no))
             ctx.add("procedures", procedure=kind, date=day, end_date=None, trial_success=None,
-                    device_ref=None if lead_no is None else device_ref(key, f"lead{lead_no}"), reason=None)
-    leads = [n for n in range(1, LEAD_SLOTS + 1)
+                    device_ref=None if lead_no is None else FORMAT.device_ref.lead(lead_no, patient=key),
+                    reason=None)
+    leads = [n for n in range(1, OUH_LEAD_SLOTS + 1)
              if _text(r[f"Lead {n} level"]) or _text(r[f"Lead {n} serial"]) or _text(r[f"Lead {n} status"])]
     replacements = [day for day, kind, _ in revisions if kind == "lead_replacement"]
     initial = len(leads) - len(replacements)
@@ -213,15 +197,15 @@ def _treatment(ctx: RowContext, r: dict[str, Any]) -> None:
             status_date = removed_on[0] if removed_on else explant_date
         elif status in ("fractured", "malfunction"):
             status_date = None  # the workbook does not date a fault; the complication does
-        ctx.add("devices", device_ref=device_ref(key, f"lead{n}"), device_type="lead", model=None, serial=serial,
-                placed_date=placed, level=level, side=side, status=status, status_date=status_date)
+        ctx.add("devices", device_ref=FORMAT.device_ref.lead(n, patient=key), device_type="lead", model=None,
+                serial=serial, placed_date=placed, level=level, side=side, status=status, status_date=status_date)
 
 
 def _follow_up(ctx: RowContext, r: dict[str, Any]) -> None:
     smap = source_map("ouh")
     timepoints = smap.spec["follow_up_columns"]
-    for tp in FOLLOW_UP:
-        cells = [r[f"{m} {tp}"] for m in ("Date", "NRS avg", "NRS worst", "PCS")]
+    for tp in OUH_FOLLOW_UP:
+        cells = [r[f"{m} {tp}"] for m in OUH_FOLLOW_UP_MEASURES]
         if all(_text(c) == "" for c in cells):
             continue
         mark = ctx.mark()
@@ -244,4 +228,5 @@ def _complication(ctx: RowContext, r: dict[str, Any]) -> None:
                 note=_text(r["Comment"]) or None)
 
 
-READERS = {"Patients": _patient, "Treatment": _treatment, "Follow-up": _follow_up, "Complications": _complication}
+READERS = {"patients": _patient, "treatments": _treatment, "follow_up": _follow_up,  # by the sheet's role
+           "complications": _complication}

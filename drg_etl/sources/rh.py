@@ -1,4 +1,5 @@
-"""rh reader: the REDCap raw export and its data dictionary (extracts.md "rh") onto the canonical model.
+"""rh reader: the REDCap raw export and its data dictionary (extracts.md "rh", declared in drg_etl.core.formats)
+onto the canonical model.
 
 Every coded field is decoded with the delivered dictionary's choices, then the choice
 label is mapped to a canonical value through mappings/rh.yaml; nothing is hard-coded.
@@ -12,10 +13,9 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import duckdb
-
 from drg_etl.core.cpr import CprError, holds_cpr, parse_cpr
 from drg_etl.core.delivery import Delivery, FileRejected
+from drg_etl.core.formats import FORMATS
 from drg_etl.core.levels import LevelError, parse_level
 from drg_etl.core.mappings import source_map
 from drg_etl.core.pseudonym import Pseudonymizer
@@ -24,29 +24,21 @@ from drg_etl.sources.base import RowContext, StagedDelivery
 from drg_etl.sources.csvfile import check_columns, first_line, read_records, read_text
 from drg_etl.sources.values import ValueProblem, check_score, parse_decimal, parse_integer, parse_iso_date
 
-DICTIONARY = "DRGDK_DataDictionary.csv"
-DICTIONARY_COLUMNS = [
-    "Variable / Field Name", "Form Name", "Section Header", "Field Type", "Field Label",
-    "Choices, Calculations, OR Slider Labels", "Field Note", "Text Validation Type OR Show Slider Number",
-    "Text Validation Min", "Text Validation Max", "Identifier?", "Branching Logic (Show field only if...)",
-    "Required Field?", "Custom Alignment", "Question Number (surveys only)", "Matrix Group Name",
-    "Matrix Ranking?", "Field Annotation",
-]
-KEYS = ["record_id", "redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance"]
-DAG = "redcap_data_access_group"  # exported after the keys when the project has data access groups
+FORMAT = FORMATS["rh"]
+EXPORT, DICTIONARY = FORMAT.file("export"), FORMAT.file("dictionary")
+PROJECT = FORMAT.redcap
+KEYS = list(EXPORT.columns)
+DAG = PROJECT.data_access_group  # exported after the keys when the project has data access groups
 # REDCap's field types with choices it implies whatever the dictionary's choices column says
 IMPLICIT_CHOICES = {"yesno": {"1": "Yes", "0": "No"}, "truefalse": {"1": "True", "0": "False"}}
 CHOICE_TYPES = ("radio", "dropdown", "checkbox")
 NOT_EXPORTED = ("descriptive",)  # display-only fields: no column in an export
-EVENT_FORMS = {"screening_arm_1": ("demographics", "prom"), "trial_arm_1": ("trial",),
-               "implant_arm_1": ("implant",), "month_3_arm_1": ("prom",), "month_6_arm_1": ("prom",),
-               "month_12_arm_1": ("prom",), "month_24_arm_1": ("prom",), "month_36_arm_1": ("prom",)}
 PCS_ITEMS = [f"pcs_{i:02d}" for i in range(1, 14)]
 
 
 def data_file(delivery: Delivery) -> str:
     """The export's name for the delivery's cutoff."""
-    return f"DRGDK_DATA_{delivery.cutoff.isoformat()}.csv"
+    return EXPORT.file_name(delivery.cutoff)
 
 
 class Dictionary:
@@ -110,12 +102,13 @@ def checkbox_column(field: str, code: str) -> str:
 
 def read_dictionary(delivery: Delivery) -> Dictionary:
     """Read and check the data dictionary; reject it when it breaks REDCap's column set."""
-    text = read_text(delivery.folder / DICTIONARY, DICTIONARY, "utf-8")
-    rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
+    name, columns = DICTIONARY.file_name(delivery.cutoff), list(DICTIONARY.columns)
+    text = read_text(delivery.folder / name, name, DICTIONARY.dialect.encoding)
+    rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff")), delimiter=DICTIONARY.dialect.delimiter))
     if not rows:
-        raise FileRejected(DICTIONARY, "file.empty", "the data dictionary is empty")
-    check_columns(DICTIONARY, rows[0], DICTIONARY_COLUMNS)
-    return Dictionary([dict(zip(DICTIONARY_COLUMNS, r, strict=False)) for r in rows[1:] if r])
+        raise FileRejected(name, "file.empty", "the data dictionary is empty")
+    check_columns(name, rows[0], columns)
+    return Dictionary([dict(zip(columns, r, strict=False)) for r in rows[1:] if r])
 
 
 class _Record:
@@ -156,7 +149,8 @@ def read_rh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonymi
     columns = _found_columns(delivery, file, dictionary)
 
     def records() -> Iterator[tuple[int, dict[str, str]]]:
-        return read_records(delivery.folder / file, file, encoding="utf-8-sig", delimiter=",", columns=columns)
+        return read_records(delivery.folder / file, file, encoding=EXPORT.dialect.python_encoding,
+                            delimiter=EXPORT.dialect.delimiter, columns=columns, line_end=EXPORT.dialect.line_end)
 
     keys: dict[str, str | None] = {}  # REDCap record id -> pseudonym, from the screening rows (a first pass)
     for _row, record in records():
@@ -169,8 +163,9 @@ def read_rh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonymi
         fields = int(record.pop("__fields__"))
         event = record["redcap_event_name"]
         form = record["redcap_repeat_instrument"] or None
-        forms = (form,) if form else EVENT_FORMS.get(event, ())
-        if not form and event not in EVENT_FORMS:
+        event_forms = PROJECT.instruments_at(event)
+        forms = (form,) if form else event_forms or ()
+        if not form and event_forms is None:
             ctx = staged.context(file, row, pseudonymize, smap)
             ctx.fail("redcap_event_name", "code.unknown", f"{event!r} is not an event of the project")
             continue
@@ -200,27 +195,17 @@ def read_rh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonymi
             FORM_READERS[name](reader, event)
 
 
-def remove_explanted_generators(con: duckdb.DuckDBPyConnection, delivery_id: str) -> None:
-    """REDCap keeps the generator on the implant form; the patient's (first recorded) explant removes it."""
-    con.execute("""
-        update staging.pending_devices d set status = 'removed', status_date = e.day
-        from (select patient_key, arg_min(date, fact_seq) as day from staging.pending_procedures
-              where delivery_id = $id and procedure = 'explant' group by patient_key) e
-        where d.delivery_id = $id and d.patient_key = e.patient_key and d.device_type = 'generator'
-          and d.placed_date <= e.day""", {"id": delivery_id})
-
-
 def _found_columns(delivery: Delivery, file: str, dictionary: Dictionary) -> list[str]:
     """The export's header, checked against the columns the dictionary implies (with or without the DAG column)."""
-    text = first_line(delivery.folder / file, file, "utf-8")
-    if not text.startswith("\ufeff"):
+    text = first_line(delivery.folder / file, file, EXPORT.dialect.encoding)
+    if EXPORT.dialect.byte_order_mark == "required" and not text.startswith("\ufeff"):
         raise FileRejected(file, "file.encoding", "the export lacks REDCap's UTF-8 byte order mark")
-    first = next(csv.reader(io.StringIO(text[1:])), [])
+    first = next(csv.reader(io.StringIO(text.removeprefix("\ufeff")), delimiter=EXPORT.dialect.delimiter), [])
     expected = dictionary.export_columns()
     if DAG in first:
         expected = [*KEYS, DAG, *expected[len(KEYS):]]
     if len(first) == 1 and ";" in first[0] and first[0].split(";") == expected:
-        raise FileRejected(file, "file.delimiter", "fields are separated by ';', not ','")
+        raise FileRejected(file, "file.delimiter", f"fields are separated by ';', not {EXPORT.dialect.delimiter!r}")
     check_columns(file, first, expected)
     return expected
 
@@ -287,7 +272,8 @@ def _implant(r: _Record, event: str) -> None:
     if ctx.ok_since(mark):
         ctx.add("procedures", procedure="implant", date=day, end_date=None, trial_success=None, device_ref=None,
                 reason=None)
-        ctx.add("devices", device_ref=f"rh:{r.row['record_id']}:ipg", device_type="generator", model=model,
+        ctx.add("devices", device_ref=FORMAT.device_ref.generator(record_id=r.row["record_id"]),
+                device_type="generator", model=model,
                 serial=serial, placed_date=day, level=None, side=None, status="active", status_date=day)
 
 
@@ -306,7 +292,8 @@ def _lead(r: _Record, event: str) -> None:
     status = r.code("lead_status", "lead_status")
     status_date = r.date("lead_status_date")
     if ctx.ok:
-        ctx.add("devices", device_ref=f"rh:{r.row['record_id']}:lead:{r.row['redcap_repeat_instance']}",
+        ctx.add("devices", device_ref=FORMAT.device_ref.lead(r.row["redcap_repeat_instance"],
+                                                             record_id=r.row["record_id"]),
                 device_type="lead", model=None, serial=serial, placed_date=placed, level=level, side=side,
                 status=status, status_date=status_date)
 

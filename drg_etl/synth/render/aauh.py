@@ -1,4 +1,5 @@
-"""aauh: a FHIR R4 bulk export from the regional EHR, one NDJSON file per type (extracts.md "aauh").
+"""aauh: a FHIR R4 bulk export from the regional EHR, one NDJSON file per type (extracts.md "aauh"; files as
+drg_etl.core.formats declares them).
 
 Resources are written as plain JSON (the tests validate every line with fhir.resources);
 ids are the EHR's own, random but fixed by the seed.
@@ -18,7 +19,6 @@ from drg_etl.synth.design import KIND_RULES
 from drg_etl.synth.model import Person
 from drg_etl.synth.render.base import CenterRenderer, implant_of
 
-RESOURCE_TYPES = ("Patient", "Condition", "Procedure", "Device", "Observation")
 MEASURE_FIELDS = {"nrs_average": "NRS-GNS", "nrs_worst": "NRS-MAX", "pcs_total": "PCS"}
 LEAD_STATUS_REASON = {"fractured": "brud", "malfunction": "defekt", "removed": "fjernet",
                       "removed_fragment_retained": "fjernet, fragment efterladt"}
@@ -52,7 +52,8 @@ class AauhRenderer(CenterRenderer):
         super().__init__(inbox, cutoff, seed)
         self.map = source_map("aauh")
         self.systems = self.map.spec["systems"]
-        self.sinks = {rt: NdjsonSink(self.folder / f"{rt}.ndjson") for rt in RESOURCE_TYPES}
+        # by resource type (a file's role)
+        self.sinks = {f.role: NdjsonSink(self.folder / f.file_name(cutoff)) for f in self.format.files}
         self.patient_ids: dict[int, str] = {}
         self.last_observation: dict[int, dict[str, Any]] = {}
 
@@ -174,18 +175,18 @@ class AauhRenderer(CenterRenderer):
                 row = self.sinks["Patient"].write({
                     "resourceType": "Patient", "id": rid,
                     "identifier": [{"system": self.systems["cpr"], "value": "12345678"}], "gender": "female"})
-                self.defect("Patient.ndjson", row, "identifier", rule_id, kind, None, rid)
+                self.defect(self.file_name("Patient"), row, "identifier", rule_id, kind, None, rid)
             elif kind == "no_demographics":
                 nobody = self.new_id(self.defect_rng)
                 obs = self._observation(nobody, "NRS-GNS", dt.date(2017, 3, 3), 5.5, self.defect_rng)
                 row = self.sinks["Observation"].write(obs)
-                self.defect("Observation.ndjson", row, "subject", rule_id, kind, None, obs["id"])
+                self.defect(self.file_name("Observation"), row, "subject", rule_id, kind, None, obs["id"])
             return
         pid = self.patient_ids[person.person_no]
         if kind == "duplicate":
             obs = self.last_observation[person.person_no]
             row = self.sinks["Observation"].write(obs)
-            self.defect("Observation.ndjson", row, None, rule_id, kind, person, obs["id"])
+            self.defect(self.file_name("Observation"), row, None, rule_id, kind, person, obs["id"])
             return
         if kind in ("score_out_of_range", "code_unknown", "date_after_cutoff"):
             day = self.cutoff + dt.timedelta(days=33) if kind == "date_after_cutoff" else dt.date(2017, 6, 1)
@@ -195,7 +196,7 @@ class AauhRenderer(CenterRenderer):
             column = {"score_out_of_range": "valueQuantity.value", "code_unknown": "code",
                       "date_after_cutoff": "effectiveDateTime"}[kind]
             row = self.sinks["Observation"].write(obs)
-            self.defect("Observation.ndjson", row, column, rule_id, kind, person, obs["id"])
+            self.defect(self.file_name("Observation"), row, column, rule_id, kind, person, obs["id"])
             return
         subject = {"reference": f"Patient/{pid}"}
         if kind == "missing_required":
@@ -203,7 +204,7 @@ class AauhRenderer(CenterRenderer):
             row = self.sinks["Procedure"].write({
                 "resourceType": "Procedure", "id": rid, "status": "completed",
                 "code": self._coding("procedure", "REPOSITION"), "subject": subject})
-            self.defect("Procedure.ndjson", row, "performed[x]", rule_id, kind, person, rid)
+            self.defect(self.file_name("Procedure"), row, "performed[x]", rule_id, kind, person, rid)
         elif kind == "lead_never_placed":
             rid = self.new_id(self.defect_rng)
             row = self.sinks["Device"].write({
@@ -211,7 +212,7 @@ class AauhRenderer(CenterRenderer):
                 "manufacturer": "Abbott", "modelNumber": "Slim-Tip DRG lead 50 cm", "serialNumber": "10000001",
                 "patient": subject, "status": "inactive", "note": [{"text": "L4 venstre"}],
                 "statusReason": [{"text": "brud"}]})
-            self.defect("Device.ndjson", row, "id", rule_id, kind, person, rid)
+            self.defect(self.file_name("Device"), row, "id", rule_id, kind, person, rid)
 
     def end_block(self) -> None:
         """Forget the block's ids."""
@@ -220,7 +221,7 @@ class AauhRenderer(CenterRenderer):
 
     def record_counts(self) -> dict[str, int]:
         """Lines per file."""
-        return {f"{rt}.ndjson": sink.row for rt, sink in self.sinks.items()}
+        return {sink.path.name: sink.row for sink in self.sinks.values()}
 
     def close(self) -> list[Path]:
         """Close the five files."""

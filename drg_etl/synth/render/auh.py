@@ -1,4 +1,5 @@
-"""auh: five CSV files, Windows-1252, ';', CRLF, decimal comma, dd-mm-yyyy (extracts.md "auh")."""
+"""auh: five CSV files, Windows-1252, ';', CRLF, decimal comma, dd-mm-yyyy (extracts.md "auh"; files, columns and
+text as drg_etl.core.formats declares them)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,7 @@ from pathlib import Path
 from drg_etl.core.mappings import source_map
 from drg_etl.synth.design import KIND_RULES
 from drg_etl.synth.model import Measurement, Person, Procedure
-from drg_etl.synth.render.base import CenterRenderer, CsvSink, explant_of, implant_of
-
-HEADERS = {
-    "patienter.csv": ["CPR", "Køn", "Smertelokalisation", "Diagnose"],
-    "procedurer.csv": ["CPR", "Dato", "Slutdato", "Procedurekode", "Beskrivelse", "Resultat"],
-    "udstyr.csv": ["CPR", "Type", "Model", "Serienr", "Implantationsdato", "Niveau", "Side", "Status",
-                   "Statusdato"],
-    "prom.csv": ["CPR", "Dato", "Tidspunkt", "NRS_gns", "NRS_max", "PCS"],
-    "komplikationer.csv": ["CPR", "Dato", "Type", "Permanent", "Note"],
-}
+from drg_etl.synth.render.base import CenterRenderer, csv_sink, explant_of, implant_of
 
 
 def auh_date(day: dt.date | None) -> str:
@@ -41,11 +33,7 @@ class AuhRenderer(CenterRenderer):
     def __init__(self, inbox: Path, cutoff: dt.date, seed: int) -> None:
         super().__init__(inbox, cutoff, seed)
         self.map = source_map("auh")
-        self.sinks = {
-            name: CsvSink(self.folder / name, header, encoding="cp1252", delimiter=";",
-                          lineterminator="\r\n")
-            for name, header in HEADERS.items()
-        }
+        self.sinks = {f.role: csv_sink(self.folder, f, cutoff) for f in self.format.files}  # by role
         self._cpr_spelling: dict[int, bool] = {}
 
     # -- rendering ---------------------------------------------------------------------
@@ -81,32 +69,32 @@ class AuhRenderer(CenterRenderer):
         cpr = self.cpr_text(person)
         if "sex_mismatch" in hints:
             other = "female" if person.sex == "male" else "male"
-            row = self.sinks["patienter.csv"].write(self._patient_row(person, sex=other))
-            self.defect("patienter.csv", row, "Køn", "cpr.sex_mismatch", "sex_mismatch", person)
+            row = self.sinks["patients"].write(self._patient_row(person, sex=other))
+            self.defect(self.file_name("patients"), row, "Køn", "cpr.sex_mismatch", "sex_mismatch", person)
         else:
-            self.sinks["patienter.csv"].write(self._patient_row(person))
+            self.sinks["patients"].write(self._patient_row(person))
         for proc in sorted(facts["procedures"], key=lambda p: p.date):
             result = "" if proc.trial_success is None else ("Positiv" if proc.trial_success else "Negativ")
-            self.sinks["procedurer.csv"].write([
+            self.sinks["procedures"].write([
                 cpr, auh_date(proc.date), auh_date(proc.end_date), self.map.to_label("procedure", proc.kind),
                 self._description(proc), result])
         status = self.map.labels["lead_status"]
         inverse = {v: k for k, v in reversed(list(status.items()))}
         for ipg in facts["generators"]:
-            self.sinks["udstyr.csv"].write([
+            self.sinks["devices"].write([
                 cpr, "Generator", ipg.model, ipg.serial, auh_date(ipg.placed), "", "",
                 inverse[ipg.status], auh_date(ipg.status_date)])
         for lead in facts["leads"]:
-            self.sinks["udstyr.csv"].write([
+            self.sinks["devices"].write([
                 cpr, "Elektrode", lead.model, lead.serial, auh_date(lead.placed), lead.level,
                 self.map.to_label("side", lead.side), inverse[lead.status], auh_date(lead.status_date)])
         for m in sorted(facts["measurements"], key=lambda m: m.date):
-            self.sinks["prom.csv"].write(self._prom_row(person, m))
+            self.sinks["measurements"].write(self._prom_row(person, m))
         for c in sorted(facts["complications"], key=lambda c: c.date):
             note = c.note
             if self.rng.random() < 0.15:
                 note = f"{note}\nKontrol aftalt; pt. informeret"
-            self.sinks["komplikationer.csv"].write([
+            self.sinks["complications"].write([
                 cpr, auh_date(c.date), self.map.to_label("complication", c.kind),
                 "Ja" if c.permanent else "Nej", note])
 
@@ -140,12 +128,12 @@ class AuhRenderer(CenterRenderer):
             if kind == "conflict":
                 diagnoses = self.defect_rng.sample(list(self.map.labels["diagnosis"]), 2)
                 for diagnosis in diagnoses:
-                    row = self.sinks["patienter.csv"].write([phantom.digits, "M" if phantom.sex == "male" else "K",
+                    row = self.sinks["patients"].write([phantom.digits, "M" if phantom.sex == "male" else "K",
                                                              "Underekstremitet", diagnosis])
-                    self.defect("patienter.csv", row, "Diagnose", rule_id, kind, None)
+                    self.defect(self.file_name("patients"), row, "Diagnose", rule_id, kind, None)
             elif kind == "no_demographics":
-                row = self.sinks["komplikationer.csv"].write([phantom.digits, "14-03-2017", "Infektion", "Nej", ""])
-                self.defect("komplikationer.csv", row, "CPR", rule_id, kind, None)
+                row = self.sinks["complications"].write([phantom.digits, "14-03-2017", "Infektion", "Nej", ""])
+                self.defect(self.file_name("complications"), row, "CPR", rule_id, kind, None)
             return
         cpr = self.cpr_text(person)
         facts = person.at(self.center)
@@ -159,36 +147,36 @@ class AuhRenderer(CenterRenderer):
                 values[1] = "31-02-2016"
             elif kind == "score_out_of_range":
                 values[3] = "11,5"
-            row = self.sinks["prom.csv"].write(values)
-            self.defect("prom.csv", row, column, rule_id, kind, person)
+            row = self.sinks["measurements"].write(values)
+            self.defect(self.file_name("measurements"), row, column, rule_id, kind, person)
             return
         implant = implant_of(person, self.center)
         if kind == "date_after_cutoff":
             day = self.cutoff + dt.timedelta(days=75)
-            row = self.sinks["komplikationer.csv"].write([cpr, auh_date(day), "Andet", "Nej", "Kontrol"])
-            self.defect("komplikationer.csv", row, "Dato", rule_id, kind, person)
+            row = self.sinks["complications"].write([cpr, auh_date(day), "Andet", "Nej", "Kontrol"])
+            self.defect(self.file_name("complications"), row, "Dato", rule_id, kind, person)
         elif kind == "code_unknown":
-            row = self.sinks["procedurer.csv"].write([cpr, auh_date(implant.date + dt.timedelta(days=40)), "",
+            row = self.sinks["procedures"].write([cpr, auh_date(implant.date + dt.timedelta(days=40)), "",
                                                       "DRG-REVIS", "Revision", ""])
-            self.defect("procedurer.csv", row, "Procedurekode", rule_id, kind, person)
+            self.defect(self.file_name("procedures"), row, "Procedurekode", rule_id, kind, person)
         elif kind == "missing_required":
-            row = self.sinks["komplikationer.csv"].write([cpr, auh_date(implant.date + dt.timedelta(days=20)), "",
+            row = self.sinks["complications"].write([cpr, auh_date(implant.date + dt.timedelta(days=20)), "",
                                                           "Nej", "Type ikke udfyldt"])
-            self.defect("komplikationer.csv", row, "Type", rule_id, kind, person)
+            self.defect(self.file_name("complications"), row, "Type", rule_id, kind, person)
         elif kind == "implant_without_trial":
-            row = self.sinks["procedurer.csv"].write([cpr, "12-05-2016", "", "DRG-IMPL",
+            row = self.sinks["procedures"].write([cpr, "12-05-2016", "", "DRG-IMPL",
                                                       "Implantation af DRG-stimulator", ""])
-            self.defect("procedurer.csv", row, "Procedurekode", rule_id, kind, person)
+            self.defect(self.file_name("procedures"), row, "Procedurekode", rule_id, kind, person)
         elif kind == "explant_before_implant":
-            row = self.sinks["procedurer.csv"].write([cpr, auh_date(implant.date - dt.timedelta(days=10)), "",
+            row = self.sinks["procedures"].write([cpr, auh_date(implant.date - dt.timedelta(days=10)), "",
                                                       "DRG-EKSPL", "Eksplantation af DRG-system", ""])
-            self.defect("procedurer.csv", row, "Dato", rule_id, kind, person)
+            self.defect(self.file_name("procedures"), row, "Dato", rule_id, kind, person)
         elif kind == "followup_outside_window":
             m = self.defect_rng.choice(facts["measurements"])
             values = self._prom_row(person, m)
             values[1], values[2] = auh_date(self.mislabelled_24_month_date(person, 13)), "24 mdr"
-            row = self.sinks["prom.csv"].write(values)
-            self.defect("prom.csv", row, "Dato", rule_id, kind, person)
+            row = self.sinks["measurements"].write(values)
+            self.defect(self.file_name("measurements"), row, "Dato", rule_id, kind, person)
 
     def end_block(self) -> None:
         """Forget the block's CPR spellings."""
@@ -196,7 +184,7 @@ class AuhRenderer(CenterRenderer):
 
     def record_counts(self) -> dict[str, int]:
         """Data rows per file."""
-        return {name: sink.row - 1 for name, sink in self.sinks.items()}
+        return {sink.path.name: sink.row - 1 for sink in self.sinks.values()}
 
     def close(self) -> list[Path]:
         """Close the five files."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from drg_etl.core.dates import add_months
+from drg_etl.core.formats import FORMATS, SourceFile
 from drg_etl.core.rules import rule
 from drg_etl.synth.model import Person
 
@@ -74,6 +75,18 @@ class CsvSink:
         self._handle.close()
 
 
+def csv_sink(folder: Path, source: SourceFile, cutoff: dt.date, header: Sequence[str] | None = None) -> CsvSink:
+    """A sink for a declared CSV file, written as its format says; ``header`` where the format fixes only the
+    leading columns (REDCap's export: the project's fields follow)."""
+    text = source.dialect
+    if text is None:
+        raise ValueError(f"{source.name} is not a CSV file")
+    # where the format does not fix the line end (REDCap), the generator writes \n
+    return CsvSink(folder / source.file_name(cutoff), source.columns if header is None else header,
+                   encoding=text.encoding, delimiter=text.delimiter, lineterminator=text.line_end or "\n",
+                   bom=text.byte_order_mark != "absent")
+
+
 class CenterRenderer:
     """Writes one center's delivery. Subclasses render persons and the extra rows of defects."""
 
@@ -85,11 +98,16 @@ class CenterRenderer:
         self.cutoff = cutoff
         self.delivery = cutoff.isoformat()
         self.folder = inbox / self.center / self.delivery
+        self.format = FORMATS[self.center]
         self.folder.mkdir(parents=True, exist_ok=True)
         self.rng = random.Random(f"{seed}:render:{self.center}")
         # Defects draw from their own stream, so the rest of a delivery is the same with --clean.
         self.defect_rng = random.Random(f"{seed}:defects:{self.center}")
         self.defects: list[Defect] = []
+
+    def file_name(self, role: str) -> str:
+        """The name of this delivery's file of ``role`` in the center's format."""
+        return self.format.file(role).file_name(self.cutoff)
 
     def defect(self, file: str, row: int, column: str | None, rule_id: str, kind: str,
                person: Person | None, resource_id: str | None = None) -> None:

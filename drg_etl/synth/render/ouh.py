@@ -1,4 +1,5 @@
-"""ouh: one hand-kept workbook, DRG_registrering.xlsx (extracts.md "ouh").
+"""ouh: one hand-kept workbook, DRG_registrering.xlsx (extracts.md "ouh"; sheets and columns as
+drg_etl.core.formats declares them).
 
 Dates are Excel dates, with some typed as text ``dd.mm.yyyy``; a ``Note:`` row may stand
 below the last record. The workbook is streamed (openpyxl write-only) and its zip entries
@@ -16,43 +17,13 @@ from typing import Any
 from openpyxl import Workbook
 
 from drg_etl.core.dates import add_months
+from drg_etl.core.formats import OUH_FOLLOW_UP, OUH_LEAD_SLOTS, OUH_REVISION_SLOTS, sheet_file
 from drg_etl.core.mappings import source_map
 from drg_etl.synth.design import KIND_RULES
 from drg_etl.synth.model import Person
 from drg_etl.synth.render.base import CenterRenderer, explant_of, implant_of
 
-WORKBOOK = "DRG_registrering.xlsx"
-LEAD_SLOTS = 4
-REVISION_SLOTS = 3
-FOLLOW_UP = [("baseline", "baseline"), ("3m", "month_3"), ("6m", "month_6"), ("12m", "month_12"),
-             ("24m", "month_24"), ("36m", "month_36")]
 REVISION_KINDS = ("lead_replacement", "lead_repositioning", "ipg_replacement", "lead_removal")
-
-
-def treatment_header() -> list[str]:
-    """The Treatment sheet's columns."""
-    cols = ["CPR-nr", "Trial start", "Trial end", "Trial outcome", "Implant date", "IPG model", "IPG serial"]
-    for n in range(1, LEAD_SLOTS + 1):
-        cols += [f"Lead {n} level", f"Lead {n} serial", f"Lead {n} status"]
-    for n in range(1, REVISION_SLOTS + 1):
-        cols += [f"Revision {n} date", f"Revision {n} type", f"Revision {n} lead"]
-    return [*cols, "Explant date", "Explant reason"]
-
-
-def follow_up_header() -> list[str]:
-    """The Follow-up sheet's columns."""
-    cols = ["CPR-nr"]
-    for tp, _ in FOLLOW_UP:
-        cols += [f"Date {tp}", f"NRS avg {tp}", f"NRS worst {tp}", f"PCS {tp}"]
-    return cols
-
-
-HEADERS = {
-    "Patients": ["CPR-nr", "Gender", "Pain area", "Diagnosis"],
-    "Treatment": treatment_header(),
-    "Follow-up": follow_up_header(),
-    "Complications": ["CPR-nr", "Date", "Complication", "Permanent harm", "Comment"],
-}
 
 
 class OuhRenderer(CenterRenderer):
@@ -64,19 +35,26 @@ class OuhRenderer(CenterRenderer):
     def __init__(self, inbox: Path, cutoff: dt.date, seed: int) -> None:
         super().__init__(inbox, cutoff, seed)
         self.map = source_map("ouh")
+        self.timepoints = self.map.spec["follow_up_columns"]  # the Follow-up sheet's suffix -> timepoint
+        self.book = self.format.file("workbook")
         self.workbook = Workbook(write_only=True)
         self.notes: dict[str, int] = {}
-        self.sheets = {}
+        self.sheets = {}  # by the sheet's role
         self.rows = {}
-        for name, header in HEADERS.items():
-            sheet = self.workbook.create_sheet(name)
-            sheet.append(header)
-            self.sheets[name], self.rows[name] = sheet, 1
+        for declared in self.book.sheets:
+            sheet = self.workbook.create_sheet(declared.name)
+            sheet.append(list(declared.columns))
+            self.sheets[declared.role], self.rows[declared.role] = sheet, 1
 
     def _append(self, sheet: str, values: list[Any]) -> int:
+        """Append a row to the sheet of role ``sheet``; return its row number."""
         self.sheets[sheet].append(values)
         self.rows[sheet] += 1
         return self.rows[sheet]
+
+    def _file(self, sheet: str) -> str:
+        """The sheet of role ``sheet`` as a file of its own (``<workbook>#<sheet>``)."""
+        return sheet_file(self.book.file_name(self.cutoff), self.book.sheet(sheet).name)
 
     def _date(self, day: dt.date | None) -> dt.date | str | None:
         """An Excel date, or now and then the same date typed as text."""
@@ -91,18 +69,19 @@ class OuhRenderer(CenterRenderer):
         patient = [cpr, self.map.to_label("sex", person.sex),
                    self.rng.choice(self.map.labels_for("pain_location", person.pain_location)),
                    self.map.to_label("diagnosis", person.diagnosis)]
-        self._append("Patients", patient)
+        self._append("patients", patient)
         if "duplicate" in hints:
-            row = self._append("Patients", patient)
-            self.defect(f"{WORKBOOK}#Patients", row, None, "row.duplicate", "duplicate", person)
+            row = self._append("patients", patient)
+            self.defect(self._file("patients"), row, None, "row.duplicate", "duplicate", person)
         self._treatment(person, facts, hints)
         self._follow_up(person, facts, hints)
         for c in sorted(facts["complications"], key=lambda c: c.date):
-            self._append("Complications", [cpr, self._date(c.date), self.map.to_label("complication", c.kind),
+            self._append("complications", [cpr, self._date(c.date), self.map.to_label("complication", c.kind),
                                            "Yes" if c.permanent else "No", c.note or None])
 
     def _treatment(self, person: Person, facts: dict[str, list[Any]], hints: set[str]) -> None:
         cpr = person.cpr.hyphenated()
+        treatment_columns = self.book.sheet("treatments").columns
         procs = sorted(facts["procedures"], key=lambda p: p.date)
         trials = [p for p in procs if p.kind == "trial"]
         others = [p for p in procs if p.kind != "trial"]
@@ -110,13 +89,13 @@ class OuhRenderer(CenterRenderer):
             return
         rows: list[list[Any]] = []
         for trial in trials or [None]:
-            row: list[Any] = [cpr] + [None] * (len(HEADERS["Treatment"]) - 1)
+            row: list[Any] = [cpr] + [None] * (len(treatment_columns) - 1)
             if trial is not None:
                 row[1:4] = [self._date(trial.date), self._date(trial.end_date),
                             "Success" if trial.trial_success else "Failure"]
             rows.append(row)
         row = rows[-1]
-        col = {name: i for i, name in enumerate(HEADERS["Treatment"])}
+        col = {name: i for i, name in enumerate(treatment_columns)}
         numbers = {lead.lead_id: n for n, lead in enumerate(facts["leads"], start=1)}
         implant = next((p for p in others if p.kind == "implant"), None)
         if implant is not None:
@@ -143,12 +122,12 @@ class OuhRenderer(CenterRenderer):
             day = implant.date + dt.timedelta(days=self.defect_rng.randint(30, 90))
             row[col[f"Revision {n} date"]] = day
             row[col[f"Revision {n} type"]] = "Lead repositioning"
-            row[col[f"Revision {n} lead"]] = LEAD_SLOTS
+            row[col[f"Revision {n} lead"]] = OUH_LEAD_SLOTS
             never_placed_row = f"Revision {n} lead"
         for values in rows:
-            number = self._append("Treatment", values)
+            number = self._append("treatments", values)
         if never_placed_row is not None:
-            self.defect(f"{WORKBOOK}#Treatment", number, never_placed_row, "lead.never_placed",
+            self.defect(self._file("treatments"), number, never_placed_row, "lead.never_placed",
                         "lead_never_placed", person)
 
     def _follow_up(self, person: Person, facts: dict[str, list[Any]], hints: set[str]) -> None:
@@ -157,17 +136,17 @@ class OuhRenderer(CenterRenderer):
         if not by_tp and not bad_baseline:
             return
         values: list[Any] = [person.cpr.hyphenated()]
-        for _, tp in FOLLOW_UP:
-            m = by_tp.get(tp)
+        for suffix in OUH_FOLLOW_UP:
+            m = by_tp.get(self.timepoints[suffix])
             if m is None:
                 values += [None] * 4
             else:
                 values += [self._date(m.date), m.nrs_average, m.nrs_worst, m.pcs_total]
         if bad_baseline:
             values[1:5] = [dt.date(2016, 3, 1), 14.0, 9, 30]
-        row = self._append("Follow-up", values)
+        row = self._append("follow_up", values)
         if bad_baseline:
-            self.defect(f"{WORKBOOK}#Follow-up", row, "NRS avg baseline", "score.out_of_range",
+            self.defect(self._file("follow_up"), row, "NRS avg baseline", "score.out_of_range",
                         "score_out_of_range", person)
 
     # -- defects -------------------------------------------------------------------------
@@ -177,8 +156,8 @@ class OuhRenderer(CenterRenderer):
         if kind == "lead_never_placed":
             implant = implant_of(person, self.center)
             revisions = [p for p in facts["procedures"] if p.kind in REVISION_KINDS]
-            return (implant is not None and len(facts["leads"]) < LEAD_SLOTS
-                    and len(revisions) < REVISION_SLOTS and explant_of(person) is None
+            return (implant is not None and len(facts["leads"]) < OUH_LEAD_SLOTS
+                    and len(revisions) < OUH_REVISION_SLOTS and explant_of(person) is None
                     and add_months(implant.date, 3) < self.cutoff)
         if kind == "score_out_of_range":
             return person.profile == "screened_only" and self.center in person.centers
@@ -197,12 +176,12 @@ class OuhRenderer(CenterRenderer):
             phantom = phantom_cpr(self.defect_rng.randrange(10_000, 20_000), self.defect_rng)
             if kind == "conflict":
                 for diagnosis in self.defect_rng.sample(list(self.map.labels["diagnosis"]), 2):
-                    row = self._append("Patients", [phantom.hyphenated(), "M" if phantom.sex == "male" else "F",
+                    row = self._append("patients", [phantom.hyphenated(), "M" if phantom.sex == "male" else "F",
                                                     "Knee", diagnosis])
-                    self.defect(f"{WORKBOOK}#Patients", row, "Diagnosis", rule_id, kind, None)
+                    self.defect(self._file("patients"), row, "Diagnosis", rule_id, kind, None)
             elif kind == "cpr_invalid":
-                row = self._append("Complications", ["31O585-1234", dt.date(2017, 5, 2), "Infection", "No", None])
-                self.defect(f"{WORKBOOK}#Complications", row, "CPR-nr", rule_id, kind, None)
+                row = self._append("complications", ["31O585-1234", dt.date(2017, 5, 2), "Infection", "No", None])
+                self.defect(self._file("complications"), row, "CPR-nr", rule_id, kind, None)
             return
         cpr = person.cpr.hyphenated()
         implant = implant_of(person, self.center)
@@ -214,22 +193,22 @@ class OuhRenderer(CenterRenderer):
             "date_before_2010": ([cpr, dt.date(2009, 6, 15), "Other", "No", None], "Date"),
         }
         values, column = cells[kind]
-        row = self._append("Complications", values)
-        self.defect(f"{WORKBOOK}#Complications", row, column, rule_id, kind, person)
+        row = self._append("complications", values)
+        self.defect(self._file("complications"), row, column, rule_id, kind, person)
 
     def record_counts(self) -> dict[str, int]:
         """Rows per sheet, less the header and the notes."""
-        return {f"{WORKBOOK}#{name}": rows - 1 - self.notes.get(name, 0) for name, rows in self.rows.items()}
+        return {self._file(role): rows - 1 - self.notes.get(role, 0) for role, rows in self.rows.items()}
 
     def close(self) -> list[Path]:
         """Add the notes, save, and fix the zip timestamps."""
-        self.notes = {"Treatment": 1, "Complications": 1}
-        self._append("Treatment", ["Note: revisions before 2015 entered from paper charts"])
-        self._append("Complications", ["Note: permanent harm as judged at 12 months"])
+        self.notes = {"treatments": 1, "complications": 1}
+        self._append("treatments", ["Note: revisions before 2015 entered from paper charts"])
+        self._append("complications", ["Note: permanent harm as judged at 12 months"])
         stamp = dt.datetime.combine(self.cutoff, dt.time())
         self.workbook.properties.created = stamp
         self.workbook.properties.modified = stamp
-        path = self.folder / WORKBOOK
+        path = self.folder / self.book.file_name(self.cutoff)
         self.workbook.save(path)
         _fix_zip_timestamps(path, stamp)
         return [path]

@@ -1,4 +1,5 @@
-"""rh: REDCap raw export (codes), UTF-8 with BOM, plus the data dictionary (extracts.md "rh")."""
+"""rh: REDCap raw export (codes), UTF-8 with BOM, plus the data dictionary (extracts.md "rh"; files, key columns
+and text as drg_etl.core.formats declares them)."""
 
 from __future__ import annotations
 
@@ -10,16 +11,11 @@ from drg_etl.core.mappings import source_map
 from drg_etl.synth.design import KIND_RULES
 from drg_etl.synth.model import Measurement, Person
 from drg_etl.synth.render import rh_project as project
-from drg_etl.synth.render.base import CenterRenderer, CsvSink, implant_of
+from drg_etl.synth.render.base import CenterRenderer, csv_sink, implant_of
 
 EVENTS = {"baseline": "screening_arm_1", "month_3": "month_3_arm_1", "month_6": "month_6_arm_1",
           "month_12": "month_12_arm_1", "month_24": "month_24_arm_1", "month_36": "month_36_arm_1"}
 SURGERY_KINDS = ("lead_replacement", "lead_repositioning", "ipg_replacement", "lead_removal", "explant")
-
-
-def data_file_name(cutoff: dt.date) -> str:
-    """``DRGDK_DATA_<cutoff>.csv``."""
-    return f"DRGDK_DATA_{cutoff.isoformat()}.csv"
 
 
 class RhRenderer(CenterRenderer):
@@ -31,11 +27,10 @@ class RhRenderer(CenterRenderer):
     def __init__(self, inbox: Path, cutoff: dt.date, seed: int) -> None:
         super().__init__(inbox, cutoff, seed)
         self.map = source_map("rh")
-        self.file = data_file_name(cutoff)
+        self.file = self.file_name("export")
         self.header = project.export_header()
         self.index = {name: i for i, name in enumerate(self.header)}
-        self.sink = CsvSink(self.folder / self.file, self.header, encoding="utf-8", delimiter=",",
-                            lineterminator="\n", bom=True)
+        self.sink = csv_sink(self.folder, self.format.file("export"), cutoff, self.header)
         self.next_record = 1
         self.records: dict[int, tuple[str, dict[str, int]]] = {}
         self.empty_rows: list[int] = []
@@ -209,8 +204,7 @@ class RhRenderer(CenterRenderer):
     def close(self) -> list[Path]:
         """Close the export and write the data dictionary."""
         self.sink.close()
-        dictionary = CsvSink(self.folder / "DRGDK_DataDictionary.csv", project.DICTIONARY_COLUMNS,
-                             encoding="utf-8", delimiter=",", lineterminator="\n", bom=True)
+        dictionary = csv_sink(self.folder, self.format.file("dictionary"), self.cutoff)
         for row in project.dictionary_rows():
             dictionary.write(row)
         dictionary.close()

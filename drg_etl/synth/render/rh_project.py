@@ -8,15 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from drg_etl.core.formats import FORMATS
 from drg_etl.core.levels import SPINAL_LEVELS
 
-DICTIONARY_COLUMNS = [
-    "Variable / Field Name", "Form Name", "Section Header", "Field Type", "Field Label",
-    "Choices, Calculations, OR Slider Labels", "Field Note", "Text Validation Type OR Show Slider Number",
-    "Text Validation Min", "Text Validation Max", "Identifier?", "Branching Logic (Show field only if...)",
-    "Required Field?", "Custom Alignment", "Question Number (surveys only)", "Matrix Group Name",
-    "Matrix Ranking?", "Field Annotation",
-]
 PCS_CHOICES = {0: "Not at all", 1: "To a slight degree", 2: "To a moderate degree", 3: "To a great degree",
                4: "All the time"}
 
@@ -106,7 +100,7 @@ FORMS = list(dict.fromkeys(f.form for f in FIELDS))
 
 def export_header() -> list[str]:
     """The raw export's columns in REDCap's order: keys, then each form's fields and ``<form>_complete``."""
-    header = ["record_id", "redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance"]
+    header = list(FORMATS["rh"].file("export").columns)  # REDCap's keys
     for form in FORMS:
         for f in FIELDS:
             if f.form == form and f.name != "record_id":
@@ -116,7 +110,7 @@ def export_header() -> list[str]:
 
 
 def dictionary_rows() -> list[list[str]]:
-    """The data dictionary, one row per field, in REDCap's standard column set."""
+    """The data dictionary, one row per field, in REDCap's standard column set (the format's dictionary columns)."""
     rows = []
     for f in FIELDS:
         rows.append([f.name, f.form, "", f.type, f.label, f.choices_text(), "", f.validation,
