@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -196,3 +197,70 @@ def test_an_unclosed_quote_is_a_finding_and_no_text_of_the_records_it_swallowed_
                      for row in _query(warehouse, f"select * from {table}"))
     assert "swallowed text" not in dump
     assert "unclosed note" in dump  # the text before the line break is the record's own
+
+
+HOSTILE = ["", "   ", "NaN", "nan", "inf", "-inf", "Infinity", "1e400", "-1", "9" * 40, "0x1A", "1_000", "٣",
+           "１０", "\u00a0", "[/x]", "=1/0", "NULL", "None", "true", "31.02.2016", "2016-02-30", "99-99-9999",
+           "x" * 5000, "\t", "'", '"']
+
+
+def _append_hostile_csv(path: Path, encoding: str, delimiter: str, keep_first: int) -> int:
+    """Copies of the file's first record, each with one column (after the first ``keep_first``) set to one hostile
+    value; returns how many were added."""
+    raw = path.read_bytes().decode(encoding)
+    bom = raw.startswith("\ufeff")
+    rows = list(csv.reader(io.StringIO(raw.lstrip("\ufeff"), newline=""), delimiter=delimiter))
+    added = []
+    for column in range(keep_first, len(rows[0])):
+        for value in HOSTILE:
+            try:
+                value.encode(encoding)
+            except UnicodeEncodeError:
+                continue
+            row = list(rows[1])
+            row[column] = value
+            added.append(row)
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter, lineterminator="\r\n").writerows(rows + added)
+    path.write_bytes((("\ufeff" if bom else "") + out.getvalue()).encode(encoding))
+    return len(added)
+
+
+def test_hostile_values_in_every_column_quarantine_rows_never_a_delivery(demo_clean: Generated,
+                                                                           tmp_path: Path) -> None:
+    inbox = _copy(demo_clean, tmp_path)
+    added = 0
+    for file in ("patienter.csv", "procedurer.csv", "udstyr.csv", "prom.csv", "komplikationer.csv"):
+        added += _append_hostile_csv(inbox / "auh" / CUTOFF / file, "cp1252", ";", keep_first=1)
+    added += _append_hostile_csv(next((inbox / "rh" / CUTOFF).glob("DRGDK_DATA_*.csv")), "utf-8", ",",
+                                 keep_first=4)
+    book_path = inbox / "ouh" / CUTOFF / "DRG_registrering.xlsx"
+    book = openpyxl.load_workbook(book_path)
+    numbers = [float("inf"), -1.5, 1e308, 10**20, 3.5, True, 0]
+    for sheet in book.worksheets:
+        first = [c.value for c in sheet[2]]
+        for column in range(1, len(first)):
+            for value in [*HOSTILE[:12], *numbers, None]:
+                row = list(first)
+                row[column] = value
+                sheet.append(row)
+                added += 1
+        merged = list(first)
+        merged[0] = None  # an empty (or merged-down) CPR cell
+        sheet.append(merged)
+        added += 1
+    book.save(book_path)
+    observations = inbox / "aauh" / CUTOFF / "Observation.ndjson"
+    lines = observations.read_text().splitlines()
+    for n, value in enumerate([1e300, -0.0, 10**30]):
+        hostile = json.loads(lines[0])
+        hostile["id"], hostile["valueQuantity"]["value"] = f"h{n}-{hostile['id']}", value
+        lines.append(json.dumps(hostile))
+    observations.write_text("\n".join(lines) + "\n")
+    report = load_inbox(inbox, tmp_path / "w.duckdb", TEST_KEY)
+    assert report.rejected == [] and len(report.loaded) == 4, [f.reason for f in report.files if f.rejected]
+    assert added > 1000
+    read, loaded, quarantined = _query(tmp_path / "w.duckdb", "select sum(rows_read), sum(rows_loaded), "
+                                                              "sum(rows_quarantined) from quality.delivery_files")[0]
+    assert read == loaded + quarantined
+

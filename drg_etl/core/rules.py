@@ -59,6 +59,8 @@ _RULES = [
     Rule("value.missing_required", "error", "completeness", "a required value is missing"),
     Rule("row.duplicate", "error", "plausibility", "an exact duplicate of an earlier record"),
     Rule("row.conflict", "error", "plausibility", "two records disagree about the same fact"),
+    Rule("value.unreadable", "error", "conformance", "a value the reader cannot handle (a NaN, an overflow, a cell "
+         "of another type): the record is quarantined, the delivery loads the rest"),
     Rule("row.no_fact", "error", "completeness", "a record that names a patient but holds no fact to load "
          "(registered, not yet treated; a form marked complete but left empty)"),
     Rule("row.quoting", "error", "conformance", "a quoted field that swallowed a line break and what reads as "

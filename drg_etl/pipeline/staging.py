@@ -25,6 +25,7 @@ from drg_etl.core.sql import read_sql
 from drg_etl.core.tables import PENDING, PENDING_DELIVERIES, PENDING_ISSUES, insert_row
 from drg_etl.pipeline.reconcile import ReconciliationError, quarantined_share, reconcile
 from drg_etl.quality.checks import check_delivery
+from drg_etl.quality.identity import flag_repeated_facts
 from drg_etl.quality.schemas import validate_pending
 from drg_etl.quality.thresholds import superseding_limit
 from drg_etl.sources.base import StagedDelivery
@@ -106,6 +107,7 @@ def check_staged(con: duckdb.DuckDBPyConnection, delivery: Delivery, load_id: st
     if (post_read := FORMATS[delivery.center].post_read) is not None:  # a whole-delivery step of the reader
         con.execute(read_sql(post_read), {"id": delivery_id})
     check_delivery(con, delivery, delivery_id)
+    flag_repeated_facts(con, delivery, delivery_id)
     validate_pending(con, delivery, delivery_id)
     con.execute(read_sql("rules/no_fact.sql"), {"id": delivery_id, "center": delivery.center,
                                                 "cutoff": delivery.cutoff})

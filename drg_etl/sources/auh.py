@@ -60,7 +60,7 @@ def read_auh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonym
                 continue
             ctx.cpr("CPR", record["CPR"])
             ctx.keep_source(record, ("CPR",))
-            READERS[source.role](ctx, record)
+            ctx.guarded(READERS[source.role], ctx, record)
 
 
 def _patient(ctx: RowContext, r: dict[str, str]) -> None:

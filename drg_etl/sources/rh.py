@@ -225,7 +225,7 @@ def read_rh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonymi
             continue
         reader = _Record(ctx, record, dictionary)
         for name in forms:
-            FORM_READERS[name](reader, event)
+            ctx.guarded(FORM_READERS[name], reader, event)
 
 
 def _found_columns(delivery: Delivery, file: str, dictionary: Dictionary) -> list[str]:
