@@ -16,13 +16,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from drg_etl import __version__
 from drg_etl.analysis.national import national_analysis, publishable
 from drg_etl.core.cpr import scrub_cpr
 from drg_etl.core.errors import EXIT_USAGE, DrgEtlError, interrupted_by
 from drg_etl.core.pseudonym import DEMO_KEY, KEY_VARIABLE, OLD_KEY_VARIABLE, key_from_environment
 from drg_etl.fhir.export import export_fhir
 from drg_etl.fhir.package import write_package
-from drg_etl.pipeline.load import LoadReport, load_inbox
+from drg_etl.pipeline.load import FOLDER, LoadReport, load_inbox
 from drg_etl.pipeline.rekey import rekey
 from drg_etl.pipeline.warehouse import check_readable, connect
 from drg_etl.quality.report import quality_report
@@ -31,7 +32,7 @@ from drg_etl.report.data import read_report_data
 from drg_etl.report.html import write_report
 from drg_etl.synth.generate import DEFAULT_SEED, GenerateResult, generate
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="drg-etl: validated, standards-based loads of the Danish DRG-stimulation registry.")
 # Nothing printed is ever read as Rich markup: names, paths and messages come from deliveries and users, and a
 # "[/x]" in them must print as it is. Colour is given as a style, never as markup in the text.
@@ -40,8 +41,16 @@ errors = Console(stderr=True, soft_wrap=True, markup=False)  # one line per erro
 DEBUG = {"on": False}
 
 
+def _version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"drg-etl {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def options(debug: Annotated[bool, typer.Option("--debug", help="show stack traces of errors")] = False) -> None:
+def options(debug: Annotated[bool, typer.Option("--debug", help="show stack traces of errors")] = False,
+            version: Annotated[bool, typer.Option("--version", help="print the version and exit", is_eager=True,
+                                                  callback=_version)] = False) -> None:
     """drg-etl: validated, standards-based loads of the Danish DRG-stimulation registry."""
     DEBUG["on"] = debug
 
@@ -92,7 +101,8 @@ def generate_command(
     if patients is not None and patients < 1:
         _error_line("--patients must be at least 1")
         raise typer.Exit(EXIT_USAGE)
-    result = generate(out, seed=seed, patients=patients, clean=clean, truth=truth)
+    with _errors():
+        result = generate(out, seed=seed, patients=patients, clean=clean, truth=truth)
     _print_generated(result, out)
     if truth:
         console.print(f"Truth: {truth}")
@@ -118,14 +128,16 @@ def print_load(report: LoadReport) -> None:
         table.add_row(f.center, f.delivery, f.file, str(f.rows_read), str(f.rows_loaded), str(f.rows_quarantined),
                       outcome)
     console.print(table)
-    for issue in report.issues[:50]:
+    shown = report.issues[:50]
+    for issue in shown:
         console.print(f"  {issue.describe()}", highlight=False)
-    if len(report.issues) > 50:
-        console.print(f"  ... and {len(report.issues) - 50} more: `drg-etl quality --warehouse ...`")
+    if report.issue_total > len(shown):
+        by_rule = ", ".join(f"{rule} {n}" for rule, n in report.issue_counts.items())
+        console.print(f"  ... {report.issue_total} findings in all ({by_rule}): `drg-etl quality --warehouse ...`",
+                      highlight=False)
     console.print(f"loaded {len(report.loaded)}, already loaded {len(report.skipped)}, "
                   f"rejected {len(report.rejected)} deliveries")
-    odd = {f"{f.center}/{f.delivery}".rstrip("/"): f.reason for f in report.files
-           if f.rule_id == "inbox.not_a_delivery"}
+    odd = {f"{f.center}/{f.delivery}".rstrip("/"): f.reason for f in report.files if f.file == FOLDER}
     for label in report.rejected:
         if label in odd:
             console.print(f"not read: {label}: {odd[label]}", style="red", highlight=False)
@@ -136,17 +148,27 @@ def print_load(report: LoadReport) -> None:
 
 @app.command("load")
 def load_command(
-    inbox: Annotated[Path, typer.Argument(help="inbox folder of center deliveries")],
+    inbox: Annotated[Path, typer.Argument(help="inbox folder of center deliveries", metavar="INBOX")],
     warehouse: Annotated[Path, typer.Option(help="the DuckDB warehouse file")],
     strict: Annotated[bool, typer.Option("--strict", help="also validate every FHIR resource with fhir.resources "
                                                           "(slower; the R4 JSON Schema checks every resource anyway)")
                       ] = False,
+    accept_quarantine: Annotated[bool, typer.Option(
+        "--accept-quarantine", help="write a delivery that supersedes its center although most of its records go "
+                                    "to quarantine (refused by default: read `drg-etl quality` first)")] = False,
 ) -> None:
-    """Load every delivery under INBOX that the warehouse has not seen."""
+    """Load every delivery under INBOX (INBOX/<center>/<YYYY-MM-DD>/) that the warehouse has not seen.
+
+    CPR numbers are pseudonymised with the key in the environment variable DRG_ETL_PSEUDONYM_KEY (64 hex
+    digits; make one with `python -c "import secrets; print(secrets.token_hex(32))"`); the warehouse keeps
+    no CPR number. Exit 0: done; 1: done, but a delivery, file or folder was rejected (each named); 2: nothing
+    was done.
+    """
     with _errors():
         key = key_from_environment()
         with console.status("loading") as status:
-            report = load_inbox(inbox, warehouse, key, progress=lambda text: status.update(text), strict=strict)
+            report = load_inbox(inbox, warehouse, key, progress=lambda text: status.update(text), strict=strict,
+                                accept_quarantine=accept_quarantine)
     print_load(report)
     raise typer.Exit(report.exit_code)
 
@@ -336,40 +358,41 @@ def demo_command(
     workdir: Annotated[Path, typer.Option(help="work folder, made afresh")] = Path("drg-demo"),
 ) -> None:
     """Generate, load, analyze and export in a fresh work folder; compare the figures with the paper's."""
-    inbox, warehouse = workdir / "inbox", workdir / "warehouse.duckdb"
-    for stale in (inbox, warehouse, workdir / "warehouse.duckdb.wal", workdir / "fhir", workdir / "report.html"):
-        if stale.is_dir():
-            shutil.rmtree(stale)
-        elif stale.exists():
-            stale.unlink()
-    workdir.mkdir(parents=True, exist_ok=True)
-    truth = workdir / "truth.json"
-    result = generate(inbox, truth=truth)
-    _print_generated(result, inbox)
-    console.print(f"The demo pseudonymises CPR numbers with a fixed demo key, not a secret one; "
-                  f"real loads take the key from {KEY_VARIABLE}.", style="yellow")
-    report = load_inbox(inbox, warehouse, DEMO_KEY.encode())
-    print_load(report)
-    con = connect(warehouse, read_only=True)
-    try:
-        figures = national_analysis(con)
-        export_fhir(con, workdir / "fhir")
-    finally:
-        con.close()
-    print_figures(figures)
-    all_match = print_comparison(figures)
-    con = connect(warehouse, read_only=True)
-    try:
-        page = write_report(read_report_data(con), workdir / "report.html")
-    finally:
-        con.close()
-    console.print(f"Warehouse: {warehouse}")
-    console.print(f"HTML report: {page}")
-    console.print(f"Data-quality report: drg-etl quality --warehouse {warehouse}")
-    console.print(f"FHIR R4 bulk export: {workdir / 'fhir'} (manifest.json)")
-    console.print(f"The generator's truth (per-patient histories, injected defects): {truth}")
-    if not all_match:
-        raise typer.Exit(1)
+    with _errors():
+        inbox, warehouse = workdir / "inbox", workdir / "warehouse.duckdb"
+        for stale in (inbox, warehouse, workdir / "warehouse.duckdb.wal", workdir / "fhir", workdir / "report.html"):
+            if stale.is_dir():
+                shutil.rmtree(stale)
+            elif stale.exists():
+                stale.unlink()
+        workdir.mkdir(parents=True, exist_ok=True)
+        truth = workdir / "truth.json"
+        result = generate(inbox, truth=truth)
+        _print_generated(result, inbox)
+        console.print(f"The demo pseudonymises CPR numbers with a fixed demo key, not a secret one; "
+                      f"real loads take the key from {KEY_VARIABLE}.", style="yellow")
+        report = load_inbox(inbox, warehouse, DEMO_KEY.encode())
+        print_load(report)
+        con = connect(warehouse, read_only=True)
+        try:
+            figures = national_analysis(con)
+            export_fhir(con, workdir / "fhir")
+        finally:
+            con.close()
+        print_figures(figures)
+        all_match = print_comparison(figures)
+        con = connect(warehouse, read_only=True)
+        try:
+            page = write_report(read_report_data(con), workdir / "report.html")
+        finally:
+            con.close()
+        console.print(f"Warehouse: {warehouse}")
+        console.print(f"HTML report: {page}")
+        console.print(f"Data-quality report: drg-etl quality --warehouse {warehouse}")
+        console.print(f"FHIR R4 bulk export: {workdir / 'fhir'} (manifest.json)")
+        console.print(f"The generator's truth (per-patient histories, injected defects): {truth}")
+        if not all_match:
+            raise typer.Exit(1)
 
 
 def main() -> None:

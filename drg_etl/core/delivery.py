@@ -117,6 +117,7 @@ class InboxProblem:
 
     path: str
     reason: str
+    rule_id: str = "inbox.not_a_delivery"
 
     def __post_init__(self) -> None:
         # A folder may be named by a CPR number (a careless export): the report never repeats one.

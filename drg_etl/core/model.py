@@ -51,6 +51,9 @@ class Table:
     description: str
     columns: tuple[Column, ...]
     row_checks: Mapping[str, RowCheck] = field(default_factory=dict)
+    # The columns that name one fact of a patient at a center (its FHIR resource's natural key): two facts of a
+    # delivery with the same identity are one fact given twice (drg_etl/quality/identity.py).
+    identity: tuple[str, ...] = ()
 
     @property
     def fact_columns(self) -> list[str]:
@@ -129,7 +132,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         Column("trial_success", "boolean"),
         Column("device_ref", "varchar", text="identifier"),
         Column("reason", "varchar", text="free_text"),
-    ), {"trial.has_end_and_verdict": _trial_is_complete}),
+    ), {"trial.has_end_and_verdict": _trial_is_complete}, ("procedure", "date", "device_ref")),
     Table("devices", "A generator or lead; a lead has a level and side.", (
         PATIENT_KEY,
         Column("device_ref", "varchar", nullable=False, text="identifier"),
@@ -141,14 +144,14 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         Column("side", "varchar", isin=("left", "right")),
         Column("status", "varchar", nullable=False, isin=vocabulary.LEAD_STATUSES),
         Column("status_date", "date"),
-    ), {"lead.has_level_and_side": _lead_is_placed}),
+    ), {"lead.has_level_and_side": _lead_is_placed}, ("device_ref",)),
     Table("measurements", "One score at one date, with the study timepoint where the source gives one.", (
         PATIENT_KEY,
         Column("date", "date", nullable=False),
         Column("timepoint", "varchar", isin=vocabulary.TIMEPOINTS),
         Column("measure", "varchar", nullable=False, isin=vocabulary.MEASURES),
         Column("value", "double", nullable=False, low=0, high=52),
-    ), {"nrs.range": _nrs_in_range}),
+    ), {"nrs.range": _nrs_in_range}, ("date", "measure", "timepoint")),
     Table("complications", "A complication.", (
         PATIENT_KEY,
         Column("date", "date", nullable=False),
@@ -156,7 +159,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         Column("permanent", "boolean"),
         Column("device_ref", "varchar", text="identifier"),
         Column("note", "varchar", text="free_text"),
-    )),
+    ), {}, ("date", "complication")),
 )}
 CANONICAL_TABLES: tuple[str, ...] = tuple(TABLES)
 FACT_ORDER = Column("fact_seq", "integer", nullable=False)  # a fact's position in its delivery (staging only)

@@ -32,6 +32,17 @@ _RULES = [
     Rule("file.empty", "error", "completeness", "the file is empty or truncated"),
     Rule("file.unreadable", "error", "conformance", "a file that cannot be read (a workbook that will not open, "
          "a record the reader cannot handle)"),
+    Rule("file.dictionary", "error", "conformance", "a REDCap data dictionary not in REDCap's form (a choice "
+         "without 'code, label', a choice code given twice): the delivery is rejected, the previous stays"),
+    Rule("file.unreconciled", "error", "conformance", "rows read that neither loaded nor went to quarantine (a "
+         "defect of the pipeline): the delivery is rejected whole, every other delivery loads"),
+    Rule("delivery.in_the_future", "error", "plausibility", "a delivery whose cutoff is after the day of the load "
+         "(a typo in the folder's name): reported, never read"),
+    Rule("delivery.mostly_quarantined", "error", "completeness", "a delivery that would supersede a center's data "
+         "while losing more than the set share of its records to quarantine: rejected whole, the previous stays "
+         "in force, unless a person accepts it (load --accept-quarantine)"),
+    Rule("redcap.field_type", "warning", "conformance", "a data dictionary field of a type REDCap does not have: "
+         "its values are read as text"),
     Rule("file.ndjson", "error", "conformance", "an NDJSON line that is not JSON or not FHIR R4"),
     # Row level.
     Rule("cpr.invalid", "error", "conformance", "CPR number of wrong length, characters or date"),
@@ -48,6 +59,12 @@ _RULES = [
     Rule("value.missing_required", "error", "completeness", "a required value is missing"),
     Rule("row.duplicate", "error", "plausibility", "an exact duplicate of an earlier record"),
     Rule("row.conflict", "error", "plausibility", "two records disagree about the same fact"),
+    Rule("value.unreadable", "error", "conformance", "a value the reader cannot handle (a NaN, an overflow, a cell "
+         "of another type): the record is quarantined, the delivery loads the rest"),
+    Rule("row.no_fact", "error", "completeness", "a record that names a patient but holds no fact to load "
+         "(registered, not yet treated; a form marked complete but left empty)"),
+    Rule("row.quoting", "error", "conformance", "a quoted field that swallowed a line break and what reads as "
+         "further records (an unclosed quote): the record is quarantined, the absorbed text is not kept"),
     Rule("row.shape", "error", "conformance", "a record with more or fewer fields than the header"),
     Rule("canonical.schema", "error", "conformance", "a canonical fact breaks the canonical table's schema"),
     # Cross-row and cross-center.

@@ -19,17 +19,21 @@ from typing import Any
 
 import duckdb
 
-from drg_etl.core.delivery import Delivery, DeliveryRejected, Issue
-from drg_etl.core.errors import EXIT_OK, EXIT_REJECTED, UsageError
+from drg_etl.core.delivery import Delivery, DeliveryRejected, InboxProblem, Issue
+from drg_etl.core.errors import EXIT_OK, EXIT_REJECTED, DrgEtlError, UsageError
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.tables import LOADS, REJECTIONS, insert_row, insert_rows
 from drg_etl.core.vocabulary import CENTERS
 from drg_etl.fhir.store import refresh_fhir
 from drg_etl.pipeline import warehouse
 from drg_etl.pipeline.parallel import prefetched
+from drg_etl.pipeline.reconcile import ReconciliationError
 from drg_etl.pipeline.staging import Reader, discard_unfinished, read_into, stage_delivery
-from drg_etl.pipeline.write import ReconciliationError, write_pending
+from drg_etl.pipeline.write import write_pending
 from drg_etl.sources.deliveries import survey
+
+FOLDER = "(folder)"  # what a report names as the file of an inbox entry that is not a delivery
+SAMPLE_PER_RULE = 20  # findings of each rule the load's report carries; the warehouse holds them all
 
 __all__ = ["LoadReport", "ReconciliationError", "load_inbox", "stage_center", "write_center"]
 
@@ -59,8 +63,14 @@ class LoadReport:
     loaded: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
-    issues: list[Issue] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)  # a sample: up to SAMPLE_PER_RULE findings of each rule
+    issue_counts: dict[str, int] = field(default_factory=dict)  # every finding of the load, per rule
     fhir_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def issue_total(self) -> int:
+        """How many findings the load made (the sample in ``issues`` shows some of each rule)."""
+        return sum(self.issue_counts.values())
 
     @property
     def exit_code(self) -> int:
@@ -90,7 +100,8 @@ def begin_load(con: duckdb.DuckDBPyConnection, load_id: str, inbox: Path) -> Non
 
 
 def stage_center(inbox: Path, center: str, con: duckdb.DuckDBPyConnection, pseudonymize: Pseudonymizer,
-                 load_id: str, read: Reader = read_into, *, deliveries: list[Delivery] | None = None) -> StageResult:
+                 load_id: str, read: Reader = read_into, *, deliveries: list[Delivery] | None = None,
+                 accept_quarantine: bool = False) -> StageResult:
     """Read every new delivery of one center into the staging schema; record rejected deliveries.
 
     A reader streams each delivery into the staging schema in bounded batches; the rules of
@@ -109,7 +120,7 @@ def stage_center(inbox: Path, center: str, con: duckdb.DuckDBPyConnection, pseud
             result.skipped.append(delivery.label)
             continue
         try:
-            stage_delivery(con, delivery, pseudonymize, load_id, read)
+            stage_delivery(con, delivery, pseudonymize, load_id, read, accept_quarantine=accept_quarantine)
         except DeliveryRejected as rejection:
             if not warehouse.known_rejection(con, delivery_id):
                 insert_rows(con, REJECTIONS, [
@@ -157,19 +168,54 @@ def load_report(con: duckdb.DuckDBPyConnection, load_id: str, skipped: list[str]
                                        rule_id=r["rule_id"]))
         if r["delivery"] not in report.rejected:
             report.rejected.append(r["delivery"])
+    # Counts per rule and a bounded sample: memory does not grow with the findings (1M junk rows are 1M rows
+    # in quality.quarantine, never 1M Python objects).
+    report.issue_counts = dict(con.execute("""
+        select rule_id, count(*) from quality.quarantine
+        where delivery_id in (select delivery_id from quality.deliveries where load_id = ?)
+        group by rule_id order by rule_id""", [load_id]).fetchall())
     cursor = con.execute("""
         select q.center, strftime(q.cutoff, '%Y-%m-%d') as delivery, q.file, q."row", q.column_name as "column",
                q.rule_id, q.message, q.patient_key, q.resource_id
-        from quality.quarantine q join quality.deliveries d using (delivery_id)
-        where d.load_id = ? order by q.center, q.file, q."row" """, [load_id])
+        from quality.quarantine q
+        where q.delivery_id in (select delivery_id from quality.deliveries where load_id = $load)
+        qualify row_number() over (partition by q.rule_id order by q.center, q.file, q."row") <= $per_rule
+        order by q.center, q.file, q."row" """, {"load": load_id, "per_rule": SAMPLE_PER_RULE})
     names = [c[0] for c in cursor.description]
     report.issues = [Issue(**dict(zip(names, row, strict=True))) for row in cursor.fetchall()]
     report.fhir_counts = dict(con.execute("select resource_type, count(*) from fhir.resources group by 1").fetchall())
     return report
 
 
+class NothingToLoad(DrgEtlError):
+    """An inbox that holds no delivery (exit 1, with a hint: the path may be one level off)."""
+
+    exit_code = EXIT_REJECTED
+
+
+def _nothing_to_load(inbox: Path, problems: list[InboxProblem]) -> str:
+    """Why nothing loads, and where the deliveries may be."""
+    if inbox.name in CENTERS:
+        hint = f"{inbox} looks like a center's folder: give the inbox, {inbox.parent}"
+    elif inbox.parent.name in CENTERS:
+        hint = f"{inbox} looks like a delivery's folder: give the inbox, {inbox.parent.parent}"
+    elif any(child.name in CENTERS for sub in _subfolders(inbox) for child in _subfolders(sub)):
+        hint = "the center folders are one level deeper: give the folder that holds them"
+    else:
+        hint = f"expected {inbox}/<center>/<YYYY-MM-DD>/ with a center among {', '.join(CENTERS)}"
+    seen = "; ".join(f"{p.path}: {p.reason}" for p in problems[:3]) + ("; ..." if len(problems) > 3 else "")
+    return f"nothing to load under {inbox}: no delivery found ({hint})" + (f"; not read: {seen}" if seen else "")
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return [p for p in folder.iterdir() if p.is_dir()]
+    except OSError:
+        return []
+
+
 def load_inbox(inbox: Path, warehouse_path: Path, key: bytes, progress: Callable[[str], None] | None = None,
-               *, strict: bool = False) -> LoadReport:
+               *, strict: bool = False, accept_quarantine: bool = False) -> LoadReport:
     """Load every delivery under ``inbox`` the warehouse has not seen: stage, write, rebuild the FHIR layer.
 
     Every center is staged before any is written, so the national rules see the whole batch
@@ -178,13 +224,15 @@ def load_inbox(inbox: Path, warehouse_path: Path, key: bytes, progress: Callable
     """
     if not inbox.is_dir():
         raise UsageError(f"inbox {inbox} is not a folder")
+    found, problems = survey(inbox)  # the one listing of the inbox this load makes
+    if not found:  # before the warehouse is opened: a refused call leaves no empty warehouse file behind
+        raise NothingToLoad(_nothing_to_load(inbox, problems))
     load_id = str(uuid.uuid4())
     pseudonymize = Pseudonymizer(key)
     con = warehouse.connect(warehouse_path)
     try:
         skipped: list[str] = []
-        found, problems = survey(inbox)  # the one listing of the inbox this load makes
-        rejected: list[dict[str, Any]] = [{"delivery": p.path, "file": "(folder)", "rule_id": "inbox.not_a_delivery",
+        rejected: list[dict[str, Any]] = [{"delivery": p.path, "file": FOLDER, "rule_id": p.rule_id,
                                            "reason": p.reason} for p in problems]
         warehouse.bind_key(con, pseudonymize.fingerprint)  # before any reading: a wrong key costs nothing
         new = [d for d in found if not warehouse.known_delivery(con, d.content_id())]
@@ -195,7 +243,7 @@ def load_inbox(inbox: Path, warehouse_path: Path, key: bytes, progress: Callable
                 if progress:
                     progress(f"staging {center}")
                 result = stage_center(inbox, center, con, pseudonymize, load_id, reader or read_into,
-                                      deliveries=found)
+                                      deliveries=found, accept_quarantine=accept_quarantine)
                 skipped += result.skipped
                 rejected += result.rejected
         if progress:

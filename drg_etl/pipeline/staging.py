@@ -16,15 +16,18 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from drg_etl.core.delivery import Delivery, DeliveryRejected
+from drg_etl.core.delivery import Delivery, DeliveryRejected, FileRejected
 from drg_etl.core.formats import FORMATS
 from drg_etl.core.model import TABLES
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.rules import RULES
 from drg_etl.core.sql import read_sql
 from drg_etl.core.tables import PENDING, PENDING_DELIVERIES, PENDING_ISSUES, insert_row
+from drg_etl.pipeline.reconcile import ReconciliationError, quarantined_share, reconcile
 from drg_etl.quality.checks import check_delivery
+from drg_etl.quality.identity import flag_repeated_facts
 from drg_etl.quality.schemas import validate_pending
+from drg_etl.quality.thresholds import superseding_limit
 from drg_etl.sources.base import StagedDelivery
 from drg_etl.sources.deliveries import read_delivery
 
@@ -92,26 +95,68 @@ def read_into(con: duckdb.DuckDBPyConnection, delivery: Delivery, pseudonymize: 
         columns=["delivery_id", "file", "sha256", "rows_read", "rows_ignored"]))
 
 
-def check_staged(con: duckdb.DuckDBPyConnection, delivery: Delivery, load_id: str) -> None:
-    """Run the within-delivery rules and the canonical schemas over a read delivery; mark it staged."""
+def check_staged(con: duckdb.DuckDBPyConnection, delivery: Delivery, load_id: str, *,
+                 accept_quarantine: bool = False) -> None:
+    """Run the within-delivery rules and the canonical schemas over a read delivery; mark it staged.
+
+    Raises DeliveryRejected (after discarding what was staged) when the delivery does not reconcile, or
+    when it would supersede the center's delivery in force while losing more than the set share of its
+    records to quarantine (``accept_quarantine``: a person read the report and takes it anyway).
+    """
     delivery_id = delivery.content_id()
     if (post_read := FORMATS[delivery.center].post_read) is not None:  # a whole-delivery step of the reader
         con.execute(read_sql(post_read), {"id": delivery_id})
     check_delivery(con, delivery, delivery_id)
+    flag_repeated_facts(con, delivery, delivery_id)
     validate_pending(con, delivery, delivery_id)
+    con.execute(read_sql("rules/no_fact.sql"), {"id": delivery_id, "center": delivery.center,
+                                                "cutoff": delivery.cutoff})
+    try:
+        reconcile(con, delivery_id, delivery.label)
+        if not accept_quarantine:
+            _refuse_replacing_with_nothing(con, delivery, delivery_id)
+    except DeliveryRejected:
+        discard(con, delivery_id)
+        raise
+    except ReconciliationError as exc:
+        discard(con, delivery_id)
+        raise DeliveryRejected(delivery, [FileRejected(exc.file, "file.unreconciled", str(exc))],
+                               delivery.file_hashes()) from exc
     insert_row(con, PENDING_DELIVERIES, {"delivery_id": delivery_id, "center": delivery.center,
                                          "cutoff": delivery.cutoff, "load_id": load_id,
                                          "staged_at": dt.datetime.now(dt.UTC).replace(tzinfo=None)})
+
+
+def _refuse_replacing_with_nothing(con: duckdb.DuckDBPyConnection, delivery: Delivery, delivery_id: str) -> None:
+    """Reject a delivery that would supersede its center's data while quarantining (nearly) all of it.
+
+    A malformed export (a REDCap dictionary whose choices no row matches, a shifted column) quarantines
+    every record; written, it would replace the center's figures with nothing. The share allowed is
+    ``mappings/load_limits.yaml``'s ``superseding_max_quarantined_share``.
+    """
+    in_force = con.execute("select max(cutoff) from quality.deliveries_in_force where center = ?",
+                           [delivery.center]).fetchone()[0]
+    if in_force is None or delivery.cutoff < in_force:
+        return  # a first delivery or a late one supersedes nothing
+    quarantined, read = quarantined_share(con, delivery_id)
+    limit = superseding_limit()
+    if read and quarantined / read > limit:
+        raise DeliveryRejected(delivery, [FileRejected(
+            "(delivery)", "delivery.mostly_quarantined",
+            f"{quarantined} of {read} records ({quarantined / read:.0%}) would go to quarantine, more than the "
+            f"{limit:.0%} allowed for a delivery that supersedes the center's delivery in force ({in_force}); "
+            "the previous delivery stays in force. Read the findings with `drg-etl quality`, then load again "
+            "with --accept-quarantine to take it anyway")], delivery.file_hashes())
 
 
 Reader = Callable[[duckdb.DuckDBPyConnection, Delivery, Pseudonymizer], None]
 
 
 def stage_delivery(con: duckdb.DuckDBPyConnection, delivery: Delivery, pseudonymize: Pseudonymizer,
-                   load_id: str, read: Reader = read_into) -> None:
+                   load_id: str, read: Reader = read_into, *, accept_quarantine: bool = False) -> None:
     """Read one delivery into the staging schema (``read``: here, or from a worker's files) and check it."""
     read(con, delivery, pseudonymize)
-    check_staged(con, delivery, load_id)
+    check_staged(con, delivery, load_id, accept_quarantine=accept_quarantine)
 
 
 def pending(con: duckdb.DuckDBPyConnection, centers: list[str] | None = None) -> list[dict[str, Any]]:

@@ -14,10 +14,10 @@ import datetime as dt
 
 import duckdb
 
-from drg_etl.core.errors import DrgEtlError
 from drg_etl.core.model import TABLES
 from drg_etl.core.tables import DELIVERIES, IN_FORCE, SUPERSEDED, insert_row
 from drg_etl.core.transaction import transaction
+from drg_etl.pipeline.reconcile import RECONCILE, reconcile
 from drg_etl.pipeline.staging import discard, pending
 from drg_etl.pipeline.warehouse import CODE_VERSION
 from drg_etl.quality.national import check_national
@@ -25,41 +25,8 @@ from drg_etl.quality.release import release_held
 from drg_etl.quality.thresholds import load_thresholds, record_checks
 
 
-class ReconciliationError(DrgEtlError):
-    """Records that neither loaded nor went to quarantine: a defect of the pipeline, never silent."""
-
-
-RECONCILE = """
-    with errors as (
-        select distinct file, "row" from staging.pending_issues where delivery_id = $id and severity = 'error'),
-    loaded as (
-        select distinct c.file, c."row" from staging.pending_contributed c anti join errors e using (file, "row")
-        where c.delivery_id = $id)
-    select f.file, f.sha256, f.rows_read,
-           (select count(*) from loaded l where l.file = f.file) as rows_loaded,
-           (select count(*) from errors e where e.file = f.file) as rows_quarantined,
-           f.rows_ignored
-    from staging.pending_files f where f.delivery_id = $id order by f.file"""
-
-LOST_ROWS = """
-    select "row" from staging.pending_source_records s where delivery_id = $id and file = $file
-      and "row" not in (select "row" from staging.pending_contributed where delivery_id = $id and file = $file)
-      and "row" not in (select "row" from staging.pending_issues where delivery_id = $id and file = $file
-                        and severity = 'error')
-    order by "row" limit 10"""
-
-
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
-def reconcile(con: duckdb.DuckDBPyConnection, delivery_id: str, label: str) -> None:
-    """Per file: rows read = loaded + quarantined, or ReconciliationError naming the lost rows."""
-    for file, _sha, read, loaded, quarantined, _ignored in con.execute(RECONCILE, {"id": delivery_id}).fetchall():
-        if read != loaded + quarantined:
-            lost = [r for (r,) in con.execute(LOST_ROWS, {"id": delivery_id, "file": file}).fetchall()]
-            raise ReconciliationError(f"{label} {file}: {read} rows read but {loaded} loaded and {quarantined} "
-                                      f"quarantined; rows neither loaded nor quarantined: {lost}")
 
 
 def _mark_dirty(con: duckdb.DuckDBPyConnection, delivery_ids: list[str]) -> None:

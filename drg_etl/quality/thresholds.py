@@ -51,6 +51,29 @@ def _read(path: Path) -> tuple[float | None, dict[str, float]]:
     return (None if default is None else float(default)), {k: float(v) for k, v in entries.items()}
 
 
+LIMITS_FILE = MAPPINGS_DIR / "load_limits.yaml"
+LIMITS_VARIABLE = "DRG_ETL_LOAD_LIMITS"
+
+
+def superseding_limit(path: Path | None = None) -> float:
+    """The share of a superseding delivery's records that may go to quarantine (mappings/load_limits.yaml,
+    or the file ``DRG_ETL_LOAD_LIMITS`` names)."""
+    if path is None and os.environ.get(LIMITS_VARIABLE):
+        path = Path(os.environ[LIMITS_VARIABLE])
+        if not path.is_file():
+            raise UsageError(f"{LIMITS_VARIABLE}: no limits file at {path}")
+    path = path or LIMITS_FILE
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise MappingSpecError(f"{path}: cannot read the load limits: {exc}") from exc
+    share = spec.get("superseding_max_quarantined_share") if isinstance(spec, dict) else None
+    if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+        raise MappingSpecError(f"{path}: superseding_max_quarantined_share must be a share from 0 to 1, "
+                               f"not {share!r}")
+    return float(share)
+
+
 def load_thresholds(path: Path | None = None, override: Path | None = None) -> dict[str, float]:
     """The threshold of every rule of the catalogue: ``path`` (default mappings/dq_thresholds.yaml),
     its entries replaced by those of ``override`` (default: the file ``DRG_ETL_DQ_THRESHOLDS`` names)."""

@@ -23,7 +23,7 @@ from drg_etl.core.mappings import source_map
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.vocabulary import LEAD_DEFECT_COMPLICATIONS
 from drg_etl.fhir.validate import first_error
-from drg_etl.sources.base import RowContext, StagedDelivery
+from drg_etl.sources.base import UNREADABLE, RowContext, StagedDelivery
 from drg_etl.sources.csvfile import open_text
 from drg_etl.sources.values import check_score, parse_iso_date
 
@@ -93,12 +93,25 @@ class _Reader:
         self.seen_lines: dict[str, set[bytes]] = defaultdict(set)  # digests of the lines read, per file
         self.faults: dict[str, Any] = {}  # device ref -> date of its lead-defect complication
         self.seen_ids: dict[tuple[str, str], int] = {}
+        self.current: RowContext | None = None  # the line being read
+
+    def guarded(self, read: Any, number: int, *args: Any) -> Any:
+        """One line's step: a value error it raises quarantines that line with a finding, never the delivery."""
+        try:
+            return read(number, *args)
+        except UNREADABLE as exc:
+            ctx = self.current if self.current is not None and self.current.row == number else None
+            if ctx is None:
+                file = f"{read.__name__.capitalize()}.ndjson"
+                ctx = self.staged.context(file, number, self.pseudonymize, self.map)
+            ctx.fail(None, "value.unreadable", f"a value the reader cannot handle ({type(exc).__name__}: {exc})")
+            return None
 
     def context(self, file: str, number: int, line: str, resource: dict[str, Any]) -> RowContext | None:
         """A context for one line; None for an exact duplicate or a CPR-shaped id (already quarantined)."""
         resource_id = str(resource.get("id", ""))
         cpr_shaped = holds_cpr(resource_id)
-        ctx = self.staged.context(file, number, self.pseudonymize, self.map,
+        ctx = self.current = self.staged.context(file, number, self.pseudonymize, self.map,
                                   CPR_PLACEHOLDER if cpr_shaped else resource.get("id"))
         subject = resource.get("subject") or resource.get("patient")
         if subject is not None:
@@ -155,9 +168,9 @@ class _Reader:
         pain: dict[str, tuple[str | None, str | None]] = {}
         patient_rows = []
         for number, line, r in lines["Patient"]:
-            patient_rows.append(self.patient(number, line, r))
+            patient_rows.append(self.guarded(self.patient, number, line, r) or (None, None))
         for number, line, r in lines["Condition"]:
-            self.condition(number, line, r, pain)
+            self.guarded(self.condition, number, line, r, pain)
         for ctx, sex in patient_rows:
             if ctx is None or not ctx.ok:
                 continue
@@ -170,11 +183,11 @@ class _Reader:
         placed: dict[str, Any] = {}
         removed: dict[str, Any] = {}
         for number, line, r in lines["Procedure"]:
-            self.procedure(number, line, r, placed, removed)
+            self.guarded(self.procedure, number, line, r, placed, removed)
         for number, line, r in lines["Device"]:
-            self.device(number, line, r, placed, removed, self.faults)
+            self.guarded(self.device, number, line, r, placed, removed, self.faults)
         for number, line, r in lines["Observation"]:
-            self.observation(number, line, r)
+            self.guarded(self.observation, number, line, r)
 
     def patient(self, number: int, line: str, r: dict[str, Any]) -> tuple[RowContext | None, str | None]:
         ctx = self.context(self.files["Patient"], number, line, r)

@@ -9,7 +9,7 @@ from drg_etl.core.levels import LevelError, parse_level
 from drg_etl.core.mappings import source_map
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.sources.base import RowContext, StagedDelivery
-from drg_etl.sources.csvfile import read_records
+from drg_etl.sources.csvfile import ABSORBED, QUOTING, read_records
 from drg_etl.sources.values import ValueProblem, check_score, parse_danish_date, parse_decimal, parse_integer
 
 FORMAT = FORMATS["auh"]
@@ -51,12 +51,16 @@ def read_auh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonym
                                         delimiter=text.delimiter, columns=columns, line_end=text.line_end):
             ctx = staged.context(file, row, pseudonymize, smap)
             fields = int(record.pop("__fields__"))
+            if absorbed := record.pop(ABSORBED):
+                ctx.keep_source(record, ("CPR",))
+                ctx.fail(absorbed, "row.quoting", QUOTING)
+                continue
             if fields != len(columns):
                 ctx.fail(None, "row.shape", f"{fields} fields, the header has {len(columns)}")
                 continue
             ctx.cpr("CPR", record["CPR"])
             ctx.keep_source(record, ("CPR",))
-            READERS[source.role](ctx, record)
+            ctx.guarded(READERS[source.role], ctx, record)
 
 
 def _patient(ctx: RowContext, r: dict[str, str]) -> None:

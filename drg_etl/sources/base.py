@@ -34,6 +34,7 @@ class FileCount:
 
 
 BATCH_RECORDS = 20_000
+UNREADABLE = (ValueError, TypeError, ArithmeticError)  # what a value can make a reader raise
 Sink = Callable[["StagedDelivery"], None]
 
 
@@ -216,6 +217,14 @@ class RowContext:
         if recorded is not None and expected is not None and recorded != expected:
             self.fail(column, "cpr.sex_mismatch", f"recorded sex {recorded} contradicts the CPR number ({expected})")
 
+    def guarded(self, read: Callable[..., object], *args: Any) -> None:
+        """Run a reader's step for this record: a value error it raises (a NaN, an overflow, a merged cell read as
+        nothing) quarantines this record with a finding, never the delivery."""
+        try:
+            read(*args)
+        except UNREADABLE as exc:
+            self.fail(None, "value.unreadable", f"a value the reader cannot handle ({type(exc).__name__}: {exc})")
+
     # -- facts ---------------------------------------------------------------------------
     def contributes(self) -> None:
         """Mark this record as loaded although its values went into another record's fact."""
@@ -227,7 +236,17 @@ class RowContext:
         No CPR number is ever kept: a fact whose identifier (serial, model, device reference) holds
         one is not added and the record is quarantined; one in free text is replaced, with a warning.
         """
+        if self.patient_key is None:  # an empty or merged CPR cell: the fact would belong to nobody
+            self.fail(None, "value.missing_required", f"the record names no patient; its {table[:-1]} is not kept")
+            return
         model = TABLES[table]
+        for column in (*model.identifier_columns, *model.free_text_columns):
+            value = values.get(column)
+            if isinstance(value, str) and value != (clean := value.strip()):  # Unicode spaces too (a lone NBSP)
+                values[column] = clean or None
+                if not clean and not next(c for c in model.columns if c.name == column).nullable:
+                    self.fail(column, "value.missing_required", f"{column} is missing")
+                    return
         for column in model.identifier_columns:
             value = values.get(column)
             if isinstance(value, str) and holds_cpr(value):

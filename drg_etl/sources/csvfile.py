@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -132,14 +133,41 @@ def read_records(path: Path, file: str, *, encoding: str, delimiter: str, column
         held: tuple[int, list[str]] | None = None
         for row, values in _rows(reader, file):
             if held is not None:
-                yield held[0], dict(zip(columns, held[1], strict=False)) | {"__fields__": str(len(held[1]))}
+                yield held[0], _record(columns, held[1], delimiter)
             held = (row, values)
         if held is not None:
             row, values = held
-            if len(values) != len(columns):
+            if len(values) != len(columns) and _swallowed(values, delimiter, len(columns)) is None:
                 raise FileRejected(file, "file.empty", f"the file is truncated: its last record (row {row}) has "
                                                        f"{len(values)} of {len(columns)} fields")
-            yield row, dict(zip(columns, values, strict=False)) | {"__fields__": str(len(values))}
+            yield row, _record(columns, values, delimiter)
+
+
+QUOTING = ("a quoted field runs over a line break into what reads as further records (an unclosed quote?): the "
+           "record is quarantined and the text after the line break is not kept; check the quotes in the export")
+ABSORBED = "__absorbed__"  # the column whose quoted text ran over a line break into other records ("" if none)
+
+
+def _record(columns: list[str], values: list[str], delimiter: str) -> dict[str, str]:
+    """A record by column, with its field count; a field that swallowed other records is cut at its first line
+    break and every field after it emptied, so no text of an absorbed record is kept."""
+    at = _swallowed(values, delimiter, len(columns))
+    fields = str(len(values))
+    if at is not None:
+        values = [*values[:at], re.split(r"[\r\n]", values[at], maxsplit=1)[0]]
+    record = dict(zip(columns, values, strict=False))
+    record |= {c: "" for c in columns[len(values):]} if at is not None else {}
+    return record | {"__fields__": fields, ABSORBED: "" if at is None else columns[min(at, len(columns) - 1)]}
+
+
+def _swallowed(values: list[str], delimiter: str, width: int) -> int | None:
+    """The first field holding a line break followed by what reads as a record of this file (an unclosed quote
+    folds the next records into one field), or None."""
+    for at, value in enumerate(values):
+        if "\n" in value or "\r" in value:
+            if any(line.count(delimiter) >= width - 1 for line in value.splitlines()[1:]):
+                return at
+    return None
 
 
 def _rows(reader: Iterator[list[str]], file: str) -> Iterator[tuple[int, list[str]]]:

@@ -57,13 +57,15 @@ def _check_folder(folder: Path, inbox: Path) -> str | None:
     return None
 
 
-def survey(inbox: Path) -> tuple[list[Delivery], list[InboxProblem]]:
+def survey(inbox: Path, today: dt.date | None = None) -> tuple[list[Delivery], list[InboxProblem]]:
     """Every ``INBOX/<center>/<YYYY-MM-DD>/`` delivery, oldest first, and everything else in the inbox with a reason.
 
     Only the four centers' lower-case folders and real dates are deliveries; a case variant,
     an unknown center, a bad date, a stray file and a link out of the inbox are reported, never
-    read and never silently skipped.
+    read and never silently skipped. A cutoff after ``today`` (the day of the load) is a typo,
+    not a delivery: loaded, it would become the delivery in force and the observation end.
     """
+    today = today or dt.date.today()
     found, problems = [], []
     try:
         tops = sorted(inbox.iterdir())
@@ -96,6 +98,10 @@ def survey(inbox: Path) -> tuple[list[Delivery], list[InboxProblem]]:
             except ValueError:
                 problems.append(InboxProblem(where, "not a delivery folder: its name must be the cutoff date "
                                                     "YYYY-MM-DD"))
+                continue
+            if cutoff > today:
+                problems.append(InboxProblem(where, f"the cutoff {cutoff} is after today ({today}): a typo in the "
+                                                    "folder's name? It was not read", "delivery.in_the_future"))
                 continue
             try:
                 why = _check_folder(folder, inbox)

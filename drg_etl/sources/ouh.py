@@ -8,6 +8,7 @@ checked on its own, and the facts that pass load even when another fact of the r
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import zipfile
 from typing import Any
@@ -46,6 +47,8 @@ def _number(name: str, low: float, high: float, integer: bool):
             value = float(text.replace(",", "."))
         except ValueError as exc:
             raise ValueProblem("code.unknown", f"{text!r} is not a number") from exc
+        if not math.isfinite(value):
+            raise ValueProblem("score.out_of_range", f"{name} {text} is not a finite number")
         if integer and value != int(value):
             raise ValueProblem("code.unknown", f"{name} {text} is not a whole number")
         return check_score(value, low, high, name)
@@ -86,7 +89,7 @@ def read_ouh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonym
             ctx = staged.context(file, number, pseudonymize, smap)
             ctx.cpr("CPR-nr", record["CPR-nr"])
             ctx.keep_source(record, ("CPR-nr",))
-            reader(ctx, record)
+            ctx.guarded(reader, ctx, record)
     workbook.close()
 
 

@@ -14,14 +14,14 @@ from collections.abc import Iterator
 from typing import Any
 
 from drg_etl.core.cpr import CprError, holds_cpr, parse_cpr
-from drg_etl.core.delivery import Delivery, FileRejected
+from drg_etl.core.delivery import Delivery, FileRejected, Issue
 from drg_etl.core.formats import FORMATS
 from drg_etl.core.levels import LevelError, parse_level
 from drg_etl.core.mappings import source_map
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.sources.auh import add_measurements
 from drg_etl.sources.base import RowContext, StagedDelivery
-from drg_etl.sources.csvfile import check_columns, first_line, read_records, read_text
+from drg_etl.sources.csvfile import ABSORBED, QUOTING, check_columns, first_line, read_records, read_text
 from drg_etl.sources.values import ValueProblem, check_score, parse_decimal, parse_integer, parse_iso_date
 
 FORMAT = FORMATS["rh"]
@@ -33,6 +33,10 @@ DAG = PROJECT.data_access_group  # exported after the keys when the project has 
 IMPLICIT_CHOICES = {"yesno": {"1": "Yes", "0": "No"}, "truefalse": {"1": "True", "0": "False"}}
 CHOICE_TYPES = ("radio", "dropdown", "checkbox")
 NOT_EXPORTED = ("descriptive",)  # display-only fields: no column in an export
+# Every field type REDCap's data dictionary knows (REDCap's Data Dictionary documentation); another is a finding.
+FIELD_TYPES = ("text", "notes", "dropdown", "radio", "checkbox", "file", "calc", "sql", "descriptive", "slider",
+               "yesno", "truefalse")
+REDCAP_CODE = re.compile(r"-?[A-Za-z0-9_.]+")  # a choice's raw code: letters, digits, underscores (a number)
 PCS_ITEMS = [f"pcs_{i:02d}" for i in range(1, 14)]
 
 
@@ -55,7 +59,7 @@ class Dictionary:
             if kind in IMPLICIT_CHOICES:
                 self.choices[r["Variable / Field Name"]] = IMPLICIT_CHOICES[kind]
             elif kind in CHOICE_TYPES and cell:
-                self.choices[r["Variable / Field Name"]] = _parse_choices(cell)
+                self.choices[r["Variable / Field Name"]] = _parse_choices(r["Variable / Field Name"], cell)
 
     def export_columns(self) -> list[str]:
         """The raw export's columns in REDCap's order."""
@@ -86,12 +90,22 @@ class Dictionary:
         return self._form_columns[form]
 
 
-def _parse_choices(cell: str) -> dict[str, str]:
-    """REDCap's ``code, label | code, label`` (a label may itself hold commas)."""
-    out = {}
+def _parse_choices(field: str, cell: str) -> dict[str, str]:
+    """REDCap's ``code, label | code, label`` (a label may itself hold commas).
+
+    ValueError when the cell is not in that form: a choice without a comma (``1 Female | 2 Male``) or
+    without a code, or a code given twice (REDCap refuses both; a dictionary that has them would relabel
+    patients silently).
+    """
+    out: dict[str, str] = {}
     for item in cell.split("|"):
-        code, _, label = item.partition(",")
-        out[code.strip()] = label.strip()
+        code, comma, label = item.partition(",")
+        code, label = code.strip(), label.strip()
+        if not comma or not code or not REDCAP_CODE.fullmatch(code):
+            raise ValueError(f"field {field}: choice {item.strip()!r} is not 'code, label'")
+        if code in out:
+            raise ValueError(f"field {field}: choice code {code!r} is given twice ({out[code]!r}, {label!r})")
+        out[code] = label
     return out
 
 
@@ -108,7 +122,16 @@ def read_dictionary(delivery: Delivery) -> Dictionary:
     if not rows:
         raise FileRejected(name, "file.empty", "the data dictionary is empty")
     check_columns(name, rows[0], columns)
-    return Dictionary([dict(zip(columns, r, strict=False)) for r in rows[1:] if r])
+    try:
+        return Dictionary([dict(zip(columns, r, strict=False)) for r in rows[1:] if r])
+    except ValueError as exc:
+        raise FileRejected(name, "file.dictionary", f"the data dictionary is not in REDCap's form: {exc}") from exc
+
+
+def unknown_field_types(dictionary: Dictionary, name: str) -> list[tuple[int, str, str]]:
+    """``(row, field, type)`` of every field whose type REDCap does not have (its values are read as text)."""
+    return [(row, r["Variable / Field Name"], r["Field Type"]) for row, r in enumerate(dictionary.fields, start=2)
+            if r["Field Type"] not in FIELD_TYPES]
 
 
 class _Record:
@@ -144,6 +167,11 @@ def _score(name: str, low: float, high: float, integer: bool):
 def read_rh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonymizer) -> None:
     """Read the export into ``staged``: demographics first, so every row knows its patient."""
     dictionary = read_dictionary(delivery)
+    name = DICTIONARY.file_name(delivery.cutoff)
+    for row, field, kind in unknown_field_types(dictionary, name):
+        staged.issues.append(Issue(delivery.center, delivery.cutoff.isoformat(), name, row, "Field Type",
+                                   "redcap.field_type", f"field {field} has the type {kind!r}, which REDCap does "
+                                   "not have; its values are read as text"))
     smap = source_map("rh")
     file = data_file(delivery)
     columns = _found_columns(delivery, file, dictionary)
@@ -161,6 +189,11 @@ def read_rh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonymi
                 keys[record["record_id"]] = None
     for row, record in records():
         fields = int(record.pop("__fields__"))
+        if absorbed := record.pop(ABSORBED):
+            ctx = staged.context(file, row, pseudonymize, smap)
+            ctx.keep_source(record, ("cpr",))
+            ctx.fail(absorbed, "row.quoting", QUOTING)
+            continue
         event = record["redcap_event_name"]
         form = record["redcap_repeat_instrument"] or None
         event_forms = PROJECT.instruments_at(event)
@@ -192,7 +225,7 @@ def read_rh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonymi
             continue
         reader = _Record(ctx, record, dictionary)
         for name in forms:
-            FORM_READERS[name](reader, event)
+            ctx.guarded(FORM_READERS[name], reader, event)
 
 
 def _found_columns(delivery: Delivery, file: str, dictionary: Dictionary) -> list[str]:

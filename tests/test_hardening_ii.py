@@ -1,0 +1,266 @@
+"""Hardening II: a bad row never costs a delivery, a bad dictionary never replaces a good one, a future cutoff is
+refused, a call that loads nothing says why, and the load's report is bounded, not one object per finding."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import shutil
+from pathlib import Path
+
+import duckdb
+import openpyxl
+import pytest
+from typer.testing import CliRunner
+
+from drg_etl.cli import app
+from drg_etl.pipeline import load as load_module
+from drg_etl.pipeline.load import load_inbox
+from tests.conftest import CUTOFF, TEST_KEY, Generated
+from tests.test_load_faults import _new_delivery
+
+runner = CliRunner()
+ENV = {"DRG_ETL_PSEUDONYM_KEY": TEST_KEY.decode()}
+
+
+def _copy(gen: Generated, tmp_path: Path) -> Path:
+    inbox = tmp_path / "inbox"
+    shutil.copytree(gen.inbox, inbox)
+    return inbox
+
+
+def _query(warehouse: Path, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+def _rewrite_rh(folder: Path, edit) -> None:
+    """Edit rh's export (rows as lists, header first) and write it back as REDCap does (BOM, CRLF)."""
+    path = next(folder.glob("DRGDK_DATA_*.csv"))
+    rows = list(csv.reader(io.StringIO(path.read_bytes().decode("utf-8-sig"))))
+    edit(rows)
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    path.write_bytes(b"\xef\xbb\xbf" + out.getvalue().encode("utf-8"))
+
+
+def _rewrite_dictionary(folder: Path, field: str, choices: str | None = None, kind: str | None = None) -> None:
+    path = folder / "DRGDK_DataDictionary.csv"
+    text = path.read_bytes().decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text)))
+    for row in rows[1:]:
+        if row[0] == field:
+            if choices is not None:
+                row[5] = choices
+            if kind is not None:
+                row[3] = kind
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows(rows)
+    path.write_bytes(b"\xef\xbb\xbf" + out.getvalue().encode("utf-8"))
+
+
+def test_rows_that_name_a_patient_but_hold_no_fact_are_findings_and_every_center_loads(
+        demo_clean: Generated, tmp_path: Path) -> None:
+    inbox = _copy(demo_clean, tmp_path)
+    book_path = inbox / "ouh" / CUTOFF / "DRG_registrering.xlsx"
+    book = openpyxl.load_workbook(book_path)
+    treatment = book["Treatment"]
+    cpr = treatment.cell(2, 1).value
+    treatment.append([cpr])  # registered, not yet treated: only the CPR number
+    book.save(book_path)
+
+    def empty_complete_form(rows: list[list[str]]) -> None:
+        header = rows[0]
+        row = next(r for r in rows[1:] if r[1] == "month_3_arm_1")
+        blank = [""] * len(header)
+        blank[0], blank[1], blank[header.index("prom_complete")] = row[0], "month_6_arm_1", "2"
+        rows.append(blank)
+
+    _rewrite_rh(inbox / "rh" / CUTOFF, empty_complete_form)
+    report = load_inbox(inbox, tmp_path / "w.duckdb", TEST_KEY)
+    assert report.rejected == [] and len(report.loaded) == 4
+    found = _query(tmp_path / "w.duckdb", "select center, file from quality.quarantine where rule_id = 'row.no_fact'")
+    assert sorted(found) == [("ouh", "DRG_registrering.xlsx#Treatment"), ("rh", "DRGDK_DATA_2019-12-31.csv")]
+
+
+def test_a_cutoff_in_the_future_is_reported_and_not_loaded(demo_clean: Generated, tmp_path: Path) -> None:
+    inbox = _copy(demo_clean, tmp_path)
+    _new_delivery(inbox, "auh", "2091-12-31")
+    warehouse = tmp_path / "w.duckdb"
+    result = runner.invoke(app, ["load", str(inbox), "--warehouse", str(warehouse)], env=ENV)
+    assert result.exit_code == 1, result.output
+    assert "not read: auh/2091-12-31" in result.output and "after today" in result.output
+    assert _query(warehouse, "select center, strftime(cutoff, '%Y-%m-%d') from quality.deliveries_in_force "
+                             "order by center") == [(c, CUTOFF) for c in ("aauh", "auh", "ouh", "rh")]
+
+
+@pytest.mark.parametrize(("choices", "why"), [("1, Female | 1, Male", "given twice"),
+                                              ("1 Female | 2 Male", "is not 'code, label'")])
+def test_a_redcap_dictionary_not_in_redcaps_form_rejects_the_delivery(demo_clean: Generated, tmp_path: Path,
+                                                                       choices: str, why: str) -> None:
+    inbox = _copy(demo_clean, tmp_path)
+    _rewrite_dictionary(inbox / "rh" / CUTOFF, "sex", choices=choices)
+    report = load_inbox(inbox, tmp_path / "w.duckdb", TEST_KEY)
+    assert report.rejected == [f"rh/{CUTOFF}"] and len(report.loaded) == 3
+    rejection = next(f for f in report.files if f.rejected)
+    assert rejection.rule_id == "file.dictionary" and why in rejection.reason
+
+
+def test_an_unknown_redcap_field_type_is_a_finding(demo_clean: Generated, tmp_path: Path) -> None:
+    inbox = _copy(demo_clean, tmp_path)
+    _rewrite_dictionary(inbox / "rh" / CUTOFF, "comp_note", kind="richtext")
+    load_inbox(inbox, tmp_path / "w.duckdb", TEST_KEY)
+    found = _query(tmp_path / "w.duckdb", "select file, column_name, severity, message from quality.quarantine "
+                                          "where rule_id = 'redcap.field_type'")
+    assert len(found) == 1 and found[0][:3] == ("DRGDK_DataDictionary.csv", "Field Type", "warning")
+    assert "comp_note" in found[0][3] and "richtext" in found[0][3]
+
+
+def test_a_delivery_that_would_replace_a_center_with_nearly_nothing_is_refused_unless_accepted(
+        demo_clean: Generated, tmp_path: Path) -> None:
+    inbox = _copy(demo_clean, tmp_path)
+    warehouse = tmp_path / "w.duckdb"
+    load_inbox(inbox, warehouse, TEST_KEY)
+    before = _query(warehouse, "select count(*) from canonical.current_patients where center = 'rh'")[0][0]
+    newer = _new_delivery(inbox, "rh")
+    _rewrite_dictionary(newer, "sex", choices="3, Female | 4, Male")  # no row's code: every patient quarantined
+    result = runner.invoke(app, ["load", str(inbox), "--warehouse", str(warehouse)], env=ENV)
+    assert result.exit_code == 1, result.output
+    [(rule, reason)] = _query(warehouse, "select rule_id, reason from quality.rejections")
+    assert rule == "delivery.mostly_quarantined" and "--accept-quarantine" in reason, reason
+    assert "rejected rh/2020-03-31" in result.output
+    assert _query(warehouse, "select strftime(cutoff, '%Y-%m-%d') from quality.deliveries_in_force "
+                             "where center = 'rh'") == [(CUTOFF,)]
+    assert _query(warehouse, "select count(*) from canonical.current_patients where center = 'rh'")[0][0] == before
+    accepted = runner.invoke(app, ["load", str(inbox), "--warehouse", str(warehouse), "--accept-quarantine"],
+                             env=ENV)
+    assert accepted.exit_code == 0, accepted.output
+    assert _query(warehouse, "select strftime(cutoff, '%Y-%m-%d') from quality.deliveries_in_force "
+                             "where center = 'rh'") == [("2020-03-31",)]
+
+
+def test_an_empty_inbox_or_one_level_off_loads_nothing_says_why_and_leaves_no_file(demo_clean: Generated,
+                                                                                      tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    warehouse = tmp_path / "w.duckdb"
+    result = runner.invoke(app, ["load", str(empty), "--warehouse", str(warehouse)], env=ENV)
+    assert result.exit_code == 1 and "nothing to load" in result.output and "<center>/<YYYY-MM-DD>" in result.output
+    deep = runner.invoke(app, ["load", str(demo_clean.inbox / "auh"), "--warehouse", str(warehouse)], env=ENV)
+    assert deep.exit_code == 1 and "looks like a center's folder" in deep.output
+    assert not warehouse.exists()
+
+
+def test_the_newcomers_help_names_the_key_shows_no_bool_and_there_is_a_version() -> None:
+    helped = runner.invoke(app, ["load", "--help"])
+    assert "DRG_ETL_PSEUDONYM_KEY" in helped.output and "<bool>" not in helped.output
+    version = runner.invoke(app, ["--version"])
+    assert version.exit_code == 0 and version.output.startswith("drg-etl ")
+
+
+def test_generate_to_an_unwritable_place_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = runner.invoke(app, ["generate", "--out", str(blocker / "inbox")])
+    assert result.exit_code == 2 and result.output.count("\n") == 1 and "Traceback" not in result.output
+
+
+def test_the_load_report_carries_counts_and_a_bounded_sample_not_every_finding(
+        demo: Generated, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(load_module, "SAMPLE_PER_RULE", 1)
+    report = load_inbox(demo.inbox, tmp_path / "w.duckdb", TEST_KEY)
+    counts = dict(_query(tmp_path / "w.duckdb", "select rule_id, count(*) from quality.quarantine group by 1"))
+    assert report.issue_counts == counts and report.issue_total == sum(counts.values()) > len(counts)
+    assert sorted(i.rule_id for i in report.issues) == sorted(counts)  # one of each rule
+
+
+def test_an_unclosed_quote_is_a_finding_and_no_text_of_the_records_it_swallowed_is_kept(
+        demo_clean: Generated, tmp_path: Path) -> None:
+    inbox = _copy(demo_clean, tmp_path)
+    path = inbox / "auh" / CUTOFF / "komplikationer.csv"
+    lines = path.read_bytes().decode("cp1252").split("\r\n")
+    first, second = lines[1].split(";"), lines[2].split(";")
+    first[4] = '"unclosed note'  # the quote is never closed: the next records fold into this field
+    second[4] = "swallowed text"
+    lines[1], lines[2] = ";".join(first), ";".join(second)
+    path.write_bytes("\r\n".join(lines).encode("cp1252"))
+    warehouse = tmp_path / "w.duckdb"
+    report = load_inbox(inbox, warehouse, TEST_KEY)
+    assert report.rejected == [] and len(report.loaded) == 4
+    assert _query(warehouse, "select \"row\", column_name from quality.quarantine where rule_id = 'row.quoting'"
+                  ) == [(2, "Note")]
+    dump = "\n".join(str(row) for table in ("quality.quarantine", "staging.source_records", "canonical.complications")
+                     for row in _query(warehouse, f"select * from {table}"))
+    assert "swallowed text" not in dump
+    assert "unclosed note" in dump  # the text before the line break is the record's own
+
+
+HOSTILE = ["", "   ", "NaN", "nan", "inf", "-inf", "Infinity", "1e400", "-1", "9" * 40, "0x1A", "1_000", "٣",
+           "１０", "\u00a0", "[/x]", "=1/0", "NULL", "None", "true", "31.02.2016", "2016-02-30", "99-99-9999",
+           "x" * 5000, "\t", "'", '"']
+
+
+def _append_hostile_csv(path: Path, encoding: str, delimiter: str, keep_first: int) -> int:
+    """Copies of the file's first record, each with one column (after the first ``keep_first``) set to one hostile
+    value; returns how many were added."""
+    raw = path.read_bytes().decode(encoding)
+    bom = raw.startswith("\ufeff")
+    rows = list(csv.reader(io.StringIO(raw.lstrip("\ufeff"), newline=""), delimiter=delimiter))
+    added = []
+    for column in range(keep_first, len(rows[0])):
+        for value in HOSTILE:
+            try:
+                value.encode(encoding)
+            except UnicodeEncodeError:
+                continue
+            row = list(rows[1])
+            row[column] = value
+            added.append(row)
+    out = io.StringIO()
+    csv.writer(out, delimiter=delimiter, lineterminator="\r\n").writerows(rows + added)
+    path.write_bytes((("\ufeff" if bom else "") + out.getvalue()).encode(encoding))
+    return len(added)
+
+
+def test_hostile_values_in_every_column_quarantine_rows_never_a_delivery(demo_clean: Generated,
+                                                                           tmp_path: Path) -> None:
+    inbox = _copy(demo_clean, tmp_path)
+    added = 0
+    for file in ("patienter.csv", "procedurer.csv", "udstyr.csv", "prom.csv", "komplikationer.csv"):
+        added += _append_hostile_csv(inbox / "auh" / CUTOFF / file, "cp1252", ";", keep_first=1)
+    added += _append_hostile_csv(next((inbox / "rh" / CUTOFF).glob("DRGDK_DATA_*.csv")), "utf-8", ",",
+                                 keep_first=4)
+    book_path = inbox / "ouh" / CUTOFF / "DRG_registrering.xlsx"
+    book = openpyxl.load_workbook(book_path)
+    numbers = [float("inf"), -1.5, 1e308, 10**20, 3.5, True, 0]
+    for sheet in book.worksheets:
+        first = [c.value for c in sheet[2]]
+        for column in range(1, len(first)):
+            for value in [*HOSTILE[:12], *numbers, None]:
+                row = list(first)
+                row[column] = value
+                sheet.append(row)
+                added += 1
+        merged = list(first)
+        merged[0] = None  # an empty (or merged-down) CPR cell
+        sheet.append(merged)
+        added += 1
+    book.save(book_path)
+    observations = inbox / "aauh" / CUTOFF / "Observation.ndjson"
+    lines = observations.read_text().splitlines()
+    for n, value in enumerate([1e300, -0.0, 10**30]):
+        hostile = json.loads(lines[0])
+        hostile["id"], hostile["valueQuantity"]["value"] = f"h{n}-{hostile['id']}", value
+        lines.append(json.dumps(hostile))
+    observations.write_text("\n".join(lines) + "\n")
+    report = load_inbox(inbox, tmp_path / "w.duckdb", TEST_KEY)
+    assert report.rejected == [] and len(report.loaded) == 4, [f.reason for f in report.files if f.rejected]
+    assert added > 1000
+    read, loaded, quarantined = _query(tmp_path / "w.duckdb", "select sum(rows_read), sum(rows_loaded), "
+                                                              "sum(rows_quarantined) from quality.delivery_files")[0]
+    assert read == loaded + quarantined
+
