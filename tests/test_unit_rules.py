@@ -565,3 +565,116 @@ def test_rule_implant_held_back_is_released_by_a_later_delivery_of_another_cente
     assert wh.query("select count(*) from quality.held_procedures") == [(0,)]
     assert wh.query("select rows_loaded, rows_quarantined from quality.delivery_files "
                     "where file = 'procedurer.csv'") == [(1, 0)]
+
+
+# -- hardening II: CPR numbers in text, faults a row cannot cost a delivery -----------------------------------
+
+
+@breaks("cpr.in_identifier", "cpr.in_free_text")
+def test_rule_a_cpr_in_an_identifier_quarantines_and_in_free_text_is_replaced(wh: Loaded) -> None:
+    """A serial holding a CPR number is a data error; a note holding one is kept without it."""
+    write_auh(wh.inbox, {
+        "udstyr.csv": [f"{ANNA};Generator;Proclaim DRG;SN 020280-4321;07-04-2016;;;Aktiv;07-04-2016"],
+        "komplikationer.csv": [f"{ANNA};10-05-2016;Infektion;Nej;ring pt 0202804321"]})
+    wh.load()
+    assert finding("auh", "udstyr.csv", 2, "Serienr", "cpr.in_identifier") in wh.findings()
+    assert finding("auh", "komplikationer.csv", 2, "Note", "cpr.in_free_text") in wh.findings()
+    assert wh.query("select note from canonical.complications") == [("ring pt <CPR?>",)]
+    assert wh.query("select count(*) from canonical.devices") == [(0,)]
+
+
+@breaks("delivery.in_the_future")
+def test_rule_a_cutoff_after_today_is_not_read(wh: Loaded) -> None:
+    """A delivery dated after the day of the load is a typo: reported, never in force."""
+    write_auh(wh.inbox)
+    write_auh(wh.inbox, cutoff=(dt.date.today() + dt.timedelta(days=1)).isoformat())
+    wh.load()
+    assert wh.report is not None and wh.report.exit_code == 1
+    assert {f.rule_id for f in wh.report.files if f.rejected} == {"delivery.in_the_future"}
+    assert wh.query("select strftime(cutoff, '%Y-%m-%d') from quality.deliveries") == [("2019-12-31",)]
+
+
+@breaks("delivery.mostly_quarantined")
+def test_rule_a_superseding_delivery_that_quarantines_nearly_all_is_refused(wh: Loaded) -> None:
+    """A later delivery whose every record is quarantined would replace the center with nothing: refused."""
+    write_auh(wh.inbox, cutoff="2019-06-30")
+    wh.load()
+    write_auh(wh.inbox, {name: [line.replace(ANNA, "010180-12345") for line in lines]
+                         for name, lines in AUH.items()})
+    wh.load()
+    assert wh.query("select rule_id from quality.rejections") == [("delivery.mostly_quarantined",)]
+    assert wh.query("select strftime(cutoff, '%Y-%m-%d') from quality.deliveries_in_force") == [("2019-06-30",)]
+
+
+@breaks("file.dictionary", "redcap.field_type")
+def test_rule_a_redcap_dictionary_not_in_redcaps_form(wh: Loaded) -> None:
+    """A repeated choice code rejects rh's delivery; a field type REDCap lacks is a warning."""
+    folder = write_rh(wh.inbox, {})
+    path = folder / "DRGDK_DataDictionary.csv"
+    path.write_text(path.read_text(encoding="utf-8").replace("1, Female | 2, Male", "1, Female | 1, Male"),
+                    encoding="utf-8")
+    assert rejected(folder, "rh") == [("DRGDK_DataDictionary.csv", "file.dictionary")]
+    path.write_text(path.read_text(encoding="utf-8").replace("1, Female | 1, Male", "1, Female | 2, Male")
+                    .replace("nrs_avg,prom,,text", "nrs_avg,prom,,richtext"), encoding="utf-8")
+    wh.load()
+    assert finding("rh", "DRGDK_DataDictionary.csv", 8, "Field Type", "redcap.field_type") in wh.findings()
+
+
+@breaks("row.no_fact")
+def test_rule_a_record_with_no_fact(wh: Loaded) -> None:
+    """An ouh Treatment row with only the CPR number: a finding, not a failed reconciliation."""
+    write_ouh(wh.inbox, [{"CPR-nr": ANNA}])
+    wh.load()
+    assert wh.report is not None and wh.report.rejected == []
+    assert finding("ouh", "DRG_registrering.xlsx#Treatment", 2, None, "row.no_fact") in wh.findings()
+
+
+@breaks("row.quoting")
+def test_rule_an_unclosed_quote(wh: Loaded) -> None:
+    """A note whose quote is never closed swallows the next record: a finding, and the swallowed text is gone."""
+    write_auh(wh.inbox, {"komplikationer.csv": [f'{ANNA};10-05-2016;Infektion;Nej;"unclosed',
+                                                f"{ANNA};11-05-2016;Infektion;Nej;swallowed"]})
+    wh.load()
+    assert finding("auh", "komplikationer.csv", 2, "Note", "row.quoting") in wh.findings()
+    assert "swallowed" not in str(wh.query("select * from quality.quarantine"))
+
+
+@breaks("value.unreadable")
+def test_rule_a_value_the_reader_cannot_handle(wh: Loaded, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception a reader raises on one record's value quarantines that record; the rest loads."""
+    from drg_etl.sources import auh
+
+    real = auh.READERS["complications"]
+
+    def breaking(ctx: Any, record: dict[str, str]) -> None:
+        if record["Note"] == "boom":
+            raise OverflowError("int too large to convert to float")
+        real(ctx, record)
+
+    monkeypatch.setitem(auh.READERS, "complications", breaking)
+    write_auh(wh.inbox, {"komplikationer.csv": [f"{ANNA};10-05-2016;Infektion;Nej;boom",
+                                                f"{ANNA};11-05-2016;Infektion;Nej;fine"]})
+    wh.load()
+    assert finding("auh", "komplikationer.csv", 2, None, "value.unreadable") in wh.findings()
+    assert wh.query("select note from canonical.complications") == [("fine",)]
+
+
+@breaks("file.unreconciled")
+def test_rule_a_delivery_that_does_not_reconcile_is_rejected_and_the_others_load(
+        wh: Loaded, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows read that neither load nor go to quarantine (a reader defect) reject that delivery only."""
+    from drg_etl.sources import base
+
+    real_add = base.RowContext.add
+
+    def lose_ouh(self: base.RowContext, table: str, **values: Any) -> None:
+        if self.staged.delivery.center != "ouh":
+            real_add(self, table, **values)
+
+    monkeypatch.setattr(base.RowContext, "add", lose_ouh)
+    monkeypatch.setattr(base.RowContext, "keep_source", lambda self, *a, **k: None)
+    write_auh(wh.inbox)
+    write_ouh(wh.inbox, [{"CPR-nr": ANNA, "Trial start": "10.03.2016"}])
+    wh.load()
+    assert wh.query("select center, rule_id from quality.rejections") == [("ouh", "file.unreconciled")]
+    assert wh.query("select center from quality.deliveries_in_force") == [("auh",)]
