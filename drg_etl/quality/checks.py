@@ -4,7 +4,8 @@ Rules run in order, each over what the earlier ones let through, so a record is 
 the first thing wrong with it: row-level rules in the readers, then exact duplicates, then
 conflicts, then missing demographics, then the canonical schemas, then (when the delivery is
 written) the national rules. A flagged record's issue goes to ``staging.pending_issues`` and
-its facts leave ``staging.pending_*``.
+its facts leave ``staging.pending_*``. Each rule is a file ``warehouse/rules/delivery_<rule>.sql``
+that puts its findings into the temp table ``delivery_findings``.
 """
 
 from __future__ import annotations
@@ -13,78 +14,45 @@ import duckdb
 
 from drg_etl.core.delivery import Delivery
 from drg_etl.core.model import CANONICAL_TABLES
+from drg_etl.core.sql import read_sql
 
-OTHER_TABLES = [t for t in CANONICAL_TABLES if t != "patients"]
-
-DUPLICATES = """
-    with errors as (
-        select distinct file, "row" from staging.pending_issues where delivery_id = $id and severity = 'error'),
-    records as (
-        select s.file, s."row", min(s."row") over (partition by s.file, s.record::varchar) as first
-        from staging.pending_source_records s anti join errors e using (file, "row") where s.delivery_id = $id)
-    select file as source_file, "row" as source_row, null::varchar as patient_key, null::varchar as column_name,
-           'row.duplicate' as rule_id, 'repeats row ' || first || ' exactly' as message
-    from records where "row" <> first"""
-
-PATIENT_CONFLICTS = """
-    with p as (select * from staging.pending_patients where delivery_id = $id),
-    conflicted as (
-        select patient_key from p group by patient_key having count(distinct (pain_location, diagnosis)) > 1)
-    select p.source_file, p.source_row, p.patient_key, null::varchar as column_name, 'row.conflict' as rule_id,
-           'demographics disagree with '
-           || array_to_string(list_sort(list_distinct(list('row ' || q.source_row))), ', ')
-           || ' of the same patient' as message
-    from p semi join conflicted c using (patient_key)
-    join p q on q.patient_key = p.patient_key and q.fact_seq <> p.fact_seq
-    group by p.source_file, p.source_row, p.patient_key, p.fact_seq"""
-
-MEASUREMENT_CONFLICTS = """
-    with m as (select * from staging.pending_measurements where delivery_id = $id and timepoint is not null),
-    disputed as (
-        select patient_key, timepoint, measure from m group by all having count(distinct (date, value)) > 1)
-    select source_file, source_row, patient_key, null::varchar as column_name, 'row.conflict' as rule_id,
-           measure || ' at ' || timepoint || ' is given differently by another record' as message
-    from m semi join disputed using (patient_key, timepoint, measure)
-    qualify row_number() over (partition by source_file, source_row order by fact_seq) = 1"""
-
-NO_DEMOGRAPHICS = """
-    with known as (select distinct patient_key from staging.pending_patients where delivery_id = $id),
-    facts as ({facts})
-    select source_file, source_row, patient_key, 'CPR' as column_name, 'patient.no_demographics' as rule_id,
-           'the delivery has no demographics record of this patient' as message
-    from facts anti join known using (patient_key)
-    qualify row_number() over (partition by source_file, source_row order by table_order, fact_seq) = 1"""
+DUPLICATES = "rules/delivery_duplicates.sql"
+PATIENT_CONFLICTS = "rules/delivery_patient_conflicts.sql"
+FIRST_DEMOGRAPHICS = "rules/delivery_first_demographics.sql"
+MEASUREMENT_CONFLICTS = "rules/delivery_measurement_conflicts.sql"
+NO_DEMOGRAPHICS = "rules/delivery_no_demographics.sql"  # names every table but patients, in the model's order
+ISSUES = "rules/delivery_issues.sql"
+DROP_TEMP_TABLE = "rules/delivery_drop_temp.sql"
+# One file per table: a statement names its table itself.
+DROP_FLAGGED: dict[str, str] = {
+    "patients": "rules/delivery_drop_patients.sql",
+    "procedures": "rules/delivery_drop_procedures.sql",
+    "devices": "rules/delivery_drop_devices.sql",
+    "measurements": "rules/delivery_drop_measurements.sql",
+    "complications": "rules/delivery_drop_complications.sql",
+}
 
 
-def flag(con: duckdb.DuckDBPyConnection, delivery: Delivery, delivery_id: str, findings_sql: str,
+def flag(con: duckdb.DuckDBPyConnection, delivery: Delivery, delivery_id: str, findings_file: str,
          tables: list[str]) -> int:
-    """Record a rule's findings as pending issues and drop the flagged records' facts from ``tables``."""
-    con.execute(f"create or replace temp table flagged as {findings_sql}", {"id": delivery_id})
-    con.execute("""
-        insert into staging.pending_issues
-        select $id, $center, $cutoff, f.source_file, f.source_row, null, f.column_name, f.rule_id,
-               r.severity, r.kahn_category, f.message, f.patient_key
-        from flagged f join quality.rules r using (rule_id)""",
-                {"id": delivery_id, "center": delivery.center, "cutoff": delivery.cutoff})
+    """Record the findings of a rule (its SQL file) as pending issues and drop the flagged records' facts from
+    ``tables``; return how many."""
+    found = con.execute(read_sql(findings_file), {"id": delivery_id}).fetchone()[0]  # create ... as: its row count
+    if not found:
+        con.execute(read_sql(DROP_TEMP_TABLE))
+        return 0
+    con.execute(read_sql(ISSUES), {"id": delivery_id, "center": delivery.center, "cutoff": delivery.cutoff})
     for table in tables:
-        con.execute(f"""delete from staging.pending_{table} t using flagged f
-                        where t.delivery_id = $id and t.source_file = f.source_file
-                          and t.source_row = f.source_row""", {"id": delivery_id})
-    found = con.execute("select count(*) from flagged").fetchone()[0]
-    con.execute("drop table flagged")
+        con.execute(read_sql(DROP_FLAGGED[table]), {"id": delivery_id})
+    con.execute(read_sql(DROP_TEMP_TABLE))
     return found
 
 
 def check_delivery(con: duckdb.DuckDBPyConnection, delivery: Delivery, delivery_id: str) -> int:
     """Run the within-delivery rules on a staged delivery; return how many records they flagged."""
-    facts = " union all ".join(
-        f"select source_file, source_row, patient_key, {n} as table_order, fact_seq from staging.pending_{t} "
-        "where delivery_id = $id" for n, t in enumerate(OTHER_TABLES))
     found = flag(con, delivery, delivery_id, DUPLICATES, list(CANONICAL_TABLES))
     found += flag(con, delivery, delivery_id, PATIENT_CONFLICTS, list(CANONICAL_TABLES))
-    con.execute("""delete from staging.pending_patients where delivery_id = $id and fact_seq not in (
-                       select min(fact_seq) from staging.pending_patients where delivery_id = $id
-                       group by patient_key)""", {"id": delivery_id})
+    con.execute(read_sql(FIRST_DEMOGRAPHICS), {"id": delivery_id})
     found += flag(con, delivery, delivery_id, MEASUREMENT_CONFLICTS, ["measurements"])
-    found += flag(con, delivery, delivery_id, NO_DEMOGRAPHICS.format(facts=facts), list(CANONICAL_TABLES))
+    found += flag(con, delivery, delivery_id, NO_DEMOGRAPHICS, list(CANONICAL_TABLES))
     return found

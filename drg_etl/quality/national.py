@@ -2,122 +2,106 @@
 
 Some rules need every center: an implant needs a successful trial somewhere (often at
 another center), an explant and the follow-ups are dated against the first implant anywhere.
-They run set-based in DuckDB over the *universe*: the procedures as they will be in force
-after the write (each center's newest staged delivery where it supersedes, else the delivery in
-force). Findings are raised only on the
-staged deliveries being written. As in the readers, a record is blamed for the first thing
-wrong with it: a flagged record's facts of that table are dropped before the next rule runs.
+Each rule is written once, in ``warehouse/rules/national_<check>.sql``: it finds the facts among
+the temp table ``rule_candidates`` that break it, each record judged against its ``rule_scope``
+(the procedures that count for it), into ``rule_findings``. Here it flags: the candidates are the
+staged facts of the deliveries being written, judged against their patient's procedures in the
+*universe*, the procedures as they will be in force after the write (each center's newest staged
+delivery where it supersedes, else the delivery in force). :mod:`drg_etl.quality.release` runs
+the same rules over the held facts to release them.
+As in the readers, a record is blamed for the first thing wrong with it: a flagged record's
+facts of that table are dropped before the next rule runs.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import duckdb
 
 from drg_etl.core.dates import FOLLOW_UP_WINDOWS
-
-_COLUMNS = "patient_key, procedure, date, end_date, trial_success"
-# The staged deliveries that will be in force after the write: per center the newest, if it is not
-# older than the center's delivery in force. Older staged deliveries are written as superseded and
-# justify nothing; a center with none of these keeps its delivery in force in the universe.
-WILL_BE_IN_FORCE = """
-    select p.delivery_id, p.center from staging.pending_deliveries p
-    where p.cutoff >= coalesce((select max(d.cutoff) from quality.deliveries d
-                                where d.center = p.center and d.status = 'in_force'), date '0001-01-01')
-    qualify row_number() over (partition by p.center order by p.cutoff desc) = 1"""
-UNIVERSE = f"""
-    select {_COLUMNS} from canonical.current_procedures
-    where center not in (select center from ({WILL_BE_IN_FORCE}))
-    union all select {_COLUMNS} from staging.pending_procedures
-    where delivery_id in (select delivery_id from ({WILL_BE_IN_FORCE}))"""
-_ISO = "strftime({}, '%Y-%m-%d')"
-
-IMPLANTS_WITHOUT_TRIAL = f"""
-    with trials as (
-        select patient_key, min(coalesce(end_date, date)) as ended from ({UNIVERSE})
-        where procedure = 'trial' and trial_success group by patient_key)
-    select p.delivery_id, p.center, p.cutoff, p.source_file, p.source_row, p.patient_key,
-           if(t.ended is null, 'procedure', 'date') as column_name,
-           if(t.ended is null, 'implant.without_trial', 'dates.out_of_order') as rule_id,
-           if(t.ended is null,
-              'implant on ' || {_ISO.format('p.date')} || ' but no successful trial at any center',
-              'implant on ' || {_ISO.format('p.date')} || ' before the successful trial ending '
-                  || {_ISO.format('t.ended')}) as message
-    from staging.pending_procedures p left join trials t using (patient_key)
-    where list_contains($targets, p.delivery_id) and p.procedure = 'implant'
-      and (t.ended is null or t.ended > p.date)"""
-
-FIRST_IMPLANTS = f"""
-    create or replace temp table first_implants as
-    select patient_key, min(date) as first from ({UNIVERSE}) where procedure = 'implant' group by patient_key"""
-
-EXPLANTS_BEFORE_IMPLANT = f"""
-    select p.delivery_id, p.center, p.cutoff, p.source_file, p.source_row, p.patient_key, 'date' as column_name,
-           'dates.out_of_order' as rule_id,
-           'explant on ' || {_ISO.format('p.date')} || ' before the implant on ' || {_ISO.format('i.first')}
-               as message
-    from staging.pending_procedures p join first_implants i using (patient_key)
-    where list_contains($targets, p.delivery_id) and p.procedure = 'explant' and p.date < i.first"""
-
-FOLLOW_UPS_OUT_OF_PLACE = f"""
-    with windows(timepoint, low, high) as (values {{windows}}),
-    judged as (
-        select m.delivery_id, m.center, m.cutoff, m.source_file, m.source_row, m.patient_key, m.fact_seq,
-               'date' as column_name,
-               case when i.first is null or m.date < i.first then 'dates.out_of_order'
-                    when m.date < i.first + to_months(w.low) or m.date > i.first + to_months(w.high)
-                        then 'followup.outside_window' end as rule_id,
-               case when i.first is null or m.date < i.first
-                        then m.timepoint || ' follow-up on ' || {_ISO.format('m.date')} || ' before the implant ('
-                             || coalesce({_ISO.format('i.first')}, 'none') || ')'
-                    else m.timepoint || ' follow-up on ' || {_ISO.format('m.date')}
-                         || ' is outside its window after the implant on ' || {_ISO.format('i.first')} end as message
-        from staging.pending_measurements m join windows w using (timepoint)
-        left join first_implants i using (patient_key)
-        where list_contains($targets, m.delivery_id))
-    select * exclude (fact_seq) from judged where rule_id is not null
-    qualify row_number() over (partition by delivery_id, source_file, source_row order by fact_seq) = 1"""
+from drg_etl.core.sql import read_sql
 
 
-def window_values() -> str:
-    """The follow-up windows (analysis.md, drg_etl/core/dates.py) as SQL ``values`` rows."""
-    return ", ".join(f"('{tp}', {low}, {high})" for tp, (low, high) in FOLLOW_UP_WINDOWS.items())
+@dataclass(frozen=True)
+class NationalRule:
+    """A national rule: the check its held facts carry, the table of the facts it judges, its SQL file."""
+
+    check: str
+    table: str
+    sql_file: str
 
 
-def _flag(con: duckdb.DuckDBPyConnection, findings_sql: str, table: str, targets: list[str], check: str) -> int:
-    """Quarantine the records a rule finds and hold back their facts of ``table``; return how many.
+IMPLANT_TRIAL = NationalRule("implant_trial", "procedures", "rules/national_implant_trial.sql")
+EXPLANT_IMPLANT = NationalRule("explant_implant", "procedures", "rules/national_explant_implant.sql")
+FOLLOWUP_IMPLANT = NationalRule("followup_implant", "measurements", "rules/national_followup_implant.sql")
+# In this order: a flagged implant does not date explants and follow-ups; a released one may release them.
+NATIONAL_RULES: tuple[NationalRule, ...] = (IMPLANT_TRIAL, EXPLANT_IMPLANT, FOLLOWUP_IMPLANT)
+
+
+@dataclass(frozen=True)
+class FlagStatements:
+    """The SQL files that flag a rule's findings among one table's staged facts; each names its table itself."""
+
+    candidates: str  # rule_candidates: the staged facts of the deliveries being written ($targets)
+    hold: str  # the found records' facts into staging.pending_held_<table> ($check)
+    drop: str  # the found records' facts out of staging.pending_<table>
+
+
+FLAG_STATEMENTS: dict[str, FlagStatements] = {
+    "procedures": FlagStatements("rules/national_staged_procedures.sql", "rules/national_hold_procedures.sql",
+                                 "rules/national_drop_procedures.sql"),
+    "measurements": FlagStatements("rules/national_staged_measurements.sql", "rules/national_hold_measurements.sql",
+                                   "rules/national_drop_measurements.sql"),
+}
+COUNTED_AFTER_WRITE = "rules/national_counted_after_write.sql"  # counted_procedures: the universe
+SCOPE = "rules/national_scope.sql"  # rule_scope: the candidates' patients' procedures in counted_procedures
+ISSUES = "rules/national_issues.sql"
+DROP_TEMP_TABLES = "rules/national_drop_temp.sql"
+
+
+def load_follow_up_windows(con: duckdb.DuckDBPyConnection) -> None:
+    """Fill the temp table ``follow_up_windows`` from FOLLOW_UP_WINDOWS (analysis.md, drg_etl/core/dates.py)."""
+    windows = [{"timepoint": timepoint, "low": low, "high": high}
+               for timepoint, (low, high) in FOLLOW_UP_WINDOWS.items()]
+    con.execute(read_sql("rules/follow_up_windows.sql"), {"windows": windows})
+
+
+def find_breaches(con: duckdb.DuckDBPyConnection, rule: NationalRule) -> int:
+    """Run ``rule`` over ``rule_candidates``, each record against its ``rule_scope``; its findings go to the
+    temp table ``rule_findings`` (``follow_up_windows`` must be filled). Return how many (a ``create ... as`` statement
+    answers with its row count)."""
+    return con.execute(read_sql(rule.sql_file)).fetchone()[0]
+
+
+def _flag(con: duckdb.DuckDBPyConnection, rule: NationalRule, targets: list[str]) -> int:
+    """Quarantine the records of ``targets`` that ``rule`` finds and hold back their facts; return the findings.
 
     Held facts (``staging.pending_held_*``, then ``quality.held_*``) are re-examined when later
     deliveries arrive (drg_etl/quality/release.py): the trial may come from another center.
     """
-    con.execute(f"create or replace temp table flagged as {findings_sql}", {"targets": targets})
-    con.execute(f"""
-        insert into staging.pending_held_{table} by name
-        select t.* exclude (fact_seq), $check as national_check, f.rule_id
-        from staging.pending_{table} t
-        join (select delivery_id, source_file, source_row, min(rule_id) as rule_id from flagged group by all) f
-          on t.delivery_id = f.delivery_id and t.source_file = f.source_file and t.source_row = f.source_row""",
-                {"check": check})
-    con.execute("""
-        insert into staging.pending_issues
-        select f.delivery_id, f.center, f.cutoff, f.source_file, f.source_row, null, f.column_name, f.rule_id,
-               r.severity, r.kahn_category, f.message, f.patient_key
-        from flagged f join quality.rules r using (rule_id)""")
-    con.execute(f"""
-        delete from staging.pending_{table} t using flagged f
-        where t.delivery_id = f.delivery_id and t.source_file = f.source_file and t.source_row = f.source_row""")
-    return con.execute("select count(*) from flagged").fetchone()[0]
+    statements = FLAG_STATEMENTS[rule.table]
+    con.execute(read_sql(statements.candidates), {"targets": targets})
+    con.execute(read_sql(SCOPE))
+    if not (found := find_breaches(con, rule)):
+        return 0
+    con.execute(read_sql(statements.hold), {"check": rule.check})
+    con.execute(read_sql(ISSUES))
+    con.execute(read_sql(statements.drop))
+    return found
 
 
 def check_national(con: duckdb.DuckDBPyConnection, targets: list[str]) -> int:
     """Run the national rules on the staged deliveries ``targets`` (delivery ids); return the findings."""
     if not targets:
         return 0
-    windows = window_values()
-    found = _flag(con, IMPLANTS_WITHOUT_TRIAL, "procedures", targets, "implant_trial")
-    con.execute(FIRST_IMPLANTS)
-    found += _flag(con, EXPLANTS_BEFORE_IMPLANT, "procedures", targets, "explant_implant")
-    found += _flag(con, FOLLOW_UPS_OUT_OF_PLACE.replace("{windows}", windows), "measurements", targets,
-                   "followup_implant")
-    con.execute("drop table if exists flagged")
-    con.execute("drop table if exists first_implants")
+    load_follow_up_windows(con)
+    con.execute(read_sql(COUNTED_AFTER_WRITE))
+    found = _flag(con, IMPLANT_TRIAL, targets)
+    # The first implants count only the implants the implant rule let through; explants and follow-ups are
+    # both dated against the same ones.
+    con.execute(read_sql(COUNTED_AFTER_WRITE))
+    found += _flag(con, EXPLANT_IMPLANT, targets)
+    found += _flag(con, FOLLOWUP_IMPLANT, targets)
+    con.execute(read_sql(DROP_TEMP_TABLES))
     return found

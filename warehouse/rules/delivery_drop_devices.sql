@@ -1,0 +1,3 @@
+-- Drop the devices of the records a within-delivery rule found (delivery_findings) in delivery $id.
+delete from staging.pending_devices t using delivery_findings f
+where t.delivery_id = $id and t.source_file = f.source_file and t.source_row = f.source_row
