@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+from helpers import TEST_KEY, Generated
 
 from dagster_project.definitions import build_defs, defs
 from dagster_project.resources import (
@@ -27,7 +28,6 @@ from dagster_project.resources import (
 from dagster_project.sensors import new_deliveries
 from drg_etl.core.vocabulary import CENTERS
 from drg_etl.pipeline.load import load_inbox
-from tests.conftest import TEST_KEY, Generated
 
 ASSETS = {"delivery_files", "staged_rows", "canonical_tables", "quarantine", "fhir_resources", "warehouse_marts",
           "national_analysis", "fhir_export", "national_report"}

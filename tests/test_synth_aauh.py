@@ -7,9 +7,9 @@ from collections import Counter
 
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
+from helpers import Generated
 
 from drg_etl.core.levels import parse_level
-from tests.conftest import Generated
 
 TYPES = ["Patient", "Condition", "Procedure", "Device", "Observation"]
 BASE = "http://aauh.example/fhir/CodeSystem/"

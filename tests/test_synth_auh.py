@@ -7,8 +7,7 @@ import re
 
 import pandas as pd
 import pytest
-
-from tests.conftest import Generated
+from helpers import Generated
 
 HEADERS = {
     "patienter.csv": "CPR;Køn;Smertelokalisation;Diagnose",

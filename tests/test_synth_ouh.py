@@ -8,8 +8,7 @@ from typing import Any
 
 import openpyxl
 import pytest
-
-from tests.conftest import Generated
+from helpers import Generated
 
 WORKBOOK = "DRG_registrering.xlsx"
 PAIN_AREAS = {"Foot": "lower_extremity", "Leg": "lower_extremity", "Knee": "lower_extremity",

@@ -7,8 +7,7 @@ import io
 from typing import Any
 
 import pytest
-
-from tests.conftest import Generated
+from helpers import Generated
 
 DATA = "DRGDK_DATA_2019-12-31.csv"
 REDCAP_COLUMNS = [
