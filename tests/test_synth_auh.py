@@ -106,7 +106,7 @@ def _cpr_key(series: pd.Series) -> pd.Series:
     return series.str.replace("-", "", regex=False)
 
 
-def test_cells_agree_with_truth(demo: Generated) -> None:
+def test_auh_csv_cells_agree_with_the_truth(demo: Generated) -> None:
     patients, procedures = read(demo, "patienter.csv"), read(demo, "procedurer.csv")
     devices, prom, comps = read(demo, "udstyr.csv"), read(demo, "prom.csv"), read(demo, "komplikationer.csv")
     persons = demo.persons_at("auh")
