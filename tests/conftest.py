@@ -1,18 +1,43 @@
 """Shared fixtures: generated inboxes (default, --clean, other seeds) with their truth, and their warehouses.
 
 The helpers the fixtures are built from, and that test modules import, are in helpers.py; test modules never
-import this file.
+import this file. The tests stay out of the checkout: Hypothesis keeps its examples outside it, and
+test_checkout_untouched.py runs last, against the checkout's state before the first test.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
-from helpers import TEST_KEY, Generated, Loaded, Tiny, generate_inbox, load_generated
+from helpers import TEST_KEY, CheckoutState, Generated, Loaded, Tiny, checkout_state, generate_inbox, load_generated
 
 from drg_etl.synth.generate import DEFAULT_SEED
+
+# Hypothesis keeps its example database and caches in .hypothesis/ under the working folder, the checkout,
+# unless told otherwise (read at its first use of them, after this).
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", str(Path(tempfile.gettempdir()) / "drg-etl-hypothesis"))
+
+CHECKOUT_MODULE = "test_checkout_untouched.py"
+CHECKOUT_BEFORE = pytest.StashKey[CheckoutState | None]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """When the checkout test is collected: note the checkout's state now, before any test runs, and run the
+    checkout test after every other."""
+    last = [item for item in items if item.path.name == CHECKOUT_MODULE]
+    if last:
+        config.stash[CHECKOUT_BEFORE] = checkout_state()
+        items[:] = [item for item in items if item.path.name != CHECKOUT_MODULE] + last
+
+
+@pytest.fixture(scope="session")
+def checkout_before(request: pytest.FixtureRequest) -> CheckoutState | None:
+    """The checkout's changed and untracked files before the first test (None: git cannot tell)."""
+    return request.config.stash.get(CHECKOUT_BEFORE, None)
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,8 @@
 """What the test modules share, apart from fixtures (those are in conftest.py, built from these).
 
 Generated inboxes and loaded warehouses, the test key, the CLI in a subprocess, warehouse snapshots,
-new deliveries and the whole-file faults planted in them, every CPR of an inbox, a hand-built warehouse.
-``[tool.pytest.ini_options] pythonpath``
+new deliveries and the whole-file faults planted in them, every CPR of an inbox, a hand-built warehouse,
+and the state of the checkout (tests must not write into it). ``[tool.pytest.ini_options] pythonpath``
 puts this folder on ``sys.path``: test modules ``import helpers`` under ``pytest`` and ``python -m pytest``.
 """
 
@@ -316,3 +316,40 @@ class Tiny:
 
         refresh_fhir(self.con, full=True)
         return national_analysis(self.con, dt.date.fromisoformat(end))
+
+
+# -- the checkout: tests write nowhere in it ----------------------------------------------------------------
+
+
+CheckoutState = dict[str, tuple[str, int, int]]  # path -> (git's two status letters, size, mtime in ns)
+
+
+SCREENSHOT = ROOT / "docs" / "report.png"  # the README's picture of the report, taken by test_report.py
+
+
+def updating_screenshot() -> bool:
+    """Whether test_report.py is to refresh SCREENSHOT (DRG_ETL_UPDATE_SCREENSHOT=1); it writes under tmp otherwise."""
+    return os.environ.get("DRG_ETL_UPDATE_SCREENSHOT") == "1"
+
+
+def checkout_state(root: Path = ROOT) -> CheckoutState | None:
+    """What ``git status`` reports of the checkout: every changed or untracked file with its status, size and
+    modification time (files git ignores left out); ``None`` when git cannot say (no git, no repository at the
+    checkout's root)."""
+    git = shutil.which("git")
+    if git is None or not (root / ".git").exists():
+        return None
+    top = subprocess.run([git, "rev-parse", "--show-toplevel"], cwd=root, capture_output=True, text=True)
+    if top.returncode != 0 or Path(top.stdout.strip()).resolve() != root.resolve():
+        return None
+    done = subprocess.run([git, "--no-optional-locks", "status", "--porcelain=v1", "-z", "--untracked-files=all",
+                           "--no-renames"], cwd=root, capture_output=True)
+    if done.returncode != 0:
+        return None
+    state: CheckoutState = {}
+    for entry in done.stdout.decode("utf-8", errors="surrogateescape").split("\0"):
+        if entry:
+            path = root / entry[3:]
+            stat = path.stat() if path.is_file() else None
+            state[entry[3:]] = (entry[:2], stat.st_size if stat else -1, stat.st_mtime_ns if stat else -1)
+    return state

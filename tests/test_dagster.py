@@ -161,8 +161,9 @@ def test_dagster_dev_serves_the_assets_checks_sensor_and_schedule(tmp_path: Path
     shutil.copy(Path(__file__).resolve().parents[1] / "dagster_project" / "dagster.yaml", home)
     (tmp_path / "inbox").mkdir()
     port = _free_port()
+    # every path the code location would write to under tmp_path, whatever the caller's environment says
     env = dict(os.environ, DAGSTER_HOME=str(home), DRG_ETL_INBOX=str(tmp_path / "inbox"),
-               DRG_ETL_WAREHOUSE=str(tmp_path / "w.duckdb"))
+               DRG_ETL_WAREHOUSE=str(tmp_path / "w.duckdb"), DRG_ETL_EXPORT=str(tmp_path / "fhir-export"))
     server = subprocess.Popen([sys.executable, "-m", "dagster", "dev", "-m", "dagster_project", "-h", "127.0.0.1",
                                "-p", str(port)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
@@ -206,3 +207,4 @@ def test_centers_loaded_one_run_each_keep_the_cross_center_patients(demo_clean: 
     con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
     assert con.execute("select count(*) from quality.quarantine").fetchone()[0] == 0
     con.close()
+

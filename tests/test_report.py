@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import ROOT, Loaded, run_cli
+from helpers import SCREENSHOT, Loaded, run_cli, updating_screenshot
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -84,7 +84,7 @@ def test_the_report_renders_in_chromium_with_every_plot_and_analyzes_figures(loa
     assert done.returncode == 0, done.stderr
     html = page.read_text("utf-8")
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)|<link|@import|url\((?!#)""", html), "self-contained"
-    screenshot = ROOT / "docs" / "report.png" if not publish else None
+    screenshot = tmp_path / "report.png" if not publish else None
     dom, log = _browse(page, tmp_path, screenshot)
     assert [line for line in log.splitlines() if "CONSOLE" in line] == []
     parsed = _Keys()
@@ -99,3 +99,5 @@ def test_the_report_renders_in_chromium_with_every_plot_and_analyzes_figures(loa
         assert _same(shown, expected[key]), (key, shown, expected[key])
     if not publish:
         assert "Beside the paper" in html and html.count(">yes<") == 21
+    if screenshot is not None and updating_screenshot():
+        shutil.copyfile(screenshot, SCREENSHOT)
