@@ -2,21 +2,19 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import Loaded, Tiny
 from typer.testing import CliRunner
 
 from drg_etl.analysis.national import national_analysis, publishable
 from drg_etl.analysis.wilcoxon import signed_rank_p
 from drg_etl.cli import app
-from drg_etl.fhir.store import refresh_fhir
 from drg_etl.pipeline.warehouse import connect
 from drg_etl.reference.compare import compare_with_paper
-from tests.conftest import Loaded
 
 COUNTS = [("cohort", k) for k in ("trial_patients", "implanted_patients", "still_implanted", "fully_functional")]
 COUNTS += [("complications", k) for k in ("lead_defect_patients", "retained_fragment_patients",
@@ -89,63 +87,7 @@ def test_observation_end_is_a_parameter(loaded_demo: Loaded) -> None:
     assert bad.exit_code == 2
 
 
-# -- the definitions, pinned on hand-built histories ----------------------------------------------------
-
-KEY = "a" * 64
-LINEAGE = {"cutoff": dt.date(2019, 12, 31), "source_file": "hand", "source_row": 2}
-
-
-class Tiny:
-    """A warehouse built from a few hand-written canonical facts, read through the FHIR layer."""
-
-    def __init__(self, path: Path) -> None:
-        self.con = connect(path)
-        self.deliveries: set[str] = set()
-
-    def _delivery(self, center: str) -> str:
-        if center not in self.deliveries:
-            self.con.execute("insert into quality.deliveries values (?, ?, date '2019-12-31', 'in_force', 'l', "
-                             "now(), 'test', null)", [f"d-{center}", center])
-            self.deliveries.add(center)
-        return f"d-{center}"
-
-    def add(self, table: str, center: str, **values: Any) -> Tiny:
-        row = {"delivery_id": self._delivery(center), "center": center, **LINEAGE, "patient_key": KEY, **values}
-        columns = ", ".join(row)
-        self.con.execute(f"insert into canonical.{table} ({columns}) values ({', '.join('?' * len(row))})",
-                         list(row.values()))
-        return self
-
-    def patient(self, center: str, key: str = KEY) -> Tiny:
-        return self.add("patients", center, patient_key=key, sex="female", birth_year=1960,
-                        pain_location="lower_extremity", diagnosis="crps_1", recorded_sex="female")
-
-    def procedure(self, center: str, kind: str, day: str, **extra: Any) -> Tiny:
-        return self.add("procedures", center, procedure=kind, date=dt.date.fromisoformat(day), **extra)
-
-    def trial(self, center: str, day: str) -> Tiny:
-        start = dt.date.fromisoformat(day)
-        return self.procedure(center, "trial", day, end_date=start + dt.timedelta(days=10), trial_success=True)
-
-    def lead(self, center: str, ref: str, placed: str, status: str = "active", status_date: str | None = None,
-             level: str = "L5", side: str = "left") -> Tiny:
-        return self.add("devices", center, device_ref=ref, device_type="lead", serial=ref,
-                        placed_date=dt.date.fromisoformat(placed), level=level, side=side, status=status,
-                        status_date=dt.date.fromisoformat(status_date or placed))
-
-    def measure(self, center: str, day: str, value: float, timepoint: str | None, measure: str = "nrs_average",
-                ) -> Tiny:
-        return self.add("measurements", center, date=dt.date.fromisoformat(day), timepoint=timepoint,
-                        measure=measure, value=value)
-
-    def analyze(self, end: str = "2019-12-31") -> dict[str, Any]:
-        refresh_fhir(self.con, full=True)
-        return national_analysis(self.con, dt.date.fromisoformat(end))
-
-
-@pytest.fixture()
-def tiny(tmp_path: Path) -> Tiny:
-    return Tiny(tmp_path / "tiny.duckdb")
+# -- the definitions, pinned on hand-built histories (helpers.Tiny, the tiny fixture) ----------------------
 
 
 def _implanted(t: Tiny, center: str = "auh") -> Tiny:

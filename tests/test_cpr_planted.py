@@ -16,12 +16,12 @@ from pathlib import Path
 import duckdb
 import openpyxl
 import pytest
+from helpers import CUTOFF, TEST_KEY, Generated
 from openpyxl.comments import Comment
 from typer.testing import CliRunner
 
 from drg_etl.cli import app
 from drg_etl.core.cpr import fold_text, holds_cpr, scrub_cpr
-from tests.conftest import CUTOFF, TEST_KEY, Generated
 
 # Each planted CPR is its own number (230487-12NN), so a leak names the field it came through.
 _next = iter(range(10, 100))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from helpers import TEST_KEY, Generated, Loaded
 from typer.testing import CliRunner
 
 from drg_etl.cli import app
@@ -17,7 +18,6 @@ from drg_etl.pipeline.load import LoadReport, load_inbox
 from drg_etl.quality import thresholds as dq
 from drg_etl.quality.report import quality_report
 from drg_etl.quality.thresholds import THRESHOLDS_FILE, THRESHOLDS_VARIABLE, load_thresholds, record_checks
-from tests.conftest import TEST_KEY, Generated, Loaded
 
 NEW_CUTOFF = "2020-03-31"
 TOLERATED = "followup.outside_window"  # fails in the demo, yet under its default threshold

@@ -16,23 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-
-from tests.conftest import TEST_KEY, Generated
-from tests.test_load_faults import snapshot
+from helpers import TEST_KEY, Generated, digest, run_cli
 
 KILLS = 3
-
-
-def digest(warehouse: Path) -> dict[str, list[tuple]]:
-    """The warehouse's content, without the load ids (a uuid per load)."""
-    out = snapshot(warehouse)
-    out["quality.deliveries"] = sorted((r[:4] + r[5:] for r in out["quality.deliveries"]), key=repr)
-    return out
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DRG_ETL_PSEUDONYM_KEY": TEST_KEY.decode(), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "drg_etl.cli", *args], capture_output=True, text=True, env=env)
 
 
 def _start_load(inbox: Path, warehouse: Path) -> subprocess.Popen:
@@ -46,14 +32,14 @@ def clean(demo_clean: Generated, tmp_path_factory: pytest.TempPathFactory) -> tu
     """The clean load's analysis, snapshot and wall time."""
     warehouse = tmp_path_factory.mktemp("clean") / "w.duckdb"
     started = time.monotonic()
-    assert _cli("load", str(demo_clean.inbox), "--warehouse", str(warehouse)).returncode == 0
+    assert run_cli("load", str(demo_clean.inbox), "--warehouse", str(warehouse)).returncode == 0
     took = time.monotonic() - started
-    figures = json.loads(_cli("analyze", "--warehouse", str(warehouse), "--json").stdout)
+    figures = json.loads(run_cli("analyze", "--warehouse", str(warehouse), "--json").stdout)
     return figures, digest(warehouse), took
 
 
 def _consistent_or_refused(warehouse: Path, figures: dict) -> str:
-    done = _cli("analyze", "--warehouse", str(warehouse), "--json")
+    done = run_cli("analyze", "--warehouse", str(warehouse), "--json")
     if done.returncode == 0:
         assert json.loads(done.stdout) == figures, "analyze printed the figures of half a load"
         return "complete"
@@ -75,9 +61,9 @@ def test_a_load_killed_anywhere_leaves_a_consistent_warehouse_and_a_rerun_finish
         load.wait()
         if warehouse.exists():
             outcomes.append(_consistent_or_refused(warehouse, figures))
-        rerun = _cli("load", str(demo_clean.inbox), "--warehouse", str(warehouse))
+        rerun = run_cli("load", str(demo_clean.inbox), "--warehouse", str(warehouse))
         assert rerun.returncode == 0, rerun.stderr
-        assert json.loads(_cli("analyze", "--warehouse", str(warehouse), "--json").stdout) == figures
+        assert json.loads(run_cli("analyze", "--warehouse", str(warehouse), "--json").stdout) == figures
         assert digest(warehouse) == expected
     assert len(outcomes) >= 1
 

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
+from helpers import TEST_KEY, Loaded, all_cprs
 from typer.testing import CliRunner
 
 from drg_etl.cli import app
 from drg_etl.core.mappings import MAPPINGS_DIR
 from drg_etl.fhir.terminology import code_system_resource
-from tests.conftest import Loaded
-from tests.test_no_cpr_persisted import all_cprs
 
 TYPES = ["Patient", "Organization", "Condition", "Procedure", "Device", "Observation", "AdverseEvent"]
 
@@ -90,7 +89,6 @@ def test_ids_are_stable_across_runs(loaded_demo: Loaded, export: Path, tmp_path:
 
 def test_ids_survive_a_reload_into_a_new_warehouse(loaded_demo: Loaded, export: Path, tmp_path: Path) -> None:
     from drg_etl.pipeline.load import load_inbox
-    from tests.conftest import TEST_KEY
 
     path = tmp_path / "w2.duckdb"
     load_inbox(loaded_demo.gen.inbox, path, TEST_KEY)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from helpers import TEST_KEY, Generated, Loaded
 from pydantic import ValidationError
 
 from drg_etl.fhir import build, store
@@ -15,7 +16,6 @@ from drg_etl.fhir.store import refresh_fhir
 from drg_etl.fhir.validate import InvalidResource
 from drg_etl.pipeline.load import load_inbox
 from drg_etl.pipeline.warehouse import connect
-from tests.conftest import TEST_KEY, Generated, Loaded
 
 
 def _export(warehouse: Path, out: Path) -> dict[str, bytes]:

@@ -11,11 +11,11 @@ from typing import Any
 import duckdb
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
+from helpers import Loaded
 
 from drg_etl.fhir.export import export_fhir
 from drg_etl.fhir.package import CANONICAL, write_package
 from drg_etl.fhir.validate import first_error
-from tests.conftest import Loaded
 
 ROOT = Path(__file__).resolve().parents[1]
 SKS = "urn:oid:1.2.208.176.2.4"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -12,25 +11,15 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from helpers import TEST_KEY, Generated, all_cprs, digest, new_delivery, run_cli, snapshot
 from typer.testing import CliRunner
 
 from drg_etl.cli import app
 from drg_etl.core.pseudonym import DEMO_KEY
 from drg_etl.pipeline.load import load_inbox
 from drg_etl.pipeline.write import write_pending
-from tests.conftest import TEST_KEY, Generated
-from tests.test_load_faults import _new_delivery, snapshot
-from tests.test_no_cpr_persisted import all_cprs
 
 OTHER_KEY = "c3a91f06d2e84b7590fa1e6c4d2b8a73e05f91c6b2d4a8e7f3c0b69d1a5e2f48"
-
-
-def _cli(args: list[str], key: str | None = TEST_KEY.decode(), **env: str) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if k != "DRG_ETL_PSEUDONYM_KEY"} | {"COLUMNS": "250"} | env
-    if key is not None:
-        environment["DRG_ETL_PSEUDONYM_KEY"] = key
-    return subprocess.run([sys.executable, "-m", "drg_etl.cli", *args], capture_output=True, text=True,
-                          env=environment)
 
 
 @pytest.mark.parametrize(("key", "why"), [
@@ -39,7 +28,7 @@ def _cli(args: list[str], key: str | None = TEST_KEY.decode(), **env: str) -> su
 ])
 def test_a_weak_or_public_key_is_refused_before_anything_is_written(key: str, why: str, demo_clean: Generated,
                                                                      tmp_path: Path) -> None:
-    done = _cli(["load", str(demo_clean.inbox), "--warehouse", str(tmp_path / "w.duckdb")], key=key)
+    done = run_cli("load", str(demo_clean.inbox), "--warehouse", str(tmp_path / "w.duckdb"), key=key)
     assert done.returncode == 2, done.stderr
     assert why in done.stderr and "token_hex" in done.stderr
     assert not (tmp_path / "w.duckdb").exists()
@@ -48,12 +37,12 @@ def test_a_weak_or_public_key_is_refused_before_anything_is_written(key: str, wh
 def test_a_load_under_another_key_exits_2_and_changes_nothing(clean_warehouse: tuple[Path, Path]) -> None:
     inbox, path = clean_warehouse
     before = snapshot(path)
-    _new_delivery(inbox, "auh")
-    done = _cli(["load", str(inbox), "--warehouse", str(path)], key=OTHER_KEY)
+    new_delivery(inbox, "auh")
+    done = run_cli("load", str(inbox), "--warehouse", str(path), key=OTHER_KEY)
     assert done.returncode == 2
     assert "another pseudonym key" in done.stderr and OTHER_KEY not in done.stderr + done.stdout
     assert snapshot(path) == before
-    again = _cli(["load", str(inbox), "--warehouse", str(path)])
+    again = run_cli("load", str(inbox), "--warehouse", str(path))
     assert again.returncode == 0, again.stderr
     con = duckdb.connect(str(path), read_only=True)
     persons = con.execute("select count(distinct patient_key) from canonical.current_patients").fetchone()[0]
@@ -73,8 +62,8 @@ def test_a_csv_without_its_header_is_rejected_without_quoting_a_cpr(demo: Genera
     patients = inbox / "auh" / "2019-12-31" / "patienter.csv"
     patients.write_bytes(patients.read_bytes().split(b"\r\n", 1)[1])
     path = tmp_path / "w.duckdb"
-    done = _cli(["load", str(inbox), "--warehouse", str(path)])
-    quality = _cli(["quality", "--warehouse", str(path), "--json"])
+    done = run_cli("load", str(inbox), "--warehouse", str(path))
+    quality = run_cli("quality", "--warehouse", str(path), "--json")
     assert done.returncode == 1 and "patienter.csv" in done.stdout
     con = duckdb.connect(str(path), read_only=True)
     stored = " ".join(str(r) for r in con.execute("select * from quality.rejections").fetchall())
@@ -104,7 +93,7 @@ def test_one_hostile_ndjson_line_rejects_aauh_and_the_others_load(line: str, dem
 def test_a_header_only_demographics_file_rejects_the_delivery(clean_warehouse: tuple[Path, Path]) -> None:
     inbox, path = clean_warehouse
     before = snapshot(path)
-    folder = _new_delivery(inbox, "auh")
+    folder = new_delivery(inbox, "auh")
     header = (folder / "patienter.csv").read_bytes().split(b"\r\n", 1)[0] + b"\r\n"
     (folder / "patienter.csv").write_bytes(header)
     report = load_inbox(inbox, path, TEST_KEY)
@@ -123,27 +112,27 @@ def _one_error_line(done: subprocess.CompletedProcess, *needles: str) -> None:
 
 
 def test_analyze_reports_missing_damaged_and_unbuilt_warehouses_in_one_line(tmp_path: Path) -> None:
-    _one_error_line(_cli(["analyze", "--warehouse", str(tmp_path / "none.duckdb"), "--json"]), "no warehouse")
+    _one_error_line(run_cli("analyze", "--warehouse", str(tmp_path / "none.duckdb"), "--json"), "no warehouse")
     garbage = tmp_path / "garbage.duckdb"
     garbage.write_bytes(b"this is not a database" * 100)
-    _one_error_line(_cli(["analyze", "--warehouse", str(garbage), "--json"]), "cannot open")
+    _one_error_line(run_cli("analyze", "--warehouse", str(garbage), "--json"), "cannot open")
     empty = tmp_path / "empty.duckdb"
     duckdb.connect(str(empty)).close()
-    _one_error_line(_cli(["export-fhir", "--warehouse", str(empty), "--out", str(tmp_path / "x")]), "never loaded")
+    _one_error_line(run_cli("export-fhir", "--warehouse", str(empty), "--out", str(tmp_path / "x")), "never loaded")
 
 
 def test_a_truncated_warehouse_is_one_line_too(clean_warehouse: tuple[Path, Path], tmp_path: Path) -> None:
     _, path = clean_warehouse
     cut = tmp_path / "cut.duckdb"
     cut.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
-    done = _cli(["analyze", "--warehouse", str(cut), "--json"])
+    done = run_cli("analyze", "--warehouse", str(cut), "--json")
     assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
 
 
 def test_a_stale_fhir_layer_is_refused_until_a_load_finishes_it(clean_warehouse: tuple[Path, Path]) -> None:
     inbox, path = clean_warehouse
-    _new_delivery(inbox, "ouh")
+    new_delivery(inbox, "ouh")
     from drg_etl.core.pseudonym import Pseudonymizer
     from drg_etl.pipeline.load import stage_center
     from drg_etl.pipeline.warehouse import connect
@@ -152,9 +141,9 @@ def test_a_stale_fhir_layer_is_refused_until_a_load_finishes_it(clean_warehouse:
     stage_center(inbox, "ouh", con, Pseudonymizer(TEST_KEY), "interrupted")
     write_pending(con, "interrupted")  # the deliveries are written; the FHIR layer is not (a killed load)
     con.close()
-    _one_error_line(_cli(["analyze", "--warehouse", str(path), "--json"]), "older than its deliveries")
-    assert _cli(["load", str(inbox), "--warehouse", str(path)]).returncode == 0
-    done = _cli(["analyze", "--warehouse", str(path), "--json"])
+    _one_error_line(run_cli("analyze", "--warehouse", str(path), "--json"), "older than its deliveries")
+    assert run_cli("load", str(inbox), "--warehouse", str(path)).returncode == 0
+    done = run_cli("analyze", "--warehouse", str(path), "--json")
     assert done.returncode == 0 and json.loads(done.stdout)["observation_end"] == "2020-03-31"
 
 
@@ -166,14 +155,14 @@ def test_a_second_writer_waits_then_exits_2_and_a_reader_is_told(clean_warehouse
     try:
         assert holder.stdout.readline().strip() == "held"
         started = time.monotonic()
-        done = _cli(["load", str(inbox), "--warehouse", str(path)], DRG_ETL_LOCK_WAIT="2")
+        done = run_cli("load", str(inbox), "--warehouse", str(path), DRG_ETL_LOCK_WAIT="2")
         assert done.returncode == 2 and "in use by another process" in done.stderr
         assert 2 <= time.monotonic() - started < 20
-        _one_error_line(_cli(["analyze", "--warehouse", str(path), "--json"]), "in use by another process")
+        _one_error_line(run_cli("analyze", "--warehouse", str(path), "--json"), "in use by another process")
     finally:
         holder.kill()
         holder.wait()
-    assert _cli(["analyze", "--warehouse", str(path), "--json"]).returncode == 0
+    assert run_cli("analyze", "--warehouse", str(path), "--json").returncode == 0
 
 
 def test_quality_under_the_cli_runner_prints_errors_to_stderr(tmp_path: Path) -> None:
@@ -192,7 +181,7 @@ def test_odd_folders_are_reported_with_exit_1_and_nothing_outside_the_inbox_is_r
     (inbox / "AUH").mkdir()
     shutil.copytree(inbox / "auh" / "2019-12-31", inbox / "auh" / "20200630")
     (inbox / "auh" / "2020-09-30").symlink_to(outside, target_is_directory=True)
-    done = _cli(["load", str(inbox), "--warehouse", str(path)])
+    done = run_cli("load", str(inbox), "--warehouse", str(path))
     assert done.returncode == 1, done.stderr
     for where, why in (("auh/2019-13-45", "YYYY-MM-DD"), ("xyz", "not a center"), ("AUH", "lower case"),
                        ("auh/20200630", "YYYY-MM-DD"), ("auh/2020-09-30", "out of the inbox")):
@@ -239,26 +228,24 @@ def test_an_implant_whose_trial_arrives_later_is_released_with_an_audit_record(d
 
 def test_rekey_rotates_every_pseudonym_in_one_go_and_equals_a_load_under_the_new_key(demo: Generated,
                                                                                      tmp_path: Path) -> None:
-    from tests.test_fault_injection import digest
-
     rotated, fresh = tmp_path / "rotated.duckdb", tmp_path / "fresh.duckdb"
-    assert _cli(["load", str(demo.inbox), "--warehouse", str(rotated)]).returncode == 0
-    wrong = _cli(["rekey", "--warehouse", str(rotated), "--inbox", str(demo.inbox)], key=OTHER_KEY,
+    assert run_cli("load", str(demo.inbox), "--warehouse", str(rotated)).returncode == 0
+    wrong = run_cli("rekey", "--warehouse", str(rotated), "--inbox", str(demo.inbox), key=OTHER_KEY,
                  DRG_ETL_OLD_PSEUDONYM_KEY=OTHER_KEY)
     assert wrong.returncode == 2 and "not the key" in wrong.stderr
-    done = _cli(["rekey", "--warehouse", str(rotated), "--inbox", str(demo.inbox)], key=OTHER_KEY,
+    done = run_cli("rekey", "--warehouse", str(rotated), "--inbox", str(demo.inbox), key=OTHER_KEY,
                 DRG_ETL_OLD_PSEUDONYM_KEY=TEST_KEY.decode())
     assert done.returncode == 0, done.stderr
-    assert _cli(["load", str(demo.inbox), "--warehouse", str(fresh)], key=OTHER_KEY).returncode == 0
+    assert run_cli("load", str(demo.inbox), "--warehouse", str(fresh), key=OTHER_KEY).returncode == 0
     a, b = digest(rotated), digest(fresh)
     for table in a:
         assert a[table] == b[table], table
-    export = [_cli(["export-fhir", "--warehouse", str(w), "--out", str(tmp_path / w.stem)], key=OTHER_KEY)
+    export = [run_cli("export-fhir", "--warehouse", str(w), "--out", str(tmp_path / w.stem), key=OTHER_KEY)
               for w in (rotated, fresh)]
     assert all(e.returncode == 0 for e in export)
     for name in ("Patient.ndjson", "Observation.ndjson", "Device.ndjson"):
         assert (tmp_path / "rotated" / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes()
-    assert _cli(["load", str(demo.inbox), "--warehouse", str(rotated)]).returncode == 2  # the old key is refused now
+    assert run_cli("load", str(demo.inbox), "--warehouse", str(rotated)).returncode == 2  # the old key is refused now
 
 
 def test_the_formats_device_references_are_the_ones_rekey_rewrites() -> None:
@@ -328,7 +315,7 @@ def test_a_backlog_is_checked_against_what_will_be_in_force(demo_clean: Generate
     person = next(p for p in demo_clean.truth["patients"] if set(p["centers"]) == {"rh", "aauh"})
     inbox = tmp_path / "inbox"
     shutil.copytree(demo_clean.inbox, inbox)
-    newer = _new_delivery(inbox, "rh")
+    newer = new_delivery(inbox, "rh")
     data = newer / "DRGDK_DATA_2020-03-31.csv"
     rows = list(csv.reader(io.StringIO(data.read_text("utf-8-sig"))))
     record = next(r[0] for r in rows[1:] if r[4].replace("-", "") == person["cpr"])

@@ -12,13 +12,12 @@ from pathlib import Path
 import duckdb
 import openpyxl
 import pytest
+from helpers import CUTOFF, TEST_KEY, Generated, new_delivery
 from typer.testing import CliRunner
 
 from drg_etl.cli import app
 from drg_etl.pipeline import load as load_module
 from drg_etl.pipeline.load import load_inbox
-from tests.conftest import CUTOFF, TEST_KEY, Generated
-from tests.test_load_faults import _new_delivery
 
 runner = CliRunner()
 ENV = {"DRG_ETL_PSEUDONYM_KEY": TEST_KEY.decode()}
@@ -89,7 +88,7 @@ def test_rows_that_name_a_patient_but_hold_no_fact_are_findings_and_every_center
 
 def test_a_cutoff_in_the_future_is_reported_and_not_loaded(demo_clean: Generated, tmp_path: Path) -> None:
     inbox = _copy(demo_clean, tmp_path)
-    _new_delivery(inbox, "auh", "2091-12-31")
+    new_delivery(inbox, "auh", "2091-12-31")
     warehouse = tmp_path / "w.duckdb"
     result = runner.invoke(app, ["load", str(inbox), "--warehouse", str(warehouse)], env=ENV)
     assert result.exit_code == 1, result.output
@@ -126,7 +125,7 @@ def test_a_delivery_that_would_replace_a_center_with_nearly_nothing_is_refused_u
     warehouse = tmp_path / "w.duckdb"
     load_inbox(inbox, warehouse, TEST_KEY)
     before = _query(warehouse, "select count(*) from canonical.current_patients where center = 'rh'")[0][0]
-    newer = _new_delivery(inbox, "rh")
+    newer = new_delivery(inbox, "rh")
     _rewrite_dictionary(newer, "sex", choices="3, Female | 4, Male")  # no row's code: every patient quarantined
     result = runner.invoke(app, ["load", str(inbox), "--warehouse", str(warehouse)], env=ENV)
     assert result.exit_code == 1, result.output

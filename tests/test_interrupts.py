@@ -11,10 +11,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from helpers import TEST_KEY, Generated
 
 from drg_etl.core.transaction import transaction
 from drg_etl.entry import MESSAGE
-from tests.conftest import TEST_KEY, Generated
 
 
 def _drg_etl(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:

@@ -9,8 +9,7 @@ from typing import Any
 
 import duckdb
 import pytest
-
-from tests.conftest import TEST_KEY, Loaded
+from helpers import TEST_KEY, Loaded
 
 
 def key_of(cpr: str) -> str:

@@ -10,10 +10,10 @@ import json
 import shutil
 from pathlib import Path
 
+from helpers import CUTOFF, TEST_KEY, Generated
 from typer.testing import CliRunner
 
 from drg_etl.cli import app
-from tests.conftest import CUTOFF, TEST_KEY, Generated
 
 BRACKETS = "[/x]"
 ODD_KEY = "5f0c3e9a7d1b42c8e6a09f3b71d4c2e85a6f1039bd7e24c6f8a5b3d0e19c7a43"  # a second key, for rekey

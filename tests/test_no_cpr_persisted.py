@@ -3,34 +3,15 @@
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 
 import duckdb
-import openpyxl
 import pytest
+from helpers import FAULTS, TEST_KEY, Generated, all_cprs, new_delivery
 from typer.testing import CliRunner
 
 from drg_etl.cli import app
-from tests.conftest import TEST_KEY, Generated
-
-CPR_SHAPE = re.compile(r"(?<![\w-])(\d{6})-?(\d{4})(?![\w-])")
-
-
-def all_cprs(gen: Generated) -> set[str]:
-    """Every CPR in the inbox, with and without hyphen: the truth's and any CPR-shaped value in the files."""
-    out = set()
-    for p in gen.truth["patients"]:
-        out |= {p["cpr"], f"{p['cpr'][:6]}-{p['cpr'][6:]}"}
-    texts = [p.read_bytes().decode("cp1252" if p.parent.parent.name == "auh" else "utf-8", errors="replace")
-             for p in gen.inbox.rglob("*") if p.is_file() and p.suffix in (".csv", ".ndjson")]
-    workbook = openpyxl.load_workbook(next(gen.inbox.rglob("*.xlsx")), read_only=True)
-    texts += [str(row[0]) for sheet in workbook for row in sheet.iter_rows(values_only=True)]
-    for text in texts:
-        for head, tail in CPR_SHAPE.findall(text):
-            out |= {head + tail, f"{head}-{tail}"}
-    return out
 
 
 def test_no_cpr_in_warehouse_tables_file_or_output(demo: Generated, tmp_path: Path,
@@ -90,8 +71,6 @@ def _shifted_cpr(folder: Path) -> None:
 def test_no_cpr_in_any_table_or_line_of_any_bad_input(demo: Generated, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """Every file fault and hostile case of the suite, each loaded by the CLI: no CPR anywhere."""
-    from tests.test_load_faults import FAULTS, _new_delivery
-
     monkeypatch.setenv("DRG_ETL_PSEUDONYM_KEY", TEST_KEY.decode())
     monkeypatch.setenv("COLUMNS", "250")
     cprs = all_cprs(demo)
@@ -100,7 +79,7 @@ def test_no_cpr_in_any_table_or_line_of_any_bad_input(demo: Generated, tmp_path:
     for number, (center, fault) in enumerate(cases):
         inbox, warehouse = tmp_path / f"inbox{number}", tmp_path / f"w{number}.duckdb"
         shutil.copytree(demo.inbox, inbox)
-        fault(_new_delivery(inbox, center))
+        fault(new_delivery(inbox, center))
         outputs = [runner.invoke(app, ["load", str(inbox), "--warehouse", str(warehouse)]).output,
                    runner.invoke(app, ["quality", "--warehouse", str(warehouse), "--json"]).output]
         con = duckdb.connect(str(warehouse), read_only=True)

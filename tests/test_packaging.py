@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -13,11 +14,20 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# What a build leaves in the source tree, and what is no source: the wheel is built from a copy without them,
+# so that setuptools' build/ and *.egg-info/ land in the copy, not in the checkout.
+NOT_SOURCE = shutil.ignore_patterns(".git", ".*cache", ".hypothesis", ".venv", ".ci-venv", "build", "dist",
+                                    "*.egg-info", "__pycache__", "*.duckdb", "*.duckdb.*")
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel of the checkout, built from a copy of it."""
+    source = tmp_path_factory.mktemp("source") / "drg-etl"
+    shutil.copytree(ROOT, source, ignore=NOT_SOURCE, symlinks=True)
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out),
-                    str(ROOT)], check=True, capture_output=True, text=True)
+                    str(source)], check=True, capture_output=True, text=True)
     return next(out.glob("drg_etl-*.whl"))
 
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+from helpers import TEST_KEY, Generated, Loaded, current_rows, reading
 
 import drg_etl
 from drg_etl.core.model import TABLES
 from drg_etl.pipeline.load import load_inbox
 from drg_etl.quality.schemas import schema, schema_failures
 from drg_etl.sources import base
-from tests.conftest import TEST_KEY, Generated, Loaded
 
 ROOT = Path(__file__).resolve().parents[1]
 LIBRARY = Path(drg_etl.__file__).parent
@@ -106,19 +106,16 @@ def test_a_reader_fact_must_carry_exactly_the_models_columns() -> None:
 
 
 def _snapshot(path: Path) -> dict[str, list[tuple]]:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        out = {t: con.execute(f"select * exclude (delivery_id) from canonical.current_{t} order by all").fetchall()
-               for t in TABLES}
+    """The rows in force, the quarantine, the files' counts and the FHIR resources of a warehouse."""
+    out = current_rows(path)
+    with reading(path) as con:
         out["quarantine"] = con.execute(
             'select center, file, "row", column_name, rule_id, severity, message, patient_key, record::varchar '
             "from quality.quarantine order by all").fetchall()
         out["files"] = con.execute("select file, rows_read, rows_loaded, rows_quarantined, rows_ignored "
                                    "from quality.delivery_files order by all").fetchall()
         out["fhir"] = con.execute("select id, resource::varchar from fhir.resources order by all").fetchall()
-        return out
-    finally:
-        con.close()
+    return out
 
 
 def test_small_batches_give_the_same_warehouse(loaded_demo: Loaded, tmp_path: Path,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
+from helpers import Loaded
 from typer.testing import CliRunner
 
 from drg_etl.cli import app
-from tests.conftest import Loaded
 
 
 def test_quality_json_contract(loaded_demo: Loaded) -> None:

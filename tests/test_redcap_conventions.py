@@ -9,11 +9,10 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
 import pytest
+from helpers import TEST_KEY, Loaded, current_rows, reading
 
 from drg_etl.pipeline.load import load_inbox
-from tests.conftest import TEST_KEY, Generated, Loaded
 
 DICTIONARY = "DRGDK_DataDictionary.csv"
 
@@ -63,32 +62,22 @@ def with_data_access_groups(folder: Path) -> None:
 
 
 def _rh(path: Path) -> dict[str, list[tuple]]:
-    con = duckdb.connect(str(path), read_only=True)
-    try:
-        out = {t: con.execute(f"select * exclude (delivery_id) from canonical.current_{t} where center = 'rh' "
-                              "order by all").fetchall()
-               for t in ("patients", "procedures", "devices", "measurements", "complications")}
+    """rh's rows in force and its quarantine."""
+    out = current_rows(path, "rh")
+    with reading(path) as con:
         out["quarantine"] = con.execute("select file, \"row\", rule_id from quality.quarantine where center = 'rh' "
                                         "order by all").fetchall()
-        return out
-    finally:
-        con.close()
-
-
-@pytest.fixture(scope="module")
-def plain(demo_clean: Generated, tmp_path_factory: pytest.TempPathFactory) -> Loaded:
-    path = tmp_path_factory.mktemp("plain") / "w.duckdb"
-    return Loaded(demo_clean, path, load_inbox(demo_clean.inbox, path, TEST_KEY))
+    return out
 
 
 @pytest.mark.parametrize("change", [as_yesno, as_truefalse, with_descriptive_field, with_data_access_groups])
-def test_a_project_written_the_redcap_way_reads_the_same(change: Callable[[Path], None], plain: Loaded,
+def test_a_project_written_the_redcap_way_reads_the_same(change: Callable[[Path], None], loaded_clean: Loaded,
                                                          tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
-    shutil.copytree(plain.gen.inbox, inbox)
+    shutil.copytree(loaded_clean.gen.inbox, inbox)
     change(inbox / "rh" / "2019-12-31")
     report = load_inbox(inbox, tmp_path / "w.duckdb", TEST_KEY)
     assert report.rejected == []
-    changed, expected = _rh(tmp_path / "w.duckdb"), _rh(plain.warehouse)
+    changed, expected = _rh(tmp_path / "w.duckdb"), _rh(loaded_clean.warehouse)
     assert changed == expected
     assert len(expected["procedures"]) > 10 and expected["quarantine"] == []

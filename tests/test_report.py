@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import SCREENSHOT, Loaded, run_cli, updating_screenshot
 
-from tests.conftest import TEST_KEY, Loaded
-
-ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -48,11 +44,6 @@ class _Keys(HTMLParser):
     def handle_data(self, data: str) -> None:
         if self._open and self._open[-1]:
             self.keys[self._open[-1]] += data.strip()
-
-
-def _cli(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DRG_ETL_PSEUDONYM_KEY": TEST_KEY.decode()}
-    return subprocess.run([sys.executable, "-m", "drg_etl.cli", *args], capture_output=True, text=True, env=env)
 
 
 def _browse(page: Path, tmp: Path, screenshot: Path | None = None) -> tuple[str, str]:
@@ -89,18 +80,18 @@ def test_the_report_renders_in_chromium_with_every_plot_and_analyzes_figures(loa
                                                                                publish: bool) -> None:
     page = tmp_path / "report.html"
     flag = ["--publish"] if publish else []
-    done = _cli("report", "--warehouse", str(loaded_demo.warehouse), "--out", str(page), *flag)
+    done = run_cli("report", "--warehouse", str(loaded_demo.warehouse), "--out", str(page), *flag)
     assert done.returncode == 0, done.stderr
     html = page.read_text("utf-8")
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:|//)|<link|@import|url\((?!#)""", html), "self-contained"
-    screenshot = ROOT / "docs" / "report.png" if not publish else None
+    screenshot = tmp_path / "report.png" if not publish else None
     dom, log = _browse(page, tmp_path, screenshot)
     assert [line for line in log.splitlines() if "CONSOLE" in line] == []
     parsed = _Keys()
     parsed.feed(dom)
     assert int(parsed.body["data-plots"]) >= (4 if not publish else 1)
     assert parsed.body["data-empty-plots"] == ""
-    figures = json.loads(_cli("analyze", "--warehouse", str(loaded_demo.warehouse), "--json", *flag).stdout)
+    figures = json.loads(run_cli("analyze", "--warehouse", str(loaded_demo.warehouse), "--json", *flag).stdout)
     expected = _flatten(figures)
     assert len(parsed.keys) > 30
     for key, shown in parsed.keys.items():
@@ -108,3 +99,5 @@ def test_the_report_renders_in_chromium_with_every_plot_and_analyzes_figures(loa
         assert _same(shown, expected[key]), (key, shown, expected[key])
     if not publish:
         assert "Beside the paper" in html and html.count(">yes<") == 21
+    if screenshot is not None and updating_screenshot():
+        shutil.copyfile(screenshot, SCREENSHOT)

@@ -18,10 +18,10 @@ from typing import Any
 
 import duckdb
 import pytest
+from helpers import Loaded
 
 from drg_etl.core.paths import SQL_DIR
 from drg_etl.fhir.export import export_fhir
-from tests.conftest import Loaded
 
 try:
     from sqlonfhir import evaluate as _evaluate

@@ -8,18 +8,16 @@ import json
 import math
 import random
 from collections import Counter
-from pathlib import Path
 
 import duckdb
 import pytest
+from helpers import Loaded, Tiny
 from typer.testing import CliRunner
 
 from drg_etl.analysis import survival
 from drg_etl.analysis.national import national_analysis, publishable
 from drg_etl.cli import app
 from drg_etl.synth import oracle
-from tests.conftest import Loaded
-from tests.test_analysis import Tiny
 
 DAYS = ("365", "730", "1095")
 
@@ -61,11 +59,6 @@ def test_lifelines_and_the_oracles_kaplan_meier_agree_on_random_samples() -> Non
 # -- the definitions, pinned on hand-built histories ---------------------------------------------------
 
 IMPLANT = dt.date(2015, 3, 1)
-
-
-@pytest.fixture()
-def tiny(tmp_path: Path) -> Tiny:
-    return Tiny(tmp_path / "tiny.duckdb")
 
 
 def _day(offset: int) -> dt.date:

@@ -8,10 +8,10 @@ from collections import Counter
 
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
+from helpers import CUTOFF, Generated
 
 from drg_etl.core.formats import FORMATS
 from drg_etl.core.levels import parse_level
-from tests.conftest import CUTOFF, Generated
 
 TYPES = ["Patient", "Condition", "Procedure", "Device", "Observation"]
 BASE = "http://aauh.example/fhir/CodeSystem/"
@@ -101,7 +101,7 @@ def test_references_resolve_apart_from_the_injected_orphan(demo: Generated) -> N
                 assert focal["manipulated"]["reference"].removeprefix("Device/") in devices
 
 
-def test_cells_agree_with_truth(demo: Generated) -> None:
+def test_aauh_observations_agree_with_the_truth(demo: Generated) -> None:
     patients = {p["identifier"][0]["value"]: p["id"] for p in _resources(demo, "Patient")}
     errors = demo.defect_rows("Observation.ndjson")
     observations = [o for line, o in enumerate(_resources(demo, "Observation"), start=1) if line not in errors]

@@ -8,9 +8,9 @@ import re
 
 import pandas as pd
 import pytest
+from helpers import CUTOFF, Generated
 
 from drg_etl.core.formats import FORMATS
-from tests.conftest import CUTOFF, Generated
 
 HEADERS = {
     "patienter.csv": "CPR;Køn;Smertelokalisation;Diagnose",
@@ -122,7 +122,7 @@ def _cpr_key(series: pd.Series) -> pd.Series:
     return series.str.replace("-", "", regex=False)
 
 
-def test_cells_agree_with_truth(demo: Generated) -> None:
+def test_auh_csv_cells_agree_with_the_truth(demo: Generated) -> None:
     patients, procedures = read(demo, "patienter.csv"), read(demo, "procedurer.csv")
     devices, prom, comps = read(demo, "udstyr.csv"), read(demo, "prom.csv"), read(demo, "komplikationer.csv")
     persons = demo.persons_at("auh")

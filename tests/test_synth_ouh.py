@@ -8,9 +8,9 @@ from typing import Any
 
 import openpyxl
 import pytest
+from helpers import CUTOFF, Generated
 
 from drg_etl.core.formats import FORMATS
-from tests.conftest import CUTOFF, Generated
 
 WORKBOOK = "DRG_registrering.xlsx"
 PAIN_AREAS = {"Foot": "lower_extremity", "Leg": "lower_extremity", "Knee": "lower_extremity",
@@ -114,7 +114,7 @@ def test_vocabulary_and_dates(sheets: dict[str, list[dict[str, Any]]]) -> None:
     assert {r["Permanent harm"] for r in sheets["Complications"]} <= {"Yes", "No"}
 
 
-def test_cells_agree_with_truth(demo: Generated, sheets: dict[str, list[dict[str, Any]]]) -> None:
+def test_ouh_workbook_cells_agree_with_the_truth(demo: Generated, sheets: dict[str, list[dict[str, Any]]]) -> None:
     persons = [p for p in demo.persons_at("ouh") if p["profile"] != "screened_only"]
     assert len(persons) >= 8
     for person in persons:

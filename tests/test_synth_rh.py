@@ -8,9 +8,9 @@ import io
 from typing import Any
 
 import pytest
+from helpers import CUTOFF, Generated
 
 from drg_etl.core.formats import FORMATS
-from tests.conftest import CUTOFF, Generated
 
 DATA = "DRGDK_DATA_2019-12-31.csv"
 REDCAP_COLUMNS = [
@@ -121,8 +121,8 @@ def test_empty_instrument_rows_are_listed_as_not_records(demo: Generated, record
         assert by_row[row]["prom_complete"] == "0" and by_row[row]["prom_date"] == ""
 
 
-def test_cells_agree_with_truth(demo: Generated, records: list[dict[str, Any]],
-                                dictionary: dict[str, dict[str, str]]) -> None:
+def test_rh_export_records_agree_with_the_truth(demo: Generated, records: list[dict[str, Any]],
+                                                dictionary: dict[str, dict[str, str]]) -> None:
     persons = [p for p in demo.persons_at("rh") if p["profile"] != "screened_only"]
     screening = {r["cpr"].replace("-", ""): r for r in records if r["redcap_event_name"] == "screening_arm_1"}
     for person in persons:

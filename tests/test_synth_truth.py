@@ -14,12 +14,12 @@ from typing import Any
 
 import openpyxl
 import pytest
+from helpers import CUTOFF, Generated
 
 from drg_etl.core.dates import BASELINE_LOOKBACK_DAYS, in_follow_up_window
 from drg_etl.reference.compare import compare_with_paper
 from drg_etl.synth.generate import generate
 from drg_etl.synth.oracle import exact_wilcoxon_p
-from tests.conftest import CUTOFF, Generated
 
 CHECKER = Path(__file__).resolve().parents[2] / "shared" / "tools" / "check_deliveries.py"
 LEVEL_PREFIX = {"lower_extremity": ("L", "S"), "upper_extremity": ("C", "T1"), "thoracic_abdominal": ("T",)}
