@@ -263,3 +263,97 @@ def test_hostile_values_in_every_column_quarantine_rows_never_a_delivery(demo_cl
                                                               "sum(rows_quarantined) from quality.delivery_files")[0]
     assert read == loaded + quarantined
 
+
+
+def test_a_rekeyed_warehouse_file_holds_no_old_pseudonym_in_its_bytes(demo_clean: Generated, tmp_path: Path) -> None:
+    inbox = _copy(demo_clean, tmp_path)
+    warehouse = tmp_path / "w.duckdb"
+    load_inbox(inbox, warehouse, TEST_KEY)
+    old = {k for (k,) in _query(warehouse, "select distinct patient_key from canonical.patients union "
+                                           "select distinct patient_key from quality.quarantine "
+                                           "where patient_key is not null")}
+    assert len(old) > 40 and all(k.encode() in warehouse.read_bytes() for k in list(old)[:5])
+    new_key = "8e1f6a2b9c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6a7b8c9d0e1f2a3b"
+    result = runner.invoke(app, ["rekey", "--warehouse", str(warehouse), "--inbox", str(inbox)],
+                           env={"DRG_ETL_OLD_PSEUDONYM_KEY": TEST_KEY.decode(), "DRG_ETL_PSEUDONYM_KEY": new_key})
+    assert result.exit_code == 0, result.output
+    raw = warehouse.read_bytes()
+    assert [k for k in old if k.encode() in raw] == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inbox", "w.duckdb"]  # no work file left behind
+    analyzed = runner.invoke(app, ["analyze", "--warehouse", str(warehouse), "--json"])
+    assert analyzed.exit_code == 0 and json.loads(analyzed.output)["cohort"]["trial_patients"] > 40
+
+
+@pytest.mark.parametrize(("key", "why"), [
+    ("00112233445566778899aabbccddeeff", "sequence"), ("0123456789abcdeffedcba9876543210", "sequence"),
+    ("5f0c3e9a7d1b42c8e6a09f3b71d4c2e8 zz", "not hexadecimal: it holds ' ', 'z'")])
+def test_sequences_are_weak_keys_and_a_refusal_says_why(key: str, why: str) -> None:
+    from drg_etl.core.pseudonym import key_weakness
+
+    assert why in (key_weakness(key) or "")
+
+
+def test_a_key_is_the_same_whatever_its_case_and_surrounding_whitespace() -> None:
+    from drg_etl.core.pseudonym import Pseudonymizer, check_key
+
+    key = TEST_KEY.decode()
+    spellings = [key, key.upper(), f"  {key}\n", f"{key}\r\n"]
+    assert len({Pseudonymizer(check_key(k)).fingerprint for k in spellings}) == 1
+    assert check_key(key) == TEST_KEY  # earlier warehouses' (lower-case) keys give the same pseudonyms
+
+
+def _children_of(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc (Linux)")
+def test_a_killed_parallel_load_leaves_no_reader_and_no_folder(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from drg_etl.synth.generate import generate
+
+    generate(tmp_path / "inbox", seed=3, patients=1500)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, **ENV, "DRG_ETL_PARALLEL_BYTES": "0", "DRG_ETL_READ_WORKERS": "2", "TMPDIR": str(tmp)}
+    load = subprocess.Popen([sys.executable, "-m", "drg_etl.entry", "load", str(tmp_path / "inbox"), "--warehouse",
+                             str(tmp_path / "w.duckdb")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, workers = time.monotonic() + 60, []
+    while time.monotonic() < deadline and not workers and load.poll() is None:
+        workers = _children_of(load.pid)
+        time.sleep(0.02)
+    if not workers:
+        load.kill()
+        pytest.skip("the load finished before a reader was seen")
+    load.send_signal(signal.SIGKILL)
+    load.wait()
+    deadline = time.monotonic() + 2  # a reader takes longer than this to finish its delivery
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers)  # the readers died with their load
+    assert [p.name for p in tmp.iterdir()] != []  # a killed load leaves its folder ...
+    rerun = subprocess.run([sys.executable, "-m", "drg_etl.entry", "load", str(tmp_path / "inbox"), "--warehouse",
+                            str(tmp_path / "w.duckdb")], env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert list(tmp.iterdir()) == []  # ... and the next load removes it

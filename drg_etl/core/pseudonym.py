@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import math
 import os
 import string
@@ -23,11 +24,20 @@ OLD_KEY_VARIABLE = "DRG_ETL_OLD_PSEUDONYM_KEY"
 DEMO_KEY = "drg-etl-demo-key-not-for-real-data"
 MIN_KEY_HEX_DIGITS = 32  # 128 bits
 MIN_ENTROPY_BITS = 100.0  # the key's characters, by their observed frequencies
+# Steps of 0 or +-1 between neighbouring digits: about 3/16 of a random key's, nearly all of a typed sequence's.
+SEQUENCE_SHARE = 0.6
 HOW = f"e.g.  export {KEY_VARIABLE}=\"$(python -c 'import secrets; print(secrets.token_hex(32))')\""
 
 
 class WeakKey(UsageError):
     """A pseudonym key too weak or too public to protect CPR numbers (exit 2)."""
+
+
+def normalised_key(key: str) -> str:
+    """The key as its hex digits spell it: surrounding whitespace (a pasted newline) and letter case do not
+    matter. The HMAC key is this text, one for one with the bytes it spells, so keys of earlier warehouses
+    (lower-case hex) give the same pseudonyms."""
+    return key.strip().lower()
 
 
 def key_weakness(key: str) -> str | None:
@@ -36,8 +46,10 @@ def key_weakness(key: str) -> str | None:
         return "it is the public demo key, which only `drg-etl demo` may use"
     if not key.strip():
         return "it is blank"
-    if any(c not in string.hexdigits for c in key):
-        return "it is not hexadecimal"
+    key = normalised_key(key)
+    if bad := sorted({c for c in key if c not in string.hexdigits}):
+        shown = ", ".join(repr(c) for c in bad[:5])
+        return f"it is not hexadecimal: it holds {shown} (only 0-9 and a-f, 2 per byte)"
     if len(key) < MIN_KEY_HEX_DIGITS:
         return f"it has {len(key)} hex digits, fewer than {MIN_KEY_HEX_DIGITS} (128 bits)"
     lowered = key.lower()
@@ -45,6 +57,10 @@ def key_weakness(key: str) -> str | None:
                                                                    for i in range(len(key)))), None)
     if period is not None:
         return f"it repeats a pattern of {period} characters"
+    digits = [int(c, 16) for c in lowered]
+    steps = [(b - a) % 16 for a, b in itertools.pairwise(digits)]
+    if sum(step in (0, 1, 15) for step in steps) > SEQUENCE_SHARE * len(steps):
+        return "it counts up or down or repeats digits (a sequence like 0123... or 00112233...), not random"
     counts = Counter(lowered)
     bits = max(0.0, -len(key) * sum(n / len(key) * math.log2(n / len(key)) for n in counts.values()))
     if bits < MIN_ENTROPY_BITS:
@@ -56,7 +72,7 @@ def check_key(key: str, variable: str = KEY_VARIABLE) -> bytes:
     """The key as the HMAC key, or WeakKey saying why it is refused and how to make a good one."""
     if (why := key_weakness(key)) is not None:
         raise WeakKey(f"{variable} is refused: {why}. Use a random secret of 64 hex digits, {HOW}")
-    return key.encode("ascii")
+    return normalised_key(key).encode("ascii")
 
 
 def key_from_environment(variable: str = KEY_VARIABLE) -> bytes:

@@ -11,12 +11,17 @@ the worker's DuckDB file. Small inboxes are read in process (starting workers co
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +35,10 @@ from drg_etl.core.tables import PENDING, PENDING_DELIVERIES, warehouse_ddl
 from drg_etl.pipeline.staging import Reader, discard, read_into
 
 WORKERS_VARIABLE = "DRG_ETL_READ_WORKERS"  # how many deliveries are read at once (default: the cores; 1: in process)
-PARALLEL_BYTES = 8 << 20  # below this much new data, reading in process is faster than starting workers
+# Below this much new data, reading in process is faster than starting workers (DRG_ETL_PARALLEL_BYTES sets it).
+PARALLEL_BYTES = int(os.environ.get("DRG_ETL_PARALLEL_BYTES", 8 << 20))
+FOLDER_PREFIX = "drg-etl-read-"
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 WORKER_TABLES = [t for t in PENDING if t != PENDING_DELIVERIES.name]  # what a worker reads a delivery into
 WORK_FILE = "read.duckdb"
 
@@ -102,7 +110,9 @@ def prefetched(deliveries: list[Delivery], key: bytes) -> Iterator[Reader | None
     if workers < 2 or sum(_size(d) for d in deliveries) < PARALLEL_BYTES:
         yield None
         return
-    with tempfile.TemporaryDirectory(prefix="drg-etl-read-") as tmp:  # private to this load, removed after
+    _sweep_orphaned_folders()
+    prefix = f"{FOLDER_PREFIX}{os.getpid()}-"  # the pid tells a later load whether this one still lives
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:  # private to this load, removed after
         folders = {}
         for number, delivery in enumerate(sorted(deliveries, key=_size, reverse=True)):
             folders[delivery.content_id()] = Path(tmp) / str(number)
@@ -131,5 +141,44 @@ def prefetched(deliveries: list[Delivery], key: bytes) -> Iterator[Reader | None
         yield ingest
 
 
+def _die_with_parent() -> None:
+    """A worker never outlives its load: the kernel kills it when the parent dies (Linux), and a watchdog thread
+    ends it wherever that is not available or the parent died before it was set."""
+    parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(3)
+
+    threading.Thread(target=watch, daemon=True).start()
+    if os.getppid() != parent:
+        os._exit(3)
+
+
+def _sweep_orphaned_folders() -> None:
+    """Remove the reading folders of loads that died (killed: no ``finally`` ran); a living load's stay."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*"):
+        pid = folder.name[len(FOLDER_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 if __name__ == "__main__":
+    _die_with_parent()
     _work(*sys.argv[1:3], sys.argv[3], bytes.fromhex(os.environ.pop(KEY_HANDOVER)), sys.argv[4])

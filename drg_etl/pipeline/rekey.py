@@ -1,10 +1,15 @@
-"""Rotate the pseudonym key: re-pseudonymise the whole warehouse in one transaction.
+"""Rotate the pseudonym key: re-pseudonymise the whole warehouse, written to a fresh file swapped in at once.
 
 A pseudonym is a keyed hash of a CPR number, and the warehouse keeps no CPR number, so the
 new pseudonyms can only come from the deliveries themselves: every delivery the warehouse
 holds is read again from the inbox (matched by its content hash) under both keys, which maps
 each old pseudonym to its new one. If any pseudonym of the warehouse is not found that way,
 nothing changes. Afterwards the FHIR layer is rebuilt (its ids derive from the pseudonyms).
+
+The work happens on a copy; the re-keyed copy is then copied once more into a fresh file, which
+holds only live rows, and that file replaces the warehouse in one rename. So no freed block of the
+warehouse file keeps an old pseudonym (whoever has the old key and the file cannot link), and a
+rekey killed at any moment leaves the warehouse as it was.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from drg_etl.core.errors import WarehouseError
 from drg_etl.core.formats import FORMATS
 from drg_etl.core.model import TABLES
 from drg_etl.core.pseudonym import Pseudonymizer, fingerprint
+from drg_etl.core.transaction import transaction
 from drg_etl.fhir.store import refresh_fhir
 from drg_etl.pipeline.staging import discard, discard_unfinished
 from drg_etl.pipeline.warehouse import connect
@@ -97,7 +103,8 @@ def _rewrite_records(con: duckdb.DuckDBPyConnection, table: str, mapping: dict[s
 
 def rekey(warehouse: Path, inbox: Path, old_key: bytes, new_key: bytes) -> int:
     """Re-pseudonymise ``warehouse`` from ``old_key`` to ``new_key``; return how many pseudonyms changed."""
-    con = connect(warehouse)
+    work, fresh = _sibling(warehouse, "rekey-work"), _sibling(warehouse, "rekey-fresh")
+    con = connect(warehouse)  # held to the end: no load may write while the key rotates
     try:
         stored = con.execute("select value from quality.settings where name = 'pseudonym_key_fingerprint'"
                              ).fetchone()
@@ -105,19 +112,58 @@ def rekey(warehouse: Path, inbox: Path, old_key: bytes, new_key: bytes) -> int:
             raise WarehouseError(f"the old key is not the key {warehouse} was built with; nothing changed")
         if fingerprint(new_key) == fingerprint(old_key):
             raise WarehouseError("the new key is the old key; nothing to do")
+        both = _Both(old_key, new_key)
+        _mapping(con, inbox, both)
+        _remove(work, fresh)
+        _copy_database(con, work)
+        changed = _rekey_copy(work, both, new_key)
+        with duckdb.connect(str(work)) as copy:
+            _copy_database(copy, fresh)  # live rows only: the old pseudonyms stay behind in the work file
+    except BaseException:
+        con.close()
+        _remove(work, fresh)
+        raise
+    con.close()
+    fresh.replace(warehouse)  # one rename: the warehouse is the old file or the re-keyed one, never a mix
+    _remove(work, _sibling(warehouse, "wal"), _sibling(fresh, "wal"))
+    return changed
+
+
+def _sibling(warehouse: Path, suffix: str) -> Path:
+    return warehouse.with_name(f"{warehouse.name}.{suffix}")
+
+
+def _remove(*paths: Path) -> None:
+    for path in paths:
+        for leftover in (path, path.with_name(path.name + ".wal")):
+            leftover.unlink(missing_ok=True)
+
+
+def _copy_database(con: duckdb.DuckDBPyConnection, target: Path) -> None:
+    """Copy the connection's database, live rows only, into a new file ``target``."""
+    name = con.execute("select current_database()").fetchone()[0]
+    con.execute("attach $path as rekey_target", {"path": str(target)})
+    try:
+        con.execute(f'copy from database "{name}" to rekey_target')  # a catalog name DuckDB gave, quoted
+        con.execute("checkpoint rekey_target")
+    finally:
+        con.execute("detach rekey_target")
+
+
+def _rekey_copy(work: Path, both: _Both, new_key: bytes) -> int:
+    """Re-pseudonymise the work copy in one transaction and rebuild its FHIR layer; return the pseudonyms changed."""
+    con = connect(work)
+    try:
         for (delivery_id,) in con.execute("select delivery_id from staging.pending_deliveries").fetchall():
             discard(con, delivery_id)  # staged, never written (an interrupted load): restaged by the next load
         discard_unfinished(con)
-        both = _Both(old_key, new_key)
-        _mapping(con, inbox, both)
         keys = " union ".join(f"select patient_key from {t} where patient_key is not null" for t in KEYED)
         unknown = [k for (k,) in con.execute(f"select distinct patient_key from ({keys})").fetchall()
                    if k not in both.mapping]
         if unknown:
-            raise WarehouseError(f"{len(unknown)} pseudonyms of the warehouse come from no delivery under {inbox}; "
+            raise WarehouseError(f"{len(unknown)} pseudonyms of the warehouse come from no delivery of the inbox; "
                                  "nothing changed")
-        con.execute("begin transaction")
-        try:
+        with transaction(con):
             con.register("mapping", pd.DataFrame(list(both.mapping.items()), columns=["old", "new"]))
             for table in KEYED:
                 con.execute(f"update {table} t set patient_key = m.new from mapping m where t.patient_key = m.old")
@@ -129,10 +175,6 @@ def rekey(warehouse: Path, inbox: Path, old_key: bytes, new_key: bytes) -> int:
             # every patient's resources (ids derive from the pseudonyms) are stale until the rebuild below
             con.execute(f"insert or ignore into staging.fhir_dirty select distinct patient_key from ({keys})")
             con.unregister("mapping")
-            con.execute("commit")
-        except Exception:
-            con.execute("rollback")
-            raise
         refresh_fhir(con, full=True)
         con.execute("checkpoint")
         return len(both.mapping)
