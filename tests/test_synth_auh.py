@@ -67,7 +67,7 @@ def test_bytes_encoding_delimiter_and_header(demo: Generated, name: str) -> None
     assert list(frame.columns) == HEADERS[name].split(";")
 
 
-def test_the_generator_writes_exactly_the_declared_files_and_columns(demo: Generated) -> None:
+def test_the_generator_writes_exactly_the_declared_auh_files_and_columns(demo: Generated) -> None:
     declared = FORMATS["auh"]
     folder = demo.folder("auh")
     assert sorted(p.name for p in folder.iterdir()) == sorted(declared.file_names(dt.date.fromisoformat(CUTOFF)))

@@ -94,7 +94,7 @@ def test_export_columns_events_and_codes(demo: Generated, records: list[dict[str
             assert record[column] == "" or (len(record[column]) == 10 and record[column][4] == "-")
 
 
-def test_the_generator_writes_exactly_the_declared_files_and_columns(demo: Generated,
+def test_the_generator_writes_exactly_the_declared_rh_files_and_columns(demo: Generated,
                                                                      dictionary: dict[str, dict[str, str]]) -> None:
     declared, cutoff = FORMATS["rh"], dt.date.fromisoformat(CUTOFF)
     folder = demo.folder("rh")
