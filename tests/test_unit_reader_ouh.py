@@ -406,8 +406,6 @@ def test_ouh_invalid_cpr_in_a_treatment_row_loads_nothing_of_it(tmp_path: Path) 
         assert con.execute("select count(*) from canonical.procedures where source_row = 3").fetchone() == (0,)
 
 
-@pytest.mark.xfail(strict=True, reason="patient.no_demographics names column 'CPR' (auh's) on every center's "
-                                       "files; the ouh sheets' column is 'CPR-nr'")
 def test_ouh_record_of_a_patient_without_demographics_names_the_sheets_cpr_column(tmp_path: Path) -> None:
     """A complication of a patient missing from the Patients sheet is patient.no_demographics in column CPR-nr."""
     inbox = tmp_path / "inbox"

@@ -165,6 +165,7 @@ class CenterFormat:
     center: str
     files: tuple[SourceFile, ...]
     device_ref: DeviceReference
+    patient_column: str  # the column that says whose record it is (findings about the patient name it)
     post_read: str | None = None
     redcap: RedcapProject | None = None
 
@@ -225,6 +226,7 @@ AAUH_RESOURCE_TYPES = ("Patient", "Condition", "Procedure", "Device", "Observati
 FORMATS: dict[str, CenterFormat] = {
     "auh": CenterFormat(
         center="auh",
+        patient_column="CPR",
         files=(
             SourceFile("patients", "patienter.csv", "csv", AUH_TEXT, ("CPR", "Køn", "Smertelokalisation", "Diagnose"),
                        holds_records=True),
@@ -242,6 +244,7 @@ FORMATS: dict[str, CenterFormat] = {
     ),
     "ouh": CenterFormat(
         center="ouh",
+        patient_column="CPR-nr",
         files=(
             SourceFile("workbook", "DRG_registrering.xlsx", "xlsx", sheets=(
                 Sheet("patients", "Patients", ("CPR-nr", "Gender", "Pain area", "Diagnosis"), holds_records=True),
@@ -258,6 +261,7 @@ FORMATS: dict[str, CenterFormat] = {
     ),
     "rh": CenterFormat(
         center="rh",
+        patient_column="record_id",
         files=(
             SourceFile("export", "DRGDK_DATA_{cutoff}.csv", "csv",
                        CsvDialect(encoding="utf-8", delimiter=",", byte_order_mark="required"), REDCAP_KEYS,
@@ -278,6 +282,7 @@ FORMATS: dict[str, CenterFormat] = {
     ),
     "aauh": CenterFormat(
         center="aauh",
+        patient_column="subject",
         files=tuple(SourceFile(rt, f"{rt}.ndjson", "ndjson", resource_type=rt,
                                holds_records=rt in ("Patient", "Procedure")) for rt in AAUH_RESOURCE_TYPES),
         device_ref=DeviceReference("aauh:{device}"),

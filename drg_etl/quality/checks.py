@@ -13,6 +13,7 @@ from __future__ import annotations
 import duckdb
 
 from drg_etl.core.delivery import Delivery
+from drg_etl.core.formats import FORMATS
 from drg_etl.core.model import CANONICAL_TABLES
 from drg_etl.core.sql import read_sql
 
@@ -34,10 +35,10 @@ DROP_FLAGGED: dict[str, str] = {
 
 
 def flag(con: duckdb.DuckDBPyConnection, delivery: Delivery, delivery_id: str, findings_file: str,
-         tables: list[str]) -> int:
-    """Record the findings of a rule (its SQL file) as pending issues and drop the flagged records' facts from
-    ``tables``; return how many."""
-    found = con.execute(read_sql(findings_file), {"id": delivery_id}).fetchone()[0]  # create ... as: its row count
+         tables: list[str], **params: object) -> int:
+    """Record the findings of a rule (its SQL file, taking ``$id`` and ``params``) as pending issues and drop the
+    flagged records' facts from ``tables``; return how many."""
+    found = con.execute(read_sql(findings_file), {"id": delivery_id, **params}).fetchone()[0]  # create ... as: rows
     if not found:
         con.execute(read_sql(DROP_TEMP_TABLE))
         return 0
@@ -54,5 +55,6 @@ def check_delivery(con: duckdb.DuckDBPyConnection, delivery: Delivery, delivery_
     found += flag(con, delivery, delivery_id, PATIENT_CONFLICTS, list(CANONICAL_TABLES))
     con.execute(read_sql(FIRST_DEMOGRAPHICS), {"id": delivery_id})
     found += flag(con, delivery, delivery_id, MEASUREMENT_CONFLICTS, ["measurements"])
-    found += flag(con, delivery, delivery_id, NO_DEMOGRAPHICS, list(CANONICAL_TABLES))
+    found += flag(con, delivery, delivery_id, NO_DEMOGRAPHICS, list(CANONICAL_TABLES),
+                  patient_column=FORMATS[delivery.center].patient_column)
     return found
