@@ -357,3 +357,55 @@ def test_a_killed_parallel_load_leaves_no_reader_and_no_folder(tmp_path: Path) -
                             str(tmp_path / "w.duckdb")], env=env, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert list(tmp.iterdir()) == []  # ... and the next load removes it
+
+
+def test_extra_and_hidden_sheets_are_reported_like_extra_files(demo_clean: Generated, tmp_path: Path) -> None:
+    inbox = _copy(demo_clean, tmp_path)
+    path = inbox / "ouh" / CUTOFF / "DRG_registrering.xlsx"
+    book = openpyxl.load_workbook(path)
+    book.create_sheet("Private").append(["CPR-nr", "note"])
+    book["Complications"].sheet_state = "hidden"
+    book.active = 0
+    book.save(path)
+    load_inbox(inbox, tmp_path / "w.duckdb", TEST_KEY)
+    found = _query(tmp_path / "w.duckdb", "select file, severity, message from quality.quarantine "
+                                          "where rule_id = 'file.unexpected' order by file")
+    assert [(f, s) for f, s, _ in found] == [("DRG_registrering.xlsx#Complications", "warning"),
+                                             ("DRG_registrering.xlsx#Private", "warning")]
+    assert "hidden" in found[0][2] and "not read" in found[1][2]
+
+
+def test_a_delivery_that_vanishes_after_the_survey_is_reported(demo_clean: Generated, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    inbox = _copy(demo_clean, tmp_path)
+    real = load_module.survey
+
+    def survey_then_vanish(path: Path, today: object = None) -> tuple[list, list]:
+        found = real(path)
+        shutil.rmtree(inbox / "rh" / CUTOFF)  # moved away between the survey and the reading
+        return found
+
+    monkeypatch.setattr(load_module, "survey", survey_then_vanish)
+    report = load_inbox(inbox, tmp_path / "w.duckdb", TEST_KEY)
+    assert report.exit_code == 1 and report.rejected == [f"rh/{CUTOFF}"] and len(report.loaded) == 3
+    assert "disappeared" in next(f.reason for f in report.files if f.rejected)
+
+
+def test_a_quote_in_the_temporary_folder_or_the_inbox_path_is_never_sql(demo_clean: Generated,
+                                                                         tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    base = tmp_path / "it's \"quoted\"; drop table x; --"
+    inbox = base / "in'box"
+    shutil.copytree(demo_clean.inbox, inbox)
+    tmp = base / "tmp'); create table quality.pwned as select 1; --"
+    tmp.mkdir()
+    env = {**os.environ, **ENV, "TMPDIR": str(tmp), "DRG_ETL_PARALLEL_BYTES": "0", "DRG_ETL_READ_WORKERS": "2"}
+    warehouse = base / "w'.duckdb"
+    run = subprocess.run([sys.executable, "-m", "drg_etl.entry", "load", str(inbox), "--warehouse", str(warehouse)],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert _query(warehouse, "select count(*) from duckdb_tables() where table_name = 'pwned'") == [(0,)]
+    assert _query(warehouse, "select count(*) from quality.deliveries_in_force") == [(4,)]

@@ -115,7 +115,11 @@ def stage_center(inbox: Path, center: str, con: duckdb.DuckDBPyConnection, pseud
     discard_unfinished(con)
     result = StageResult(center)
     for delivery in (d for d in (survey(inbox)[0] if deliveries is None else deliveries) if d.center == center):
-        delivery_id = delivery.content_id()
+        if (delivery_id := _content_id(delivery)) is None:
+            result.rejected.append({"delivery": delivery.label, "file": FOLDER, "rule_id": "file.missing",
+                                    "reason": "the delivery's folder or a file of it disappeared during the load "
+                                              "(moved or deleted?); it was not read"})
+            continue
         if warehouse.known_delivery(con, delivery_id):
             result.skipped.append(delivery.label)
             continue
@@ -132,6 +136,14 @@ def stage_center(inbox: Path, center: str, con: duckdb.DuckDBPyConnection, pseud
             continue
         result.staged.append(delivery.label)
     return result
+
+
+def _content_id(delivery: Delivery) -> str | None:
+    """The delivery's content id, or None when its folder or a file vanished since the survey."""
+    try:
+        return delivery.content_id()
+    except OSError:
+        return None
 
 
 def write_center(con: duckdb.DuckDBPyConnection, center: str, load_id: str) -> list[str]:
@@ -235,7 +247,7 @@ def load_inbox(inbox: Path, warehouse_path: Path, key: bytes, progress: Callable
         rejected: list[dict[str, Any]] = [{"delivery": p.path, "file": FOLDER, "rule_id": p.rule_id,
                                            "reason": p.reason} for p in problems]
         warehouse.bind_key(con, pseudonymize.fingerprint)  # before any reading: a wrong key costs nothing
-        new = [d for d in found if not warehouse.known_delivery(con, d.content_id())]
+        new = [d for d in found if (i := _content_id(d)) is not None and not warehouse.known_delivery(con, i)]
         if progress:
             progress(f"reading {len(new)} new deliveries")
         with prefetched(new, key) as reader:

@@ -4,24 +4,20 @@ The readers are Python, one record at a time, so a national load spends most of 
 them. A worker reads one delivery exactly as the serial path does (same reader, same batches,
 into the staging tables of a DuckDB file in a private temporary folder); the loader attaches
 that file read-only, copies its tables into the warehouse's staging schema with SQL and runs
-the delivery's rules there. Workers are plain ``python -m drg_etl.pipeline.parallel`` processes: nothing
+the delivery's rules there. Workers are plain ``python -m drg_etl.pipeline.reader`` processes: nothing
 crosses but the delivery's folder, the key (in the environment, not the command line) and
 the worker's DuckDB file. Small inboxes are read in process (starting workers costs more).
 """
 
 from __future__ import annotations
 
-import ctypes
 import datetime as dt
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,7 +34,6 @@ WORKERS_VARIABLE = "DRG_ETL_READ_WORKERS"  # how many deliveries are read at onc
 # Below this much new data, reading in process is faster than starting workers (DRG_ETL_PARALLEL_BYTES sets it).
 PARALLEL_BYTES = int(os.environ.get("DRG_ETL_PARALLEL_BYTES", 8 << 20))
 FOLDER_PREFIX = "drg-etl-read-"
-PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 WORKER_TABLES = [t for t in PENDING if t != PENDING_DELIVERIES.name]  # what a worker reads a delivery into
 WORK_FILE = "read.duckdb"
 
@@ -71,7 +66,7 @@ KEY_HANDOVER = "DRG_ETL_WORKER_KEY"  # the key reaches a worker in its environme
 
 
 def _run(jobs: list[tuple[Delivery, Path]], key: bytes, workers: int) -> None:
-    """Run the reading workers, ``workers`` at a time, as ``python -m drg_etl.pipeline.parallel`` processes."""
+    """Run the reading workers, ``workers`` at a time, as ``python -m drg_etl.pipeline.reader`` processes."""
     queue = list(jobs)
     running: list[tuple[subprocess.Popen, Delivery]] = []
     env = {**os.environ, KEY_HANDOVER: key.hex()}
@@ -88,7 +83,7 @@ def _drive(queue: list[tuple[Delivery, Path]], running: list[tuple[subprocess.Po
     while queue or running:
         while queue and len(running) < workers:
             delivery, out = queue.pop(0)
-            command = [sys.executable, "-m", "drg_etl.pipeline.parallel", str(delivery.folder), delivery.center,
+            command = [sys.executable, "-m", "drg_etl.pipeline.reader", str(delivery.folder), delivery.center,
                        delivery.cutoff.isoformat(), str(out)]
             running.append((subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                                              stderr=subprocess.PIPE, text=True), delivery))
@@ -141,26 +136,6 @@ def prefetched(deliveries: list[Delivery], key: bytes) -> Iterator[Reader | None
         yield ingest
 
 
-def _die_with_parent() -> None:
-    """A worker never outlives its load: the kernel kills it when the parent dies (Linux), and a watchdog thread
-    ends it wherever that is not available or the parent died before it was set."""
-    parent = os.getppid()
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        except (OSError, AttributeError):
-            pass
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(3)
-
-    threading.Thread(target=watch, daemon=True).start()
-    if os.getppid() != parent:
-        os._exit(3)
-
-
 def _sweep_orphaned_folders() -> None:
     """Remove the reading folders of loads that died (killed: no ``finally`` ran); a living load's stay."""
     for folder in Path(tempfile.gettempdir()).glob(f"{FOLDER_PREFIX}*"):
@@ -179,6 +154,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-if __name__ == "__main__":
-    _die_with_parent()
-    _work(*sys.argv[1:3], sys.argv[3], bytes.fromhex(os.environ.pop(KEY_HANDOVER)), sys.argv[4])
+def worker_main(argv: list[str]) -> None:
+    """A reader process's work (``python -m drg_etl.pipeline.reader``, which has already tied it to its load)."""
+    _work(*argv[0:2], argv[2], bytes.fromhex(os.environ.pop(KEY_HANDOVER)), argv[3])

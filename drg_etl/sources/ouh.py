@@ -15,7 +15,7 @@ from typing import Any
 
 import openpyxl
 
-from drg_etl.core.delivery import Delivery, FileRejected
+from drg_etl.core.delivery import Delivery, FileRejected, Issue
 from drg_etl.core.formats import (
     FORMATS,
     OUH_FOLLOW_UP,
@@ -73,6 +73,15 @@ def read_ouh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonym
     """Read the four sheets into ``staged``."""
     workbook = open_workbook(delivery)
     smap = source_map("ouh")
+    name, declared = WORKBOOK.file_name(delivery.cutoff), {s.name for s in WORKBOOK.sheets}
+    for extra in workbook.sheetnames:  # reported like an extra file: the export changed, or holds more than it should
+        state = getattr(workbook[extra], "sheet_state", "visible")
+        why = (f"a {state} sheet the format does not define; it was not read" if extra not in declared else
+               f"the sheet is {state}: a hidden sheet may hold what the center did not mean to send" if
+               state != "visible" else None)
+        if why:
+            staged.issues.append(Issue(delivery.center, delivery.cutoff.isoformat(), sheet_file(name, extra), 0,
+                                       None, "file.unexpected", why))
     for sheet in WORKBOOK.sheets:
         file = sheet_file(WORKBOOK.file_name(delivery.cutoff), sheet.name)
         reader = READERS[sheet.role]
