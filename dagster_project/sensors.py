@@ -2,6 +2,7 @@
 
 
 import json
+import time
 from pathlib import Path
 
 import dagster as dg
@@ -18,7 +19,9 @@ refresh_national = dg.define_asset_job(
     description="Rebuild the FHIR layer, the marts, the national analysis and the FHIR export.")
 
 
-@dg.sensor(job=load_one_center, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+# Sensors start stopped: a code location that loads the inbox the moment it is opened surprises whoever opens it.
+# Turn them on in the UI (Automation) or with `dagster sensor start new_deliveries refresh_after_load`.
+@dg.sensor(job=load_one_center, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED)
 def new_deliveries(context: dg.SensorEvaluationContext, inbox: InboxResource) -> dg.SensorResult:
     """One run of the center's partition per new delivery folder; the cursor holds the content hashes seen."""
     seen = set(json.loads(context.cursor)) if context.cursor else set()
@@ -36,11 +39,30 @@ def new_deliveries(context: dg.SensorEvaluationContext, inbox: InboxResource) ->
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(sorted(seen)))
 
 
-@dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, monitored_jobs=[load_one_center],
-                      request_job=refresh_national, default_status=dg.DefaultSensorStatus.RUNNING)
-def refresh_after_load(context: dg.RunStatusSensorContext) -> dg.RunRequest:
-    """After a center loads, refresh the national assets."""
-    return dg.RunRequest(run_key=f"after-{context.dagster_run.run_id}")
+QUIET_SECONDS = 60  # how long after the last center load of a burst the national refresh waits
+LOADING = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+           dg.DagsterRunStatus.STARTED]
+
+
+@dg.sensor(job=refresh_national, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.STOPPED)
+def refresh_after_load(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    """One national refresh for a burst of center loads: once loads have succeeded since the last refresh, none
+    is queued or running, and the last finished a quiet minute ago. The cursor holds the last load covered."""
+    instance = context.instance
+    if instance.get_runs(filters=dg.RunsFilter(job_name=load_one_center.name, statuses=LOADING), limit=1):
+        return dg.SkipReason("center loads are still queued or running")
+    done = instance.get_run_records(filters=dg.RunsFilter(job_name=load_one_center.name,
+                                                          statuses=[dg.DagsterRunStatus.SUCCESS]), limit=1)
+    if not done:
+        return dg.SkipReason("no center load has succeeded yet")
+    last = done[0]
+    if last.dagster_run.run_id == context.cursor:
+        return dg.SkipReason("no center load since the last refresh")
+    ended = last.end_time or 0.0
+    if time.time() - ended < QUIET_SECONDS:
+        return dg.SkipReason(f"waiting {QUIET_SECONDS} s after the last center load for the burst to end")
+    context.update_cursor(last.dagster_run.run_id)
+    return dg.RunRequest(run_key=f"after-{last.dagster_run.run_id}")
 
 
 nightly_national_refresh = dg.ScheduleDefinition(

@@ -403,3 +403,28 @@ def test_cross_center_linkage_fails_on_a_dangling_reference_or_a_split_person(lo
     else:
         assert metadata["Patient resources"] == metadata["persons"] + 1
         assert metadata["resources with a dangling patient"] == 0
+
+
+def test_a_burst_of_center_loads_gets_one_national_refresh_after_it_ends(demo_clean: Generated, tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from dagster_project import sensors
+
+    location = build_defs(resources(demo_clean.inbox, tmp_path / "w.duckdb"))
+    instance = dg.DagsterInstance.ephemeral()
+    assert sensors.refresh_after_load.default_status == dg.DefaultSensorStatus.STOPPED
+    assert sensors.new_deliveries.default_status == dg.DefaultSensorStatus.STOPPED
+    assert isinstance(sensors.refresh_after_load(dg.build_sensor_context(instance=instance)), dg.SkipReason)
+    load_job = location.resolve_job_def("load_one_center")
+    for center in ("auh", "ouh", "rh"):  # a burst of loads
+        assert load_job.execute_in_process(partition_key=center, instance=instance, run_config=QUIET).success
+    quiet = sensors.refresh_after_load(dg.build_sensor_context(instance=instance))
+    assert isinstance(quiet, dg.SkipReason) and "waiting" in str(quiet.skip_message)  # the burst may go on
+    monkeypatch.setattr(sensors, "QUIET_SECONDS", 0)
+    context = dg.build_sensor_context(instance=instance)
+    first = sensors.refresh_after_load(context)
+    assert isinstance(first, dg.RunRequest)
+    again = sensors.refresh_after_load(dg.build_sensor_context(instance=instance, cursor=context.cursor))
+    assert isinstance(again, dg.SkipReason)  # one refresh for the three loads
+    assert load_job.execute_in_process(partition_key="aauh", instance=instance, run_config=QUIET).success
+    later = sensors.refresh_after_load(dg.build_sensor_context(instance=instance, cursor=context.cursor))
+    assert isinstance(later, dg.RunRequest) and later.run_key != first.run_key
