@@ -161,8 +161,10 @@ def fhir_export(warehouse: WarehouseResource, export: ExportResource) -> dg.Mate
 
 @dg.asset(group_name="national", deps=[national_analysis], kinds={"html"}, pool=POOL)
 def national_report(warehouse: WarehouseResource, export: ExportResource) -> dg.MaterializeResult:
-    """The national report: one self-contained HTML page (drg-etl report), beside the FHIR export."""
-    page = Path(export.path).parent / "national-report.html"
+    """The national report: one self-contained HTML page (drg-etl report), in the FHIR export's folder (never in
+    the working folder, which may be the checkout)."""
+    page = Path(export.path) / "national-report.html"
+    page.parent.mkdir(parents=True, exist_ok=True)
     with warehouse.connection() as con:
         write_report(read_report_data(con), page)
     return dg.MaterializeResult(metadata={"report": dg.MetadataValue.path(str(page)),
