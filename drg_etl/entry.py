@@ -34,6 +34,9 @@ def main() -> None:
         _interrupted(stop.signum)
     except KeyboardInterrupt:  # raised by a library that installed its own handler
         _interrupted(signal.SIGINT)
+    finally:  # the command is done: a signal during the interpreter's teardown changes nothing
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def _interrupted(signum: int) -> None:

@@ -57,14 +57,14 @@ def key_weakness(key: str) -> str | None:
                                                                    for i in range(len(key)))), None)
     if period is not None:
         return f"it repeats a pattern of {period} characters"
-    digits = [int(c, 16) for c in lowered]
-    steps = [(b - a) % 16 for a, b in itertools.pairwise(digits)]
-    if sum(step in (0, 1, 15) for step in steps) > SEQUENCE_SHARE * len(steps):
-        return "it counts up or down or repeats digits (a sequence like 0123... or 00112233...), not random"
     counts = Counter(lowered)
     bits = max(0.0, -len(key) * sum(n / len(key) * math.log2(n / len(key)) for n in counts.values()))
     if bits < MIN_ENTROPY_BITS:
         return f"it is too regular to be secret (about {bits:.0f} bits of entropy, at least {MIN_ENTROPY_BITS:.0f})"
+    digits = [int(c, 16) for c in lowered]
+    steps = [(b - a) % 16 for a, b in itertools.pairwise(digits)]
+    if sum(step in (0, 1, 15) for step in steps) > SEQUENCE_SHARE * len(steps):
+        return "it counts up or down or repeats digits (a sequence like 0123... or 00112233...), not random"
     return None
 
 
