@@ -267,7 +267,7 @@ def test_hostile_values_in_every_column_quarantine_rows_never_a_delivery(demo_cl
 
 def test_a_rekeyed_warehouse_file_holds_no_old_pseudonym_in_its_bytes(demo_clean: Generated, tmp_path: Path) -> None:
     inbox = _copy(demo_clean, tmp_path)
-    warehouse = tmp_path / "w.duckdb"
+    warehouse = tmp_path / "the \"registry's\" w.duckdb"  # quotes in the name: never formatted into SQL
     load_inbox(inbox, warehouse, TEST_KEY)
     old = {k for (k,) in _query(warehouse, "select distinct patient_key from canonical.patients union "
                                            "select distinct patient_key from quality.quarantine "
@@ -279,7 +279,7 @@ def test_a_rekeyed_warehouse_file_holds_no_old_pseudonym_in_its_bytes(demo_clean
     assert result.exit_code == 0, result.output
     raw = warehouse.read_bytes()
     assert [k for k in old if k.encode() in raw] == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["inbox", "w.duckdb"]  # no work file left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["inbox", warehouse.name]  # no work file left behind
     analyzed = runner.invoke(app, ["analyze", "--warehouse", str(warehouse), "--json"])
     assert analyzed.exit_code == 0 and json.loads(analyzed.output)["cohort"]["trial_patients"] > 40
 

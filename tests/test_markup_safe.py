@@ -48,6 +48,7 @@ def test_every_command_prints_bracketed_text_as_it_is(demo: Generated, tmp_path:
         ("report", ["report", "--warehouse", str(warehouse), "--out", str(base / "r [/x].html")]),
         ("fhir-package", ["fhir-package", "--out", str(base / "pkg [/x]")]),
         ("analyze, no warehouse", ["analyze", "--warehouse", str(base / "no[/x]where.duckdb")]),
+        ("demo", ["demo", "--workdir", str(base / "demo [/x]")]),
     ]:
         runs[name] = runner.invoke(app, args, env=env)
     rekey_env = {"DRG_ETL_OLD_PSEUDONYM_KEY": TEST_KEY.decode(), "DRG_ETL_PSEUDONYM_KEY": ODD_KEY}
@@ -57,7 +58,7 @@ def test_every_command_prints_bracketed_text_as_it_is(demo: Generated, tmp_path:
         assert "MarkupError" not in run.output and "Traceback" not in run.output, (name, run.output[-500:])
     codes = {name: run.exit_code for name, run in runs.items()}
     assert codes == {"generate": 0, "load": 1, "quality": 0, "quality --json": 0, "analyze": 0, "export-fhir": 0,
-                     "report": 0, "fhir-package": 0, "analyze, no warehouse": 2, "rekey": 0}, codes
+                     "report": 0, "fhir-package": 0, "analyze, no warehouse": 2, "demo": 0, "rekey": 0}, codes
     load = runs["load"].output
     assert f"'K{BRACKETS}'" in load  # the finding quotes the label as delivered
     assert "not read: [red]" in load  # the folder named like markup is named, not swallowed

@@ -144,7 +144,8 @@ def _copy_database(con: duckdb.DuckDBPyConnection, target: Path) -> None:
     name = con.execute("select current_database()").fetchone()[0]
     con.execute("attach $path as rekey_target", {"path": str(target)})
     try:
-        con.execute(f'copy from database "{name}" to rekey_target')  # a catalog name DuckDB gave, quoted
+        quoted = '"' + name.replace('"', '""') + '"'  # the catalog name DuckDB gave the file, as an identifier
+        con.execute(f"copy from database {quoted} to rekey_target")
         con.execute("checkpoint rekey_target")
     finally:
         con.execute("detach rekey_target")
