@@ -2,8 +2,9 @@
 
 Generated inboxes and loaded warehouses, the test key, the CLI in a subprocess, warehouse snapshots,
 new deliveries and the whole-file faults planted in them, every CPR of an inbox, a hand-built warehouse,
-and the state of the checkout (tests must not write into it). ``[tool.pytest.ini_options] pythonpath``
-puts this folder on ``sys.path``: test modules ``import helpers`` under ``pytest`` and ``python -m pytest``.
+a hand-written delivery read with the library's entry point (the reader unit tests), and the state of the
+checkout (tests must not write into it). ``[tool.pytest.ini_options] pythonpath`` puts this folder
+on ``sys.path``: test modules ``import helpers`` under ``pytest`` and ``python -m pytest``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
+import pytest
 
+from drg_etl.core.cpr import parse_cpr
+from drg_etl.core.delivery import Delivery, DeliveryRejected, Issue
+from drg_etl.core.model import TABLES
+from drg_etl.core.pseudonym import Pseudonymizer
+from drg_etl.sources.base import FileCount, StagedDelivery
+from drg_etl.sources.deliveries import read_delivery
 from drg_etl.synth.generate import GenerateResult, generate
 
 if TYPE_CHECKING:
@@ -30,6 +38,7 @@ if TYPE_CHECKING:
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout
 CUTOFF = "2019-12-31"  # the cutoff of every generated delivery
+CUTOFF_DATE = dt.date.fromisoformat(CUTOFF)  # the same, as a date: the default cutoff of a hand-written delivery
 TEST_KEY = b"5f0c3e9a7d1b42c8e6a09f3b71d4c2e85a6f1039bd7e24c6f8a5b3d0e19c7a42"  # hex, as cli.md asks
 
 
@@ -316,6 +325,68 @@ class Tiny:
 
         refresh_fhir(self.con, full=True)
         return national_analysis(self.con, dt.date.fromisoformat(end))
+
+
+# -- a hand-written delivery read with the library's entry point (the reader unit tests) ------------------
+
+
+@dataclass
+class ReadOutcome:
+    """What the reader streamed to its sink: facts per table (as dicts, lineage file and row kept) and issues.
+
+    ``resource_ids``: the findings name the FHIR resource of each issue too (aauh's NDJSON lines).
+    """
+
+    facts: dict[str, list[dict[str, Any]]]
+    issues: list[Issue]
+    counts: dict[str, FileCount]
+    resource_ids: bool = False
+
+    def findings(self) -> list[tuple[Any, ...]]:
+        """Every issue as (file, row, column, rule id), or (file, line, column, rule id, resource id)."""
+        if self.resource_ids:
+            return [(i.file, i.row, i.column, i.rule_id, i.resource_id) for i in self.issues]
+        return [(i.file, i.row, i.column, i.rule_id) for i in self.issues]
+
+    def rows(self, table: str) -> list[int]:
+        """The source rows (an NDJSON file's lines) that gave a fact of ``table``."""
+        return [f["source_row"] for f in self.facts[table]]
+
+    def kinds(self, table: str, column: str) -> list[Any]:
+        """One column of a table's facts, in reading order."""
+        return [f[column] for f in self.facts[table]]
+
+
+def read_delivery_facts(center: str, folder: Path, key: bytes, cutoff: dt.date = CUTOFF_DATE, *,
+                        resource_ids: bool = False) -> ReadOutcome:
+    """Read a center's delivery in ``folder`` under the pseudonym ``key`` with the library's entry point,
+    :func:`drg_etl.sources.deliveries.read_delivery`, collecting every batch the sink receives
+    (``resource_ids``: see :class:`ReadOutcome`)."""
+    facts: dict[str, list[dict[str, Any]]] = {t: [] for t in TABLES}
+    issues: list[Issue] = []
+
+    def sink(batch: StagedDelivery) -> None:
+        for table, rows in batch.facts.items():
+            columns = ["center", "source_file", "source_row", *TABLES[table].fact_columns, "fact_seq"]
+            facts[table] += [{k: v for k, v in zip(columns, row, strict=True) if k not in ("center", "fact_seq")}
+                             for row in rows]
+        issues.extend(batch.issues)
+
+    staged = read_delivery(Delivery(center, cutoff, folder), Pseudonymizer(key), sink)
+    return ReadOutcome(facts, issues, staged.counts, resource_ids)
+
+
+def rejected_by(center: str, folder: Path, key: bytes,
+                cutoff: dt.date = CUTOFF_DATE) -> list[tuple[str, str]]:
+    """The (file, rule id) pairs of a center's delivery that the reader must reject (the test fails if it does not)."""
+    with pytest.raises(DeliveryRejected) as caught:
+        read_delivery_facts(center, folder, key, cutoff)
+    return [(r.file, r.rule_id) for r in caught.value.rejections]
+
+
+def pseudonym_of(cpr: str, key: bytes) -> str:
+    """The patient key the reader must give a CPR number under the pseudonym ``key``."""
+    return Pseudonymizer(key)(parse_cpr(cpr))
 
 
 # -- the checkout: tests write nowhere in it ----------------------------------------------------------------

@@ -11,21 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import pseudonym_of, read_delivery_facts, rejected_by
 
-from drg_etl.core.cpr import parse_cpr
-from drg_etl.core.delivery import Delivery, DeliveryRejected, Issue
 from drg_etl.core.model import TABLES
-from drg_etl.core.pseudonym import Pseudonymizer
-from drg_etl.sources.base import FileCount, StagedDelivery
-from drg_etl.sources.deliveries import read_delivery
 
 KEY = bytes.fromhex("061ea107805e401ab584c59dd4bf8ff5cae31e6bff57af1cb7563aa39796667d")
-CUTOFF = dt.date(2019, 12, 31)
 D = dt.date
 RESOURCE_TYPES = ("Patient", "Condition", "Procedure", "Device", "Observation")
 SYSTEMS = {
@@ -152,11 +147,6 @@ CLEAN: dict[str, list[Any]] = {
 }
 
 
-def pseudonym(cpr: str) -> str:
-    """The patient key the reader must give a CPR number under the test key."""
-    return Pseudonymizer(KEY)(parse_cpr(cpr))
-
-
 def write_aauh(inbox: Path, files: dict[str, list[Any]] | None = None, cutoff: str = "2019-12-31") -> Path:
     """Write the five NDJSON files: the clean resources, with ``files`` replacing a type's lines.
 
@@ -171,44 +161,10 @@ def write_aauh(inbox: Path, files: dict[str, list[Any]] | None = None, cutoff: s
     return folder
 
 
-@dataclass
-class Outcome:
-    """What the reader streamed to its sink: facts per table (as dicts, lineage file and row kept) and issues."""
-
-    facts: dict[str, list[dict[str, Any]]]
-    issues: list[Issue]
-    counts: dict[str, FileCount]
-
-    def findings(self) -> list[tuple[str, int, str | None, str, str | None]]:
-        """Every issue as (file, line, column, rule id, resource id)."""
-        return [(i.file, i.row, i.column, i.rule_id, i.resource_id) for i in self.issues]
-
-    def rows(self, table: str) -> list[int]:
-        """The source lines that gave a fact of ``table``."""
-        return [f["source_row"] for f in self.facts[table]]
-
-
-def read(folder: Path, cutoff: dt.date = CUTOFF) -> Outcome:
-    """Read a delivery with the library's entry point, collecting every batch the sink receives."""
-    facts: dict[str, list[dict[str, Any]]] = {t: [] for t in TABLES}
-    issues: list[Issue] = []
-
-    def sink(batch: StagedDelivery) -> None:
-        for table, rows in batch.facts.items():
-            columns = ["center", "source_file", "source_row", *TABLES[table].fact_columns, "fact_seq"]
-            facts[table] += [{k: v for k, v in zip(columns, row, strict=True) if k not in ("center", "fact_seq")}
-                             for row in rows]
-        issues.extend(batch.issues)
-
-    staged = read_delivery(Delivery("aauh", cutoff, folder), Pseudonymizer(KEY), sink)
-    return Outcome(facts, issues, staged.counts)
-
-
-def rejection(folder: Path) -> list[tuple[str, str]]:
-    """The (file, rule id) pairs of a rejected delivery."""
-    with pytest.raises(DeliveryRejected) as caught:
-        read(folder)
-    return [(r.file, r.rule_id) for r in caught.value.rejections]
+# The reading harness (helpers.py) for aauh under this module's test key; findings name the resource.
+read = partial(read_delivery_facts, "aauh", key=KEY, resource_ids=True)  # read(folder) -> ReadOutcome
+rejection = partial(rejected_by, "aauh", key=KEY)  # rejection(folder) -> [(file, rule id)]
+pseudonym = partial(pseudonym_of, key=KEY)  # pseudonym(cpr) -> the patient key the reader must give
 
 
 def plus(rt: str, *lines: Any) -> dict[str, list[Any]]:

@@ -10,20 +10,14 @@ Rules that run over the staged delivery (exact duplicates) are checked through t
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
+from helpers import pseudonym_of, read_delivery_facts, rejected_by
 
-from drg_etl.core.cpr import parse_cpr
-from drg_etl.core.delivery import Delivery, DeliveryRejected, Issue
-from drg_etl.core.model import TABLES
-from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.pipeline.load import load_inbox
-from drg_etl.sources.base import FileCount, StagedDelivery
-from drg_etl.sources.deliveries import read_delivery
 
 KEY = bytes.fromhex("1e1eb05a6c900022cf3dd2af9af68b74054810f384533ff1d41b9ad581ddab52")
 CUTOFF = dt.date(2019, 12, 31)
@@ -62,11 +56,6 @@ CLEAN = {
 }
 
 
-def pseudonym(cpr: str) -> str:
-    """The patient key the reader must give a CPR number under the test key."""
-    return Pseudonymizer(KEY)(parse_cpr(cpr))
-
-
 def write_auh(inbox: Path, files: dict[str, list[str]] | None = None, cutoff: str = "2019-12-31") -> Path:
     """Write an auh delivery (Windows-1252, CRLF): the clean records, with ``files`` replacing a file's records."""
     folder = inbox / "auh" / cutoff
@@ -77,44 +66,10 @@ def write_auh(inbox: Path, files: dict[str, list[str]] | None = None, cutoff: st
     return folder
 
 
-@dataclass
-class Outcome:
-    """What the reader streamed to its sink: facts per table (as dicts, lineage file and row kept) and issues."""
-
-    facts: dict[str, list[dict[str, Any]]]
-    issues: list[Issue]
-    counts: dict[str, FileCount]
-
-    def findings(self) -> list[tuple[str, int, str | None, str]]:
-        """Every issue as (file, row, column, rule id)."""
-        return [(i.file, i.row, i.column, i.rule_id) for i in self.issues]
-
-    def rows(self, table: str) -> list[int]:
-        """The source rows that gave a fact of ``table``."""
-        return [f["source_row"] for f in self.facts[table]]
-
-
-def read(folder: Path, cutoff: dt.date = CUTOFF) -> Outcome:
-    """Read a delivery with the library's entry point, collecting every batch the sink receives."""
-    facts: dict[str, list[dict[str, Any]]] = {t: [] for t in TABLES}
-    issues: list[Issue] = []
-
-    def sink(batch: StagedDelivery) -> None:
-        for table, rows in batch.facts.items():
-            columns = ["center", "source_file", "source_row", *TABLES[table].fact_columns, "fact_seq"]
-            facts[table] += [{k: v for k, v in zip(columns, row, strict=True) if k not in ("center", "fact_seq")}
-                             for row in rows]
-        issues.extend(batch.issues)
-
-    staged = read_delivery(Delivery("auh", cutoff, folder), Pseudonymizer(KEY), sink)
-    return Outcome(facts, issues, staged.counts)
-
-
-def rejection(folder: Path) -> list[tuple[str, str]]:
-    """The (file, rule id) pairs of a rejected delivery."""
-    with pytest.raises(DeliveryRejected) as caught:
-        read(folder)
-    return [(r.file, r.rule_id) for r in caught.value.rejections]
+# The reading harness (helpers.py) for auh under this module's test key.
+read = partial(read_delivery_facts, "auh", key=KEY)  # read(folder) -> ReadOutcome
+rejection = partial(rejected_by, "auh", key=KEY)  # rejection(folder) -> [(file, rule id)]
+pseudonym = partial(pseudonym_of, key=KEY)  # pseudonym(cpr) -> the patient key the reader must give
 
 
 # -- a clean patient -------------------------------------------------------------------------------

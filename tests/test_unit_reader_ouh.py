@@ -10,24 +10,18 @@ is a wide record: each fact in it is checked on its own, and the facts that pass
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import openpyxl
 import pytest
+from helpers import pseudonym_of, read_delivery_facts, rejected_by
 
-from drg_etl.core.cpr import parse_cpr
-from drg_etl.core.delivery import Delivery, DeliveryRejected, Issue
-from drg_etl.core.model import TABLES
-from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.pipeline.load import load_inbox
-from drg_etl.sources.base import FileCount, StagedDelivery
-from drg_etl.sources.deliveries import read_delivery
 
 KEY = bytes.fromhex("f332972c40647a25ba6d87cf969d4471374411a56a5c9c0e13f97ef0fde63683")
-CUTOFF = dt.date(2019, 12, 31)
 D = dt.date
 X = dt.datetime  # an Excel date cell
 BOOK = "DRG_registrering.xlsx"
@@ -83,11 +77,6 @@ CLEAN: dict[str, list[Any]] = {
 }
 
 
-def pseudonym(cpr: str) -> str:
-    """The patient key the reader must give a CPR number under the test key."""
-    return Pseudonymizer(KEY)(parse_cpr(cpr))
-
-
 def write_ouh(inbox: Path, sheets: dict[str, list[Any]] | None = None, cutoff: str = "2019-12-31",
               columns: dict[str, list[str]] | None = None) -> Path:
     """Write the workbook: the clean rows, with ``sheets`` replacing a sheet's rows.
@@ -107,44 +96,10 @@ def write_ouh(inbox: Path, sheets: dict[str, list[Any]] | None = None, cutoff: s
     return folder
 
 
-@dataclass
-class Outcome:
-    """What the reader streamed to its sink: facts per table (as dicts, lineage file and row kept) and issues."""
-
-    facts: dict[str, list[dict[str, Any]]]
-    issues: list[Issue]
-    counts: dict[str, FileCount]
-
-    def findings(self) -> list[tuple[str, int, str | None, str]]:
-        """Every issue as (file, row, column, rule id)."""
-        return [(i.file, i.row, i.column, i.rule_id) for i in self.issues]
-
-    def kinds(self, table: str, column: str) -> list[Any]:
-        """One column of a table's facts, in reading order."""
-        return [f[column] for f in self.facts[table]]
-
-
-def read(folder: Path, cutoff: dt.date = CUTOFF) -> Outcome:
-    """Read a delivery with the library's entry point, collecting every batch the sink receives."""
-    facts: dict[str, list[dict[str, Any]]] = {t: [] for t in TABLES}
-    issues: list[Issue] = []
-
-    def sink(batch: StagedDelivery) -> None:
-        for table, rows in batch.facts.items():
-            columns = ["center", "source_file", "source_row", *TABLES[table].fact_columns, "fact_seq"]
-            facts[table] += [{k: v for k, v in zip(columns, row, strict=True) if k not in ("center", "fact_seq")}
-                             for row in rows]
-        issues.extend(batch.issues)
-
-    staged = read_delivery(Delivery("ouh", cutoff, folder), Pseudonymizer(KEY), sink)
-    return Outcome(facts, issues, staged.counts)
-
-
-def rejection(folder: Path) -> list[tuple[str, str]]:
-    """The (file, rule id) pairs of a rejected delivery."""
-    with pytest.raises(DeliveryRejected) as caught:
-        read(folder)
-    return [(r.file, r.rule_id) for r in caught.value.rejections]
+# The reading harness (helpers.py) for ouh under this module's test key.
+read = partial(read_delivery_facts, "ouh", key=KEY)  # read(folder) -> ReadOutcome
+rejection = partial(rejected_by, "ouh", key=KEY)  # rejection(folder) -> [(file, rule id)]
+pseudonym = partial(pseudonym_of, key=KEY)  # pseudonym(cpr) -> the patient key the reader must give
 
 
 def with_treatment(**cells: Any) -> dict[str, list[Any]]:

@@ -14,23 +14,17 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pytest
+from helpers import pseudonym_of, read_delivery_facts, rejected_by
 
-from drg_etl.core.cpr import parse_cpr
-from drg_etl.core.delivery import Delivery, DeliveryRejected, Issue
 from drg_etl.core.model import TABLES
-from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.pipeline.load import load_inbox
-from drg_etl.sources.base import FileCount, StagedDelivery
-from drg_etl.sources.deliveries import read_delivery
 
 KEY = bytes.fromhex("e75ff17ffe6e1ff0b8c6cb7db170baba78a484ab5bdc13bb120a4bd877276045")
-CUTOFF = dt.date(2019, 12, 31)
 D = dt.date
 DATA = "DRGDK_DATA_2019-12-31.csv"
 DICTIONARY = "DRGDK_DataDictionary.csv"
@@ -155,11 +149,6 @@ CLEAN: list[dict[str, str]] = [
 ]
 
 
-def pseudonym(cpr: str) -> str:
-    """The patient key the reader must give a CPR number under the test key."""
-    return Pseudonymizer(KEY)(parse_cpr(cpr))
-
-
 def csv_text(rows: list[list[str]]) -> str:
     """Rows as REDCap writes CSV (comma, minimal quoting)."""
     buffer = io.StringIO()
@@ -181,44 +170,10 @@ def write_rh(inbox: Path, rows: list[dict[str, str]] | None = None, fields: list
     return folder
 
 
-@dataclass
-class Outcome:
-    """What the reader streamed to its sink: facts per table (as dicts, lineage file and row kept) and issues."""
-
-    facts: dict[str, list[dict[str, Any]]]
-    issues: list[Issue]
-    counts: dict[str, FileCount]
-
-    def findings(self) -> list[tuple[str, int, str | None, str]]:
-        """Every issue as (file, row, column, rule id)."""
-        return [(i.file, i.row, i.column, i.rule_id) for i in self.issues]
-
-    def rows(self, table: str) -> list[int]:
-        """The source rows that gave a fact of ``table``."""
-        return [f["source_row"] for f in self.facts[table]]
-
-
-def read(folder: Path, cutoff: dt.date = CUTOFF) -> Outcome:
-    """Read a delivery with the library's entry point, collecting every batch the sink receives."""
-    facts: dict[str, list[dict[str, Any]]] = {t: [] for t in TABLES}
-    issues: list[Issue] = []
-
-    def sink(batch: StagedDelivery) -> None:
-        for table, rows in batch.facts.items():
-            columns = ["center", "source_file", "source_row", *TABLES[table].fact_columns, "fact_seq"]
-            facts[table] += [{k: v for k, v in zip(columns, row, strict=True) if k not in ("center", "fact_seq")}
-                             for row in rows]
-        issues.extend(batch.issues)
-
-    staged = read_delivery(Delivery("rh", cutoff, folder), Pseudonymizer(KEY), sink)
-    return Outcome(facts, issues, staged.counts)
-
-
-def rejection(folder: Path) -> list[tuple[str, str]]:
-    """The (file, rule id) pairs of a rejected delivery."""
-    with pytest.raises(DeliveryRejected) as caught:
-        read(folder)
-    return [(r.file, r.rule_id) for r in caught.value.rejections]
+# The reading harness (helpers.py) for rh under this module's test key.
+read = partial(read_delivery_facts, "rh", key=KEY)  # read(folder) -> ReadOutcome
+rejection = partial(rejected_by, "rh", key=KEY)  # rejection(folder) -> [(file, rule id)]
+pseudonym = partial(pseudonym_of, key=KEY)  # pseudonym(cpr) -> the patient key the reader must give
 
 
 def with_row(row: dict[str, str]) -> list[dict[str, str]]:
