@@ -162,7 +162,7 @@ def load_command(
     CPR numbers are pseudonymised with the key in the environment variable DRG_ETL_PSEUDONYM_KEY (64 hex
     digits; make one with `python -c "import secrets; print(secrets.token_hex(32))"`); the warehouse keeps
     no CPR number. Exit 0: done; 1: done, but a delivery, file or folder was rejected (each named); 2: nothing
-    was done.
+    was done (an empty inbox among others).
     """
     with _errors():
         key = key_from_environment()

@@ -148,7 +148,8 @@ def test_an_empty_inbox_or_one_level_off_loads_nothing_says_why_and_leaves_no_fi
     empty.mkdir()
     warehouse = tmp_path / "w.duckdb"
     result = runner.invoke(app, ["load", str(empty), "--warehouse", str(warehouse)], env=ENV)
-    assert result.exit_code == 1 and "nothing to load" in result.output and "<center>/<YYYY-MM-DD>" in result.output
+    # cli.md: nothing was done is exit 2; an inbox whose every entry was rejected (each named) is exit 1
+    assert result.exit_code == 2 and "nothing to load" in result.output and "<center>/<YYYY-MM-DD>" in result.output
     deep = runner.invoke(app, ["load", str(demo_clean.inbox / "auh"), "--warehouse", str(warehouse)], env=ENV)
     assert deep.exit_code == 1 and "looks like a center's folder" in deep.output
     assert not warehouse.exists()
@@ -269,9 +270,16 @@ def test_a_rekeyed_warehouse_file_holds_no_old_pseudonym_in_its_bytes(demo_clean
     inbox = _copy(demo_clean, tmp_path)
     warehouse = tmp_path / "the \"registry's\" w.duckdb"  # quotes in the name: never formatted into SQL
     load_inbox(inbox, warehouse, TEST_KEY)
+    from drg_etl.pipeline.marts import refresh_marts
+    from drg_etl.pipeline.warehouse import connect
+
+    con = connect(warehouse)
+    refresh_marts(con)  # as Dagster builds them: the marts carry Patient ids, which derive from the pseudonyms
+    con.close()
     old = {k for (k,) in _query(warehouse, "select distinct patient_key from canonical.patients union "
                                            "select distinct patient_key from quality.quarantine "
-                                           "where patient_key is not null")}
+                                           "where patient_key is not null union "
+                                           "select distinct id from fhir.resources where resource_type = 'Patient'")}
     assert len(old) > 40 and all(k.encode() in warehouse.read_bytes() for k in list(old)[:5])
     new_key = "8e1f6a2b9c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f6a7b8c9d0e1f2a3b"
     result = runner.invoke(app, ["rekey", "--warehouse", str(warehouse), "--inbox", str(inbox)],
@@ -409,3 +417,36 @@ def test_a_quote_in_the_temporary_folder_or_the_inbox_path_is_never_sql(demo_cle
     assert run.returncode == 0, run.stderr
     assert _query(warehouse, "select count(*) from duckdb_tables() where table_name = 'pwned'") == [(0,)]
     assert _query(warehouse, "select count(*) from quality.deliveries_in_force") == [(4,)]
+
+
+def test_a_two_line_note_with_semicolons_is_a_note_not_an_unclosed_quote(demo_clean: Generated,
+                                                                          tmp_path: Path) -> None:
+    inbox = _copy(demo_clean, tmp_path)
+    path = inbox / "auh" / CUTOFF / "komplikationer.csv"
+    lines = path.read_bytes().decode("cp1252").split("\r\n")
+    fields = lines[1].split(";")
+    fields[4] = '"Behandling:\r\nDicloxacillin; Panodil; Ibuprofen; Morfin; Tramadol"'
+    lines[1] = ";".join(fields)
+    path.write_bytes("\r\n".join(lines).encode("cp1252"))
+    load_inbox(inbox, tmp_path / "w.duckdb", TEST_KEY)
+    assert _query(tmp_path / "w.duckdb", "select count(*) from quality.quarantine where rule_id = 'row.quoting'"
+                  ) == [(0,)]
+    notes = [n for (n,) in _query(tmp_path / "w.duckdb", "select note from canonical.complications")]
+    assert any(n and n.endswith("Morfin; Tramadol") for n in notes)
+
+
+@pytest.mark.parametrize("note", ["set d. 12.05.17 ved kontrol", "Lot 123456 blev kasseret", "12.05.19 til 15.05.19",
+                                  "NRS 7, PCS 30 ved 12 mdr", "tlf 12345678"])
+def test_dates_and_numbers_in_a_note_are_not_taken_for_a_cpr_number(note: str) -> None:
+    from drg_etl.core.cpr import scrub_cpr
+
+    assert scrub_cpr(note) == note
+
+
+@pytest.mark.parametrize("spelling", ["LD_230487_1236", "230487:1236", "230487,1236", "230487+1236", "(230487)1236",
+                                      "23-04-87-12-36", "23.04.87.12.36", "2304\u200b871236", "2304\u00ad871236",
+                                      "230487\t1236", "230487\n1236"])
+def test_every_separator_of_a_cpr_number_is_found(spelling: str) -> None:
+    from drg_etl.core.cpr import holds_cpr, scrub_cpr
+
+    assert holds_cpr(spelling) and "1236" not in scrub_cpr(spelling).replace("<CPR?>", "")

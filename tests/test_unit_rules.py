@@ -678,3 +678,13 @@ def test_rule_a_delivery_that_does_not_reconcile_is_rejected_and_the_others_load
     wh.load()
     assert wh.query("select center, rule_id from quality.rejections") == [("ouh", "file.unreconciled")]
     assert wh.query("select center from quality.deliveries_in_force") == [("auh",)]
+
+
+def test_rule_a_mostly_quarantined_delivery_is_refused_in_a_first_load_with_a_backlog(wh: Loaded) -> None:
+    """A good delivery and a later broken one of the same center in one first load: the broken one is refused."""
+    write_auh(wh.inbox, cutoff="2019-06-30")
+    write_auh(wh.inbox, {name: [line.replace(ANNA, "010180-12345") for line in lines]
+                         for name, lines in AUH.items()})
+    wh.load()
+    assert wh.query("select rule_id from quality.rejections") == [("delivery.mostly_quarantined",)]
+    assert wh.query("select strftime(cutoff, '%Y-%m-%d') from quality.deliveries_in_force") == [("2019-06-30",)]

@@ -20,14 +20,18 @@ _CPR_PATTERN = re.compile(r"^(\d{6})-?(\d{4})$")
 # span in the fold is its span in the original.
 # Ten digits as DDMMYY then SSSS, even glued to letters ("pt2304871236"): six digits (or pairs, or a
 # dotted date), an optional separator, four digits (or two pairs); never inside a longer run of digits.
-_DATE6 = r"(?:\d{6}|\d{2}([ ./-])\d{2}\1\d{2})"
-_CPR_STRICT = re.compile(r"(?<!\d)" + _DATE6 + r"(?: ?[./-]? ?)(?:\d{4}|\d{2} \d{2})(?!\d)")
+# Separators a CPR number is written with: spaces, dots, dashes, slashes, underscores, colons, commas, a plus,
+# brackets (after folding, every Unicode dash is "-" and every space or invisible character " ").
+_SEP = r"[\s._:,+/()\-]"
+_DATE6 = rf"(?:\d{{6}}|\d{{2}}{_SEP}?\d{{2}}{_SEP}?\d{{2}})"
+_CPR_STRICT = re.compile(rf"(?<!\d){_DATE6}{_SEP}{{0,3}}(?:\d{{4}}|\d{{2}}{_SEP}?\d{{2}})(?!\d)")
 # Anything that could be a CPR number or a mistyped one, standing alone (not inside a longer word such as
-# a pseudonym or a serial): the same date part, an optional separator, three to five more characters.
+# a pseudonym or a serial): the same date part, an optional separator, then three to five characters that
+# start with a digit (so a date in a note, "d. 12.05.17 ved kontrol", is not taken for one).
 _CPR_LIKE = re.compile(
     r"(?<![0-9A-Za-z])(?:cpr[\s:.\-]*)?"          # an optional "CPR" label glued to it
     + _DATE6 +
-    r"[\s\-./]?[0-9A-Za-z]{3,5}"                   # a space, hyphen, dash or dot, then the sequence
+    rf"{_SEP}{{0,2}}\d[0-9A-Za-z]{{2,4}}"          # separators, then the sequence
     r"(?![0-9A-Za-z])", re.IGNORECASE)
 CPR_PLACEHOLDER = "<CPR?>"
 _DASHES = frozenset("\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d\u00ad")
@@ -41,7 +45,7 @@ def _fold_char(char: str) -> str:
         return str(digit)
     if char in _DASHES or unicodedata.category(char) == "Pd":
         return "-"
-    if unicodedata.category(char) in ("Zs", "Cf"):
+    if unicodedata.category(char) in ("Zs", "Zl", "Zp", "Cf", "Cc"):  # spaces, breaks, invisible characters
         return " "
     return char
 

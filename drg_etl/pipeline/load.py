@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 
 from drg_etl.core.delivery import Delivery, DeliveryRejected, InboxProblem, Issue
-from drg_etl.core.errors import EXIT_OK, EXIT_REJECTED, DrgEtlError, UsageError
+from drg_etl.core.errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, DrgEtlError, UsageError
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.tables import LOADS, REJECTIONS, insert_row, insert_rows
 from drg_etl.core.vocabulary import CENTERS
@@ -200,9 +200,12 @@ def load_report(con: duckdb.DuckDBPyConnection, load_id: str, skipped: list[str]
 
 
 class NothingToLoad(DrgEtlError):
-    """An inbox that holds no delivery (exit 1, with a hint: the path may be one level off)."""
+    """An inbox that holds no delivery, with a hint (the path may be one level off). cli.md: exit 1 when its
+    entries were all rejected (each named), exit 2 when it holds nothing at all (nothing was done)."""
 
-    exit_code = EXIT_REJECTED
+    def __init__(self, message: str, rejected_entries: bool) -> None:
+        super().__init__(message)
+        self.exit_code = EXIT_REJECTED if rejected_entries else EXIT_USAGE
 
 
 def _nothing_to_load(inbox: Path, problems: list[InboxProblem]) -> str:
@@ -238,7 +241,7 @@ def load_inbox(inbox: Path, warehouse_path: Path, key: bytes, progress: Callable
         raise UsageError(f"inbox {inbox} is not a folder")
     found, problems = survey(inbox)  # the one listing of the inbox this load makes
     if not found:  # before the warehouse is opened: a refused call leaves no empty warehouse file behind
-        raise NothingToLoad(_nothing_to_load(inbox, problems))
+        raise NothingToLoad(_nothing_to_load(inbox, problems), rejected_entries=bool(problems))
     load_id = str(uuid.uuid4())
     pseudonymize = Pseudonymizer(key)
     con = warehouse.connect(warehouse_path)

@@ -101,11 +101,11 @@ def prefetched(deliveries: list[Delivery], key: bytes) -> Iterator[Reader | None
 
     Yields None when reading in process is the better choice (little data, one delivery, one core).
     """
+    _sweep_orphaned_folders()  # every load, parallel or not, removes what a killed load left behind
     workers = min(len(deliveries), int(os.environ.get(WORKERS_VARIABLE, os.cpu_count() or 1)))
     if workers < 2 or sum(_size(d) for d in deliveries) < PARALLEL_BYTES:
         yield None
         return
-    _sweep_orphaned_folders()
     prefix = f"{FOLDER_PREFIX}{os.getpid()}-"  # the pid tells a later load whether this one still lives
     with tempfile.TemporaryDirectory(prefix=prefix) as tmp:  # private to this load, removed after
         folders = {}

@@ -28,6 +28,7 @@ from drg_etl.core.model import TABLES
 from drg_etl.core.pseudonym import Pseudonymizer, fingerprint
 from drg_etl.core.transaction import transaction
 from drg_etl.fhir.store import refresh_fhir
+from drg_etl.pipeline.marts import refresh_marts
 from drg_etl.pipeline.staging import discard, discard_unfinished
 from drg_etl.pipeline.warehouse import connect
 from drg_etl.sources.deliveries import read_delivery, survey
@@ -119,13 +120,14 @@ def rekey(warehouse: Path, inbox: Path, old_key: bytes, new_key: bytes) -> int:
         changed = _rekey_copy(work, both, new_key)
         with duckdb.connect(str(work)) as copy:
             _copy_database(copy, fresh)  # live rows only: the old pseudonyms stay behind in the work file
+        _remove(work)  # before the swap: an interrupt after it must not leave the old pseudonyms behind
     except BaseException:
         con.close()
         _remove(work, fresh)
         raise
     con.close()
     fresh.replace(warehouse)  # one rename: the warehouse is the old file or the re-keyed one, never a mix
-    _remove(work, _sibling(warehouse, "wal"), _sibling(fresh, "wal"))
+    _remove(_sibling(warehouse, "wal"), _sibling(fresh, "wal"))
     return changed
 
 
@@ -177,6 +179,8 @@ def _rekey_copy(work: Path, both: _Both, new_key: bytes) -> int:
             con.execute(f"insert or ignore into staging.fhir_dirty select distinct patient_key from ({keys})")
             con.unregister("mapping")
         refresh_fhir(con, full=True)
+        if con.execute("select count(*) from duckdb_tables() where schema_name = 'marts'").fetchone()[0]:
+            refresh_marts(con)  # the marts carry Patient ids, which derive from the pseudonyms
         con.execute("checkpoint")
         return len(both.mapping)
     finally:

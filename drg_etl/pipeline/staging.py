@@ -134,8 +134,10 @@ def _refuse_replacing_with_nothing(con: duckdb.DuckDBPyConnection, delivery: Del
     every record; written, it would replace the center's figures with nothing. The share allowed is
     ``mappings/load_limits.yaml``'s ``superseding_max_quarantined_share``.
     """
-    in_force = con.execute("select max(cutoff) from quality.deliveries_in_force where center = ?",
-                           [delivery.center]).fetchone()[0]
+    in_force = con.execute("""
+        select max(cutoff) from (select cutoff from quality.deliveries_in_force where center = $center
+                                 union all select cutoff from staging.pending_deliveries where center = $center)""",
+                           {"center": delivery.center}).fetchone()[0]  # in force, or staged before it in this load
     if in_force is None or delivery.cutoff < in_force:
         return  # a first delivery or a late one supersedes nothing
     quarantined, read = quarantined_share(con, delivery_id)

@@ -162,12 +162,24 @@ def _record(columns: list[str], values: list[str], delimiter: str) -> dict[str, 
 
 def _swallowed(values: list[str], delimiter: str, width: int) -> int | None:
     """The first field holding a line break followed by what reads as a record of this file (an unclosed quote
-    folds the next records into one field), or None."""
+    folds the next records into one field), or None.
+
+    A line reads as a record when it has the file's number of delimiters and starts with what a record starts
+    with: a key (a CPR number, a record id) holding a digit and no space. A note of two lines whose second
+    happens to hold semicolons ("Panodil; Ibuprofen; ...") is a note.
+    """
     for at, value in enumerate(values):
         if "\n" in value or "\r" in value:
-            if any(line.count(delimiter) >= width - 1 for line in value.splitlines()[1:]):
+            if any(_reads_as_record(line, delimiter, width) for line in value.splitlines()[1:]):
                 return at
     return None
+
+
+def _reads_as_record(line: str, delimiter: str, width: int) -> bool:
+    if line.count(delimiter) < width - 1:
+        return False
+    key = line.split(delimiter, 1)[0]
+    return bool(key) and not any(c.isspace() for c in key) and any(c.isdigit() for c in key)
 
 
 def _rows(reader: Iterator[list[str]], file: str) -> Iterator[tuple[int, list[str]]]:
