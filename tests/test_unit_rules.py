@@ -688,3 +688,19 @@ def test_rule_a_mostly_quarantined_delivery_is_refused_in_a_first_load_with_a_ba
     wh.load()
     assert wh.query("select rule_id from quality.rejections") == [("delivery.mostly_quarantined",)]
     assert wh.query("select strftime(cutoff, '%Y-%m-%d') from quality.deliveries_in_force") == [("2019-06-30",)]
+
+
+def test_two_complications_of_one_kind_on_one_day_for_two_devices_are_two_facts(wh: Loaded) -> None:
+    """aauh names the Device of each complication: two broken leads on one day are two Conditions, no conflict."""
+    def broken(cid: str, device: str) -> dict[str, Any]:
+        return {"resourceType": "Condition", "id": cid, "subject": {"reference": "Patient/p-1"},
+                "category": [coded("http://terminology.hl7.org/CodeSystem/condition-category", "encounter-diagnosis")],
+                "code": coded(f"{AAUH}komplikation", "ELEKTRODEBRUD"), "onsetDateTime": "2017-06-01",
+                "evidence": [{"detail": [{"reference": f"Device/{device}"}]}]}
+
+    write_aauh(wh.inbox, {"Condition": [broken("c-2", "d-1"), broken("c-3", "d-2")]})
+    wh.load()
+    assert [f for f in wh.findings() if f[4] == "row.conflict"] == []
+    assert wh.query("select count(*) from canonical.complications") == [(2,)]
+    assert wh.query("select count(*) from fhir.resources where resource_type = 'Condition' "
+                    "and resource::varchar like '%2017-06-01%'") == [(2,)]

@@ -159,7 +159,7 @@ TABLES: dict[str, Table] = {t.name: t for t in (
         Column("permanent", "boolean"),
         Column("device_ref", "varchar", text="identifier"),
         Column("note", "varchar", text="free_text"),
-    ), {}, ("date", "complication")),
+    ), {}, ("date", "complication", "device_ref")),
 )}
 CANONICAL_TABLES: tuple[str, ...] = tuple(TABLES)
 FACT_ORDER = Column("fact_seq", "integer", nullable=False)  # a fact's position in its delivery (staging only)

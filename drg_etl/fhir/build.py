@@ -212,8 +212,15 @@ def _observation(m: dict[str, Any]) -> dict[str, Any]:
     return resource
 
 
+def _complication_key(c: dict[str, Any]) -> tuple[Any, ...]:
+    """A complication's natural key: patient, center, day, kind, and the device when the source names one (two
+    leads broken on one day are two complications)."""
+    device = (c["device_ref"],) if c["device_ref"] else ()
+    return (c["patient_key"], c["center"], _iso(c["date"]), c["complication"], *device)
+
+
 def _complication_id(c: dict[str, Any]) -> str:
-    return resource_id("Condition", c["patient_key"], c["center"], _iso(c["date"]), c["complication"])
+    return resource_id("Condition", *_complication_key(c))
 
 
 def _complication_device(c: dict[str, Any], mine: list[dict[str, Any]], device_ids: dict) -> str | None:
@@ -246,8 +253,7 @@ def _complication(c: dict[str, Any], device: str | None) -> Iterator[dict[str, A
         condition["note"] = [{"text": c["note"]}]
     yield condition
     event: dict[str, Any] = {
-        "resourceType": "AdverseEvent", "id": resource_id("AdverseEvent", c["patient_key"], c["center"],
-                                                          _iso(c["date"]), c["complication"]),
+        "resourceType": "AdverseEvent", "id": resource_id("AdverseEvent", *_complication_key(c)),
         "meta": _meta(c["center"], c["cutoff"]), "actuality": "actual", "event": codeable("complication",
                                                                                            c["complication"]),
         "subject": _subject(c["patient_key"]), "date": _iso(c["date"]),
