@@ -11,7 +11,6 @@ the worker's DuckDB file. Small inboxes are read in process (starting workers co
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import shutil
@@ -27,7 +26,8 @@ import duckdb
 from drg_etl.core.delivery import Delivery, DeliveryRejected, FileRejected
 from drg_etl.core.errors import DrgEtlError
 from drg_etl.core.pseudonym import Pseudonymizer
-from drg_etl.core.tables import PENDING, PENDING_DELIVERIES, warehouse_ddl
+from drg_etl.core.tables import PENDING, PENDING_DELIVERIES
+from drg_etl.pipeline.reader import KEY_HANDOVER, LOAD_PID_VARIABLE, WORK_FILE
 from drg_etl.pipeline.staging import Reader, discard, read_into
 
 WORKERS_VARIABLE = "DRG_ETL_READ_WORKERS"  # how many deliveries are read at once (default: the cores; 1: in process)
@@ -35,7 +35,6 @@ WORKERS_VARIABLE = "DRG_ETL_READ_WORKERS"  # how many deliveries are read at onc
 PARALLEL_BYTES = int(os.environ.get("DRG_ETL_PARALLEL_BYTES", 8 << 20))
 FOLDER_PREFIX = "drg-etl-read-"
 WORKER_TABLES = [t for t in PENDING if t != PENDING_DELIVERIES.name]  # what a worker reads a delivery into
-WORK_FILE = "read.duckdb"
 
 
 class WorkerFailed(DrgEtlError):
@@ -46,30 +45,11 @@ def _size(delivery: Delivery) -> int:
     return sum(p.stat().st_size for p in delivery.folder.iterdir() if p.is_file())
 
 
-def _work(folder: str, center: str, cutoff: str, key: bytes, out: str) -> None:
-    """In the worker: read one delivery into the staging tables of a DuckDB file of its own."""
-    con = duckdb.connect(str(Path(out) / WORK_FILE), config={"memory_limit": "256MB"})
-    con.execute(warehouse_ddl())
-    delivery = Delivery(center, dt.date.fromisoformat(cutoff), Path(folder))
-    target = Path(out)
-    try:
-        read_into(con, delivery, Pseudonymizer(key))
-    except DeliveryRejected as exc:
-        rejections = [{"file": r.file, "rule_id": r.rule_id, "reason": r.reason} for r in exc.rejections]
-        (target / "rejected.json").write_text(json.dumps(rejections), encoding="utf-8")
-        return
-    con.close()
-    (target / "done").write_text("read", encoding="utf-8")
-
-
-KEY_HANDOVER = "DRG_ETL_WORKER_KEY"  # the key reaches a worker in its environment, never on its command line
-
-
 def _run(jobs: list[tuple[Delivery, Path]], key: bytes, workers: int) -> None:
     """Run the reading workers, ``workers`` at a time, as ``python -m drg_etl.pipeline.reader`` processes."""
     queue = list(jobs)
     running: list[tuple[subprocess.Popen, Delivery]] = []
-    env = {**os.environ, KEY_HANDOVER: key.hex()}
+    env = {**os.environ, KEY_HANDOVER: key.hex(), LOAD_PID_VARIABLE: str(os.getpid())}
     try:
         _drive(queue, running, env, workers)
     finally:
@@ -152,8 +132,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def worker_main(argv: list[str]) -> None:
-    """A reader process's work (``python -m drg_etl.pipeline.reader``, which has already tied it to its load)."""
-    _work(*argv[0:2], argv[2], bytes.fromhex(os.environ.pop(KEY_HANDOVER)), argv[3])

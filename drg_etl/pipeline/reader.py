@@ -15,11 +15,16 @@ import threading
 import time
 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
+LOAD_PID_VARIABLE = "DRG_ETL_LOAD_PID"
+KEY_HANDOVER = "DRG_ETL_WORKER_KEY"  # the key reaches a worker in its environment, never on its command line
+WORK_FILE = "read.duckdb"  # the DuckDB file a worker reads its delivery into, in the folder the load gave it
 
 
 def die_with_parent() -> None:
     """Tie this process's life to its parent's (set first: the parent may die while we still import)."""
-    parent = os.getppid()
+    # The load's pid, as the load passed it: a load killed before this line runs has already left us with
+    # another parent, which os.getppid() alone would take for ours.
+    parent = int(os.environ.get(LOAD_PID_VARIABLE) or os.getppid())
     if sys.platform.startswith("linux"):
         try:
             ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -36,8 +41,33 @@ def die_with_parent() -> None:
         os._exit(3)
 
 
+def read_one(folder: str, center: str, cutoff: str, key: bytes, out: str) -> None:
+    """Read one delivery into the staging tables of a DuckDB file of its own (imports here: after the tie)."""
+    import datetime as dt
+    import json
+    from pathlib import Path
+
+    import duckdb
+
+    from drg_etl.core.delivery import Delivery, DeliveryRejected
+    from drg_etl.core.pseudonym import Pseudonymizer
+    from drg_etl.core.tables import warehouse_ddl
+    from drg_etl.pipeline.staging import read_into
+
+    con = duckdb.connect(str(Path(out) / WORK_FILE), config={"memory_limit": "256MB"})
+    con.execute(warehouse_ddl())
+    delivery = Delivery(center, dt.date.fromisoformat(cutoff), Path(folder))
+    target = Path(out)
+    try:
+        read_into(con, delivery, Pseudonymizer(key))
+    except DeliveryRejected as exc:
+        rejections = [{"file": r.file, "rule_id": r.rule_id, "reason": r.reason} for r in exc.rejections]
+        (target / "rejected.json").write_text(json.dumps(rejections), encoding="utf-8")
+        return
+    con.close()
+    (target / "done").write_text("read", encoding="utf-8")
+
+
 if __name__ == "__main__":
     die_with_parent()
-    from drg_etl.pipeline.parallel import worker_main
-
-    worker_main(sys.argv[1:])
+    read_one(*sys.argv[1:4], bytes.fromhex(os.environ.pop(KEY_HANDOVER)), sys.argv[4])
