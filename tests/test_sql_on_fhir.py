@@ -1,5 +1,5 @@
 """SQL-on-FHIR v2: the ViewDefinitions of warehouse/views/, run by an independent view runner over the
-FHIR Bulk export, give the rows of the DuckDB flat tables (fhir.*_flat, warehouse/fhir_views.sql).
+FHIR Bulk export, give the rows of the DuckDB flat tables (fhir.*_flat, warehouse/fhir_flat.sql).
 
 The runner is ``sqlonfhir`` (a pure-Python SQL-on-FHIR v2 runner over fhirpathpy). It is a test
 dependency: if it is missing the tests fail, they do not skip.

@@ -1,6 +1,6 @@
 """Data-quality checks with thresholds and history, in the manner of OHDSI's DataQualityDashboard.
 
-After a delivery is written, every rule of the catalogue (quality/rules.py) becomes one check
+After a delivery is written, every rule of the catalogue (core/rules.py) becomes one check
 of it in ``quality.check_results``: the share of the delivery's rows the rule flagged, against
 the rule's threshold from ``mappings/dq_thresholds.yaml`` (a share 0-1; overridable per rule by
 the YAML file ``DRG_ETL_DQ_THRESHOLDS`` names). A check passes when ``share_failed <= threshold``.

@@ -10,7 +10,7 @@ from drg_etl.core.dates import EARLIEST_PLAUSIBLE
 
 
 class ValueProblem(ValueError):
-    """A value that breaks a rule; ``rule_id`` names the rule (quality/rules.py)."""
+    """A value that breaks a rule; ``rule_id`` names the rule (core/rules.py)."""
 
     def __init__(self, rule_id: str, message: str) -> None:
         super().__init__(message)
