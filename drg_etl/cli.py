@@ -25,7 +25,7 @@ from drg_etl.fhir.export import export_fhir
 from drg_etl.fhir.package import write_package
 from drg_etl.pipeline.load import FOLDER, LoadReport, load_inbox
 from drg_etl.pipeline.rekey import rekey
-from drg_etl.pipeline.warehouse import check_readable, connect
+from drg_etl.pipeline.warehouse import connect, require_current
 from drg_etl.quality.report import quality_report
 from drg_etl.reference.compare import compare_with_paper
 from drg_etl.report.data import read_report_data
@@ -252,7 +252,7 @@ def _reading(warehouse: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     with _errors():
         con = connect(warehouse, read_only=True)
         try:
-            check_readable(con, warehouse)
+            require_current(con, warehouse)
             yield con
         finally:
             con.close()

@@ -644,14 +644,14 @@ def test_rule_a_value_the_reader_cannot_handle(wh: Loaded, monkeypatch: pytest.M
     """An exception a reader raises on one record's value quarantines that record; the rest loads."""
     from drg_etl.sources import auh
 
-    real = auh.READERS["complications"]
+    real = auh.ROW_READERS["complications"]
 
     def breaking(ctx: Any, record: dict[str, str]) -> None:
         if record["Note"] == "boom":
             raise OverflowError("int too large to convert to float")
         real(ctx, record)
 
-    monkeypatch.setitem(auh.READERS, "complications", breaking)
+    monkeypatch.setitem(auh.ROW_READERS, "complications", breaking)
     write_auh(wh.inbox, {"komplikationer.csv": [f"{ANNA};10-05-2016;Infektion;Nej;boom",
                                                 f"{ANNA};11-05-2016;Infektion;Nej;fine"]})
     wh.load()

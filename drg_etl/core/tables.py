@@ -244,12 +244,12 @@ FHIR_RESOURCES = WarehouseTable("fhir", "resources", "The FHIR layer: the nation
 MART_PATIENT_FLAGS, MART_QUALITY_BY_RULE, MART_NATIONAL_ANALYSIS = (
     "marts.patient_flags", "marts.quality_by_rule", "marts.national_analysis")
 
-TABLES: tuple[WarehouseTable, ...] = (
+WAREHOUSE_TABLES: tuple[WarehouseTable, ...] = (
     RULES, SETTINGS, LOADS, DELIVERIES, DELIVERY_FILES, REJECTIONS, QUARANTINE, RELEASES, CHECK_RESULTS, FHIR_BUILDS,
     SOURCE_RECORDS, PENDING_DELIVERIES, PENDING_ISSUES, PENDING_FILES, PENDING_CONTRIBUTED, PENDING_SOURCE_RECORDS,
     FHIR_DIRTY, FHIR_RESOURCES)
 # Every staging table a delivery's rows wait in until the write: the declared ones and the canonical twins.
-PENDING: tuple[str, ...] = (*(t.name for t in TABLES if t.name.startswith("pending_")),
+PENDING: tuple[str, ...] = (*(t.name for t in WAREHOUSE_TABLES if t.name.startswith("pending_")),
                             *(f"pending_{t}" for t in CANONICAL_TABLES),
                             *(f"pending_held_{t}" for t in CANONICAL_TABLES))
 # Tables of earlier versions that nothing reads any more.
@@ -259,7 +259,7 @@ DROPPED = ("quality.rule_results",)
 def warehouse_ddl() -> str:
     """The DDL of the whole warehouse: schemas, these tables, the canonical tables and twins, the views."""
     statements = [f"create schema if not exists {s};" for s in SCHEMAS]
-    statements += [t.ddl() for t in TABLES]
+    statements += [t.ddl() for t in WAREHOUSE_TABLES]
     statements += [f"drop table if exists {t};" for t in DROPPED]
     statements.append(read_sql("views.sql"))
     statements.append(canonical_ddl())

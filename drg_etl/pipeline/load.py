@@ -28,7 +28,7 @@ from drg_etl.fhir.store import refresh_fhir
 from drg_etl.pipeline import warehouse
 from drg_etl.pipeline.parallel import prefetched
 from drg_etl.pipeline.reconcile import ReconciliationError
-from drg_etl.pipeline.staging import Reader, discard_unfinished, read_into, stage_delivery
+from drg_etl.pipeline.staging import StageReader, discard_unfinished, read_into, stage_delivery
 from drg_etl.pipeline.write import write_pending
 from drg_etl.sources.deliveries import survey
 
@@ -100,7 +100,7 @@ def begin_load(con: duckdb.DuckDBPyConnection, load_id: str, inbox: Path) -> Non
 
 
 def stage_center(inbox: Path, center: str, con: duckdb.DuckDBPyConnection, pseudonymize: Pseudonymizer,
-                 load_id: str, read: Reader = read_into, *, deliveries: list[Delivery] | None = None,
+                 load_id: str, read: StageReader = read_into, *, deliveries: list[Delivery] | None = None,
                  accept_quarantine: bool = False) -> StageResult:
     """Read every new delivery of one center into the staging schema; record rejected deliveries.
 

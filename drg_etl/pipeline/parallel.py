@@ -28,7 +28,7 @@ from drg_etl.core.errors import DrgEtlError
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.tables import PENDING, PENDING_DELIVERIES
 from drg_etl.pipeline.reader import KEY_HANDOVER, LOAD_PID_VARIABLE, WORK_FILE
-from drg_etl.pipeline.staging import Reader, discard, read_into
+from drg_etl.pipeline.staging import StageReader, discard, read_into
 
 WORKERS_VARIABLE = "DRG_ETL_READ_WORKERS"  # how many deliveries are read at once (default: the cores; 1: in process)
 # Below this much new data, reading in process is faster than starting workers (DRG_ETL_PARALLEL_BYTES sets it).
@@ -76,7 +76,7 @@ def _drive(queue: list[tuple[Delivery, Path]], running: list[tuple[subprocess.Po
 
 
 @contextmanager
-def prefetched(deliveries: list[Delivery], key: bytes) -> Iterator[Reader | None]:
+def prefetched(deliveries: list[Delivery], key: bytes) -> Iterator[StageReader | None]:
     """Read the deliveries in worker processes when they are large; yield a reader that ingests the results.
 
     Yields None when reading in process is the better choice (little data, one delivery, one core).

@@ -24,7 +24,7 @@ from drg_etl.core.rules import RULES
 from drg_etl.core.sql import read_sql
 from drg_etl.core.tables import PENDING, PENDING_DELIVERIES, PENDING_ISSUES, insert_row
 from drg_etl.pipeline.reconcile import ReconciliationError, quarantined_share, reconcile
-from drg_etl.quality.checks import check_delivery
+from drg_etl.quality.delivery_rules import apply_delivery_rules
 from drg_etl.quality.identity import flag_repeated_facts
 from drg_etl.quality.schemas import validate_pending
 from drg_etl.quality.thresholds import superseding_limit
@@ -95,7 +95,7 @@ def read_into(con: duckdb.DuckDBPyConnection, delivery: Delivery, pseudonymize: 
         columns=["delivery_id", "file", "sha256", "rows_read", "rows_ignored"]))
 
 
-def check_staged(con: duckdb.DuckDBPyConnection, delivery: Delivery, load_id: str, *,
+def finish_staging(con: duckdb.DuckDBPyConnection, delivery: Delivery, load_id: str, *,
                  accept_quarantine: bool = False) -> None:
     """Run the within-delivery rules and the canonical schemas over a read delivery; mark it staged.
 
@@ -106,7 +106,7 @@ def check_staged(con: duckdb.DuckDBPyConnection, delivery: Delivery, load_id: st
     delivery_id = delivery.content_id()
     if (post_read := FORMATS[delivery.center].post_read) is not None:  # a whole-delivery step of the reader
         con.execute(read_sql(post_read), {"id": delivery_id})
-    check_delivery(con, delivery, delivery_id)
+    apply_delivery_rules(con, delivery, delivery_id)
     flag_repeated_facts(con, delivery, delivery_id)
     validate_pending(con, delivery, delivery_id)
     con.execute(read_sql("rules/no_fact.sql"), {"id": delivery_id, "center": delivery.center,
@@ -151,14 +151,14 @@ def _refuse_replacing_with_nothing(con: duckdb.DuckDBPyConnection, delivery: Del
             "with --accept-quarantine to take it anyway")], delivery.file_hashes())
 
 
-Reader = Callable[[duckdb.DuckDBPyConnection, Delivery, Pseudonymizer], None]
+StageReader = Callable[[duckdb.DuckDBPyConnection, Delivery, Pseudonymizer], None]
 
 
 def stage_delivery(con: duckdb.DuckDBPyConnection, delivery: Delivery, pseudonymize: Pseudonymizer,
-                   load_id: str, read: Reader = read_into, *, accept_quarantine: bool = False) -> None:
+                   load_id: str, read: StageReader = read_into, *, accept_quarantine: bool = False) -> None:
     """Read one delivery into the staging schema (``read``: here, or from a worker's files) and check it."""
     read(con, delivery, pseudonymize)
-    check_staged(con, delivery, load_id, accept_quarantine=accept_quarantine)
+    finish_staging(con, delivery, load_id, accept_quarantine=accept_quarantine)
 
 
 def pending(con: duckdb.DuckDBPyConnection, centers: list[str] | None = None) -> list[dict[str, Any]]:

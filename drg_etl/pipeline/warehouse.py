@@ -75,7 +75,7 @@ def known_rejection(con: duckdb.DuckDBPyConnection, delivery_id: str) -> bool:
     return con.execute("select count(*) from quality.rejections where delivery_id = ?", [delivery_id]).fetchone()[0] > 0
 
 
-def check_readable(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+def require_current(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     """Refuse a warehouse that holds no load, or whose FHIR layer is older than its deliveries."""
     try:
         loaded = con.execute("select count(*) from quality.deliveries_in_force").fetchone()[0]

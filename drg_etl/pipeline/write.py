@@ -20,7 +20,7 @@ from drg_etl.core.transaction import transaction
 from drg_etl.pipeline.reconcile import RECONCILE, reconcile
 from drg_etl.pipeline.staging import discard, pending
 from drg_etl.pipeline.warehouse import CODE_VERSION
-from drg_etl.quality.national import check_national
+from drg_etl.quality.national import apply_national_rules
 from drg_etl.quality.release import release_held
 from drg_etl.quality.thresholds import load_thresholds, record_checks
 
@@ -80,7 +80,7 @@ def write_pending(con: duckdb.DuckDBPyConnection, load_id: str, centers: list[st
         return []
     limits = load_thresholds()  # read before the transaction: a bad override file fails before anything starts
     with transaction(con):
-        check_national(con, [d["delivery_id"] for d in deliveries])
+        apply_national_rules(con, [d["delivery_id"] for d in deliveries])
         written = []
         for d in deliveries:
             label = f"{d['center']}/{d['cutoff'].isoformat()}"

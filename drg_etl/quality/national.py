@@ -91,7 +91,7 @@ def _flag(con: duckdb.DuckDBPyConnection, rule: NationalRule, targets: list[str]
     return found
 
 
-def check_national(con: duckdb.DuckDBPyConnection, targets: list[str]) -> int:
+def apply_national_rules(con: duckdb.DuckDBPyConnection, targets: list[str]) -> int:
     """Run the national rules on the staged deliveries ``targets`` (delivery ids); return the findings."""
     if not targets:
         return 0

@@ -60,7 +60,7 @@ def read_auh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonym
                 continue
             ctx.cpr("CPR", record["CPR"])
             ctx.keep_source(record, ("CPR",))
-            ctx.guarded(READERS[source.role], ctx, record)
+            ctx.guarded(ROW_READERS[source.role], ctx, record)
 
 
 def _patient(ctx: RowContext, r: dict[str, str]) -> None:
@@ -134,7 +134,7 @@ def _complication(ctx: RowContext, r: dict[str, str]) -> None:
                 note=r["Note"] or None)
 
 
-READERS = {  # by the file's role in the format
+ROW_READERS = {  # by the file's role in the format
     "patients": _patient,
     "procedures": _procedure,
     "devices": _device,

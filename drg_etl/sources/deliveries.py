@@ -15,9 +15,10 @@ from drg_etl.core.vocabulary import CENTERS
 from drg_etl.sources import aauh, auh, ouh, rh
 from drg_etl.sources.base import Sink, StagedDelivery
 
-Reader = Callable[[Delivery, StagedDelivery, Pseudonymizer], None]
+FormatReader = Callable[[Delivery, StagedDelivery, Pseudonymizer], None]
 # Each center's reader; what it reads (files, columns, text) is the center's format (drg_etl.core.formats).
-READERS: dict[str, Reader] = {"auh": auh.read_auh, "ouh": ouh.read_ouh, "rh": rh.read_rh, "aauh": aauh.read_aauh}
+FORMAT_READERS: dict[str, FormatReader] = {"auh": auh.read_auh, "ouh": ouh.read_ouh, "rh": rh.read_rh,
+                                           "aauh": aauh.read_aauh}
 
 
 def files_with_records(delivery: Delivery) -> list[str]:
@@ -135,7 +136,7 @@ def read_delivery(delivery: Delivery, pseudonymize: Pseudonymizer, sink: Sink | 
         staged.issues.append(Issue(delivery.center, delivery.cutoff.isoformat(), extra, 0, None, "file.unexpected",
                                    "a file the format does not define; it was not read"))
     try:
-        READERS[delivery.center](delivery, staged, pseudonymize)
+        FORMAT_READERS[delivery.center](delivery, staged, pseudonymize)
         staged.flush()
     except FileRejected as exc:
         raise DeliveryRejected(delivery, [exc], hashes) from exc

@@ -84,7 +84,7 @@ def read_ouh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonym
                                        None, "file.unexpected", why))
     for sheet in WORKBOOK.sheets:
         file = sheet_file(WORKBOOK.file_name(delivery.cutoff), sheet.name)
-        reader = READERS[sheet.role]
+        reader = ROW_READERS[sheet.role]
         rows = workbook[sheet.name].iter_rows(values_only=True)
         header = [_text(c) for c in next(rows, ())]
         while header and header[-1] == "":
@@ -240,5 +240,5 @@ def _complication(ctx: RowContext, r: dict[str, Any]) -> None:
                 note=_text(r["Comment"]) or None)
 
 
-READERS = {"patients": _patient, "treatments": _treatment, "follow_up": _follow_up,  # by the sheet's role
+ROW_READERS = {"patients": _patient, "treatments": _treatment, "follow_up": _follow_up,  # by the sheet's role
            "complications": _complication}

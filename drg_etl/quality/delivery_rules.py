@@ -49,7 +49,7 @@ def flag(con: duckdb.DuckDBPyConnection, delivery: Delivery, delivery_id: str, f
     return found
 
 
-def check_delivery(con: duckdb.DuckDBPyConnection, delivery: Delivery, delivery_id: str) -> int:
+def apply_delivery_rules(con: duckdb.DuckDBPyConnection, delivery: Delivery, delivery_id: str) -> int:
     """Run the within-delivery rules on a staged delivery; return how many records they flagged."""
     found = flag(con, delivery, delivery_id, DUPLICATES, list(CANONICAL_TABLES))
     found += flag(con, delivery, delivery_id, PATIENT_CONFLICTS, list(CANONICAL_TABLES))
