@@ -30,7 +30,7 @@ from drg_etl.core.transaction import transaction
 from drg_etl.fhir.store import refresh_fhir
 from drg_etl.pipeline.marts import refresh_marts
 from drg_etl.pipeline.staging import discard, discard_unfinished
-from drg_etl.pipeline.warehouse import connect
+from drg_etl.pipeline.warehouse import STORAGE_VERSION, connect
 from drg_etl.sources.deliveries import read_delivery, survey
 
 PSEUDONYM = re.compile(r"x-[0-9a-f]{32}|[0-9a-f]{64}")
@@ -144,7 +144,8 @@ def _remove(*paths: Path) -> None:
 def _copy_database(con: duckdb.DuckDBPyConnection, target: Path) -> None:
     """Copy the connection's database, live rows only, into a new file ``target``."""
     name = con.execute("select current_database()").fetchone()[0]
-    con.execute("attach $path as rekey_target", {"path": str(target)})
+    con.execute(f"attach $path as rekey_target (storage_version '{STORAGE_VERSION}')",  # a declared constant
+                {"path": str(target)})
     try:
         quoted = '"' + name.replace('"', '""') + '"'  # the catalog name DuckDB gave the file, as an identifier
         con.execute(f"copy from database {quoted} to rekey_target")

@@ -18,6 +18,10 @@ CODE_VERSION = f"drg-etl {__version__}"
 MEMORY_VARIABLE = "DRG_ETL_DUCKDB_MEMORY"
 DEFAULT_MEMORY_LIMIT = "512MB"  # DuckDB spills to <warehouse>.tmp beyond this
 CHECKPOINT_THRESHOLD = "16GB"  # one checkpoint per load (load.py), not one per batch of a rebuild
+# The storage format a new warehouse file is written in: DuckDB 1.4's (the LTS line R's duckdb package, the ODBC
+# driver used from Stata and SAS, and DBeaver ship), so every current DuckDB client opens the file, not only the
+# pinned 2.0. An existing file keeps the format it has; `drg-etl rekey` writes a fresh file in this one.
+STORAGE_VERSION = "v1.4.0"
 LOCK_WAIT_VARIABLE = "DRG_ETL_LOCK_WAIT"
 DEFAULT_LOCK_WAIT = 60.0
 
@@ -28,7 +32,8 @@ def _open(path: Path, read_only: bool, wait: float) -> duckdb.DuckDBPyConnection
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only,
-                                  config={"memory_limit": os.environ.get(MEMORY_VARIABLE, DEFAULT_MEMORY_LIMIT)})
+                                  config={"memory_limit": os.environ.get(MEMORY_VARIABLE, DEFAULT_MEMORY_LIMIT),
+                                          "storage_compatibility_version": STORAGE_VERSION})
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
                 raise WarehouseError(f"cannot open the warehouse {path}: {str(exc).splitlines()[0]}") from exc
