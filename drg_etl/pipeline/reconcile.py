@@ -40,17 +40,15 @@ LOST_ROWS = """
     order by "row" limit 10"""
 
 
-def reconcile(con: duckdb.DuckDBPyConnection, delivery_id: str, label: str) -> None:
-    """Per file: rows read = loaded + quarantined, or ReconciliationError naming the lost rows."""
-    for file, _sha, read, loaded, quarantined, _ignored in con.execute(RECONCILE, {"id": delivery_id}).fetchall():
+def reconcile(con: duckdb.DuckDBPyConnection, delivery_id: str, label: str) -> tuple[int, int]:
+    """Per file: rows read = loaded + quarantined, or ReconciliationError naming the lost rows. Returns the
+    delivery's ``(records quarantined, records read)``."""
+    rows = con.execute(RECONCILE, {"id": delivery_id}).fetchall()
+    for file, _sha, read, loaded, quarantined, _ignored in rows:
         if read != loaded + quarantined:
             lost = [r for (r,) in con.execute(LOST_ROWS, {"id": delivery_id, "file": file}).fetchall()]
             raise ReconciliationError(f"{label} {file}: {read} rows read but {loaded} loaded and {quarantined} "
                                       f"quarantined; rows neither loaded nor quarantined: {lost}", file)
-
-
-
-def quarantined_share(con: duckdb.DuckDBPyConnection, delivery_id: str) -> tuple[int, int]:
-    """``(records quarantined, records read)`` over the files of a staged delivery."""
-    rows = con.execute(RECONCILE, {"id": delivery_id}).fetchall()
     return sum(r[4] for r in rows), sum(r[2] for r in rows)
+
+

@@ -23,7 +23,7 @@ from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.rules import RULES
 from drg_etl.core.sql import read_sql
 from drg_etl.core.tables import PENDING, PENDING_DELIVERIES, PENDING_ISSUES, insert_row
-from drg_etl.pipeline.reconcile import ReconciliationError, quarantined_share, reconcile
+from drg_etl.pipeline.reconcile import ReconciliationError, reconcile
 from drg_etl.quality.delivery_rules import apply_delivery_rules
 from drg_etl.quality.identity import flag_repeated_facts
 from drg_etl.quality.schemas import validate_pending
@@ -112,9 +112,9 @@ def finish_staging(con: duckdb.DuckDBPyConnection, delivery: Delivery, load_id: 
     con.execute(read_sql("rules/no_fact.sql"), {"id": delivery_id, "center": delivery.center,
                                                 "cutoff": delivery.cutoff})
     try:
-        reconcile(con, delivery_id, delivery.label)
+        quarantined, read = reconcile(con, delivery_id, delivery.label)
         if not accept_quarantine:
-            _refuse_replacing_with_nothing(con, delivery, delivery_id)
+            _refuse_replacing_with_nothing(con, delivery, quarantined, read)
     except DeliveryRejected:
         discard(con, delivery_id)
         raise
@@ -127,7 +127,8 @@ def finish_staging(con: duckdb.DuckDBPyConnection, delivery: Delivery, load_id: 
                                          "staged_at": dt.datetime.now(dt.UTC).replace(tzinfo=None)})
 
 
-def _refuse_replacing_with_nothing(con: duckdb.DuckDBPyConnection, delivery: Delivery, delivery_id: str) -> None:
+def _refuse_replacing_with_nothing(con: duckdb.DuckDBPyConnection, delivery: Delivery, quarantined: int,
+                                   read: int) -> None:
     """Reject a delivery that would supersede its center's data while quarantining (nearly) all of it.
 
     A malformed export (a REDCap dictionary whose choices no row matches, a shifted column) quarantines
@@ -140,7 +141,6 @@ def _refuse_replacing_with_nothing(con: duckdb.DuckDBPyConnection, delivery: Del
                            {"center": delivery.center}).fetchone()[0]  # in force, or staged before it in this load
     if in_force is None or delivery.cutoff < in_force:
         return  # a first delivery or a late one supersedes nothing
-    quarantined, read = quarantined_share(con, delivery_id)
     limit = superseding_limit()
     if read and quarantined / read > limit:
         raise DeliveryRejected(delivery, [FileRejected(

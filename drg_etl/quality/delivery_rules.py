@@ -39,6 +39,13 @@ def flag(con: duckdb.DuckDBPyConnection, delivery: Delivery, delivery_id: str, f
     """Record the findings of a rule (its SQL file, taking ``$id`` and ``params``) as pending issues and drop the
     flagged records' facts from ``tables``; return how many."""
     found = con.execute(read_sql(findings_file), {"id": delivery_id, **params}).fetchone()[0]  # create ... as: rows
+    return record_findings(con, delivery, delivery_id, found, tables)
+
+
+def record_findings(con: duckdb.DuckDBPyConnection, delivery: Delivery, delivery_id: str, found: int,
+                    tables: list[str]) -> int:
+    """The findings a rule put in ``delivery_findings`` (``found`` of them) as pending issues, the flagged records'
+    facts dropped from ``tables``; return ``found``."""
     if not found:
         con.execute(read_sql(DROP_TEMP_TABLE))
         return 0

@@ -3,7 +3,8 @@ complication with the same identity) are the same fact given twice, and only the
 
 Each canonical table declares its identity (:attr:`drg_etl.core.model.Table.identity`, the natural key of
 its FHIR resource); a later record with the same patient and identity is a ``row.conflict`` finding and its
-fact of that table leaves the staged delivery, so the FHIR layer never builds one resource twice.
+facts of that table leave the staged delivery, as with every within-delivery rule, so the FHIR layer never
+builds one resource twice.
 """
 
 from __future__ import annotations
@@ -12,45 +13,31 @@ import duckdb
 
 from drg_etl.core.delivery import Delivery
 from drg_etl.core.model import TABLES
+from drg_etl.quality.delivery_rules import record_findings
 
 
 def _findings_sql(table: str) -> str:
-    """The later facts of ``table`` that repeat an earlier fact's identity (identifiers from the declaration)."""
-    model = TABLES[table]
-    key = ", ".join(["patient_key", *(f'"{c}"' for c in model.identity)])
-    named = ", ".join(model.identity)
+    """The records whose fact of ``table`` repeats an earlier fact's identity, as ``delivery_findings`` (the
+    identifiers come from the model's declaration, the values are parameters)."""
+    key = ", ".join(["patient_key", *(f'"{c}"' for c in TABLES[table].identity)])
     return f"""
-        select source_file, source_row, patient_key, fact_seq,
-               first_value(source_file) over same as first_file, first_value(source_row) over same as first_row
+        create or replace temp table delivery_findings as
+        select source_file, source_row, patient_key, null::varchar as column_name, 'row.conflict' as rule_id,
+               $what || ' given again: ' || first_value(source_file) over same || ' row '
+                   || first_value(source_row) over same || ' gives the same (' || $named || '); only the first '
+                   || 'is kept' as message
         from staging.pending_{table} where delivery_id = $id
         window same as (partition by {key} order by fact_seq)
-        qualify row_number() over same > 1
-    """, named
-
-
-FLAG = """
-    insert into staging.pending_issues by name
-    select $id as delivery_id, $center as center, $cutoff as cutoff, f.source_file as file, f.source_row as "row",
-           f.patient_key, r.rule_id, r.severity, r.kahn_category,
-           $what || ' given again: ' || f.first_file || ' row ' || f.first_row
-               || ' gives the same (' || $named || '); only the first is kept' as message
-    from same_fact f join quality.rules r on r.rule_id = 'row.conflict'"""
+        qualify row_number() over same > 1"""
 
 
 def flag_repeated_facts(con: duckdb.DuckDBPyConnection, delivery: Delivery, delivery_id: str) -> int:
-    """Flag and drop every staged fact that repeats an earlier one's identity; return how many."""
+    """Flag the records that repeat an earlier fact's identity and drop their facts of that table; return how
+    many (through the within-delivery rules' own mechanism, :func:`record_findings`)."""
     found = 0
     for table, model in TABLES.items():
-        if not model.identity:
-            continue
-        sql, named = _findings_sql(table)
-        con.execute(f"create or replace temp table same_fact as {sql}", {"id": delivery_id})
-        count = con.execute("select count(*) from same_fact").fetchone()[0]
-        if count:
-            con.execute(FLAG, {"id": delivery_id, "center": delivery.center, "cutoff": delivery.cutoff,
-                               "what": f"the {table[:-1]}", "named": named})
-            con.execute(f"delete from staging.pending_{table} t using same_fact f where t.delivery_id = $id "
-                        "and t.fact_seq = f.fact_seq", {"id": delivery_id})
-            found += count
-        con.execute("drop table same_fact")
+        if model.identity:
+            rows = con.execute(_findings_sql(table), {"id": delivery_id, "what": f"the {table[:-1]}",
+                                                      "named": ", ".join(model.identity)}).fetchone()[0]
+            found += record_findings(con, delivery, delivery_id, rows, [table])
     return found

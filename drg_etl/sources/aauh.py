@@ -116,8 +116,7 @@ class _Reader:
         subject = resource.get("subject") or resource.get("patient")
         if subject is not None:
             ctx.patient_key = self.patients.get(_ref(subject, "Patient") or "")
-        clean, pseudonyms = self.deidentified(resource)
-        ctx.keep_source(clean, pseudonyms=pseudonyms)
+        ctx.keep_source(self.deidentified(resource))
         if cpr_shaped:
             ctx.fail("id", "cpr.in_identifier", f"the {resource.get('resourceType')}'s id holds a CPR number; "
                                                 "the resource is not kept")
@@ -133,11 +132,10 @@ class _Reader:
             return None
         return ctx
 
-    def deidentified(self, resource: dict[str, Any]) -> tuple[dict[str, Any], frozenset[str]]:
-        """The resource as staged (CPR identifiers become the pseudonym, birth date the year, no names or
-        addresses) and the pseudonyms put in it."""
+    def deidentified(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """The resource as staged: CPR identifiers become the pseudonym, birth date the year, no names or addresses."""
         if resource.get("resourceType") != "Patient":
-            return resource, frozenset()
+            return resource
         clean = {k: v for k, v in resource.items() if k not in ("name", "address", "telecom", "photo", "contact")}
         identifiers = []
         for identifier in resource.get("identifier", []):
@@ -152,7 +150,7 @@ class _Reader:
         clean["identifier"] = identifiers
         if "birthDate" in clean:
             clean["birthDate"] = str(clean["birthDate"])[:4]
-        return clean, frozenset(i["value"] for i in identifiers if i.get("system") == "pseudonym")
+        return clean
 
     def subject(self, ctx: RowContext, resource: dict[str, Any], element: str = "subject") -> bool:
         """Whether the resource's patient is a Patient of this delivery."""

@@ -269,24 +269,18 @@ class RowContext:
                 return name
         return canonical
 
-    def keep_source(self, record: dict[str, Any], cpr_columns: tuple[str, ...] = (),
-                    pseudonyms: frozenset[str] = frozenset()) -> None:
-        """Keep the source record for staging, its CPR replaced by the pseudonym, every other CPR scrubbed.
-
-        ``pseudonyms``: values the reader put in place of a CPR, kept as they are (a pseudonym's hex
-        digits could otherwise look like a CPR glued to letters).
-        """
+    def keep_source(self, record: dict[str, Any], cpr_columns: tuple[str, ...] = ()) -> None:
+        """Keep the source record for staging, its CPR replaced by the pseudonym, every other CPR scrubbed (a
+        pseudonym's hex digits are never taken for one: :func:`drg_etl.core.cpr.scrub_cpr`)."""
         self.record = record
-        keep = pseudonyms | ({self.patient_key} if self.patient_key else set())
-        clean = {scrub_cpr(k): (self.patient_key if k in cpr_columns else _scrubbed(v, keep))
-                 for k, v in record.items()}
+        clean = {scrub_cpr(k): (self.patient_key if k in cpr_columns else _scrubbed(v)) for k, v in record.items()}
         self.staged.source_rows.append((self.file, self.row, orjson.dumps(clean).decode()))
 
 
-def _scrubbed(value: Any, keep: frozenset[str] | set[str] = frozenset()) -> Any:
+def _scrubbed(value: Any) -> Any:
     """A source value as kept: JSON-ready, and anything shaped like a CPR number replaced (a number too)."""
     if isinstance(value, str):
-        return value if value in keep else scrub_cpr(value)
+        return scrub_cpr(value)
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int | float):
@@ -294,7 +288,7 @@ def _scrubbed(value: Any, keep: frozenset[str] | set[str] = frozenset()) -> Any:
     if isinstance(value, dt.date | dt.datetime | dt.time):
         return value.isoformat()
     if isinstance(value, dict):
-        return {scrub_cpr(str(k)): _scrubbed(v, keep) for k, v in value.items()}
+        return {scrub_cpr(str(k)): _scrubbed(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_scrubbed(v, keep) for v in value]
+        return [_scrubbed(v) for v in value]
     return scrub_cpr(str(value))
