@@ -8,7 +8,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import duckdb
 import typer
@@ -31,6 +31,9 @@ from drg_etl.reference.compare import compare_with_paper
 from drg_etl.report.data import read_report_data
 from drg_etl.report.html import write_report
 from drg_etl.synth.generate import DEFAULT_SEED, GenerateResult, generate
+
+if TYPE_CHECKING:
+    from drg_etl.pull.result import PullResult
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="drg-etl: validated, standards-based loads of the Danish DRG-stimulation registry.")
@@ -185,6 +188,67 @@ def rekey_command(
         with console.status("re-pseudonymising"):
             changed = rekey(warehouse, inbox, old, new)
     console.print(f"{changed} pseudonyms rotated; the warehouse now answers to the key in {KEY_VARIABLE}.")
+
+
+pull_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None,
+                       help="Pull a center's delivery from its system into the inbox (pull.md).")
+app.add_typer(pull_app, name="pull")
+
+
+def print_pull(result: PullResult) -> None:
+    """What a pull wrote (or that nothing changed), file by file, and what it noticed."""
+    if result.written:
+        verb = "replaced the day's delivery" if result.replaced else "wrote"
+        console.print(f"{result.center}: {verb} {result.folder} ({result.mode} pull)", highlight=False)
+        for name, count in result.counts.items():
+            console.print(f"  {name}: {count} records", highlight=False)
+    for note in result.notes:
+        console.print(f"{result.center}: {note}", highlight=False)
+
+
+@pull_app.command("redcap")
+def pull_redcap_command(
+    inbox: Annotated[Path, typer.Option(help="the inbox to write the delivery into")],
+    url: Annotated[str, typer.Option(help="REDCap's API URL (ends in /api/)")],
+    center: Annotated[str, typer.Option(help="the center whose project this is")] = "rh",
+    full: Annotated[bool, typer.Option("--full", help="export every record, not only what changed")] = False,
+) -> None:
+    """Pull the center's REDCap project through its API (token in DRG_ETL_REDCAP_TOKEN) into INBOX/<center>/<cutoff>/.
+
+    Exit 0: a delivery was written, or nothing changed since today's; 2: nothing was written (a refused
+    token, a server error after retries, a wrong URL), with one line that says which.
+    """
+    from drg_etl.pull.redcap import pull_redcap, token_from_environment
+
+    with _errors():
+        token = token_from_environment()
+        result = pull_redcap(inbox, url, token, full=full, center=center)
+    print_pull(result)
+
+
+@pull_app.command("fhir")
+def pull_fhir_command(
+    inbox: Annotated[Path, typer.Option(help="the inbox to write the delivery into")],
+    url: Annotated[str, typer.Option(help="the FHIR server's base URL")],
+    center: Annotated[str, typer.Option(help="the center whose server this is")] = "aauh",
+    group: Annotated[str | None, typer.Option(help="the Group whose members are the registry's patients")] = None,
+    full: Annotated[bool, typer.Option("--full", help="export everything, not only what changed (_since)")] = False,
+) -> None:
+    """Pull the center's FHIR server by Bulk Data $export into INBOX/<center>/<cutoff>/.
+
+    The client signs in by SMART Backend Services: DRG_ETL_FHIR_CLIENT_ID, DRG_ETL_FHIR_KEY_FILE (PEM, EC P-384
+    or RSA), DRG_ETL_FHIR_KEY_ID (the key's kid in the JWKS the server holds), optionally DRG_ETL_FHIR_SCOPE
+    (default system/*.rs). Exit 0: a delivery was written, or nothing changed since today's; 2: nothing was
+    written, with one line that says why.
+    """
+    from drg_etl.pull.bulk import pull_fhir
+    from drg_etl.pull.smart import BackendCredentials
+
+    with _errors():
+        credentials = BackendCredentials.from_environment()
+        with console.status("pulling"):
+            result = pull_fhir(inbox, url, credentials, group=group, full=full, center=center)
+    print_pull(result)
 
 
 @app.command("report")

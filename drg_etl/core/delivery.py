@@ -17,6 +17,12 @@ from pathlib import Path
 from drg_etl.core.cpr import scrub_cpr
 from drg_etl.core.rules import rule
 
+# What a pull (drg_etl.pull, pull.md) writes beside a delivery's files: its record of what was asked and
+# received. It is not the center's data: it is no part of the delivery's identity and the reader passes it.
+PULL_RECORD = "pull.json"
+# The pulls' own folder in the inbox (their state and work folders); the survey passes over it.
+PULL_FOLDER = ".pull"
+
 
 class FileRejected(Exception):
     """A file that cannot be read as its format; the whole delivery is rejected, the previous stays."""
@@ -47,7 +53,8 @@ class Delivery:
 
     @functools.cached_property
     def _hashes(self) -> dict[str, str]:
-        return {p.name: _sha256(p) for p in sorted(self.folder.iterdir()) if p.is_file()}
+        return {p.name: sha256_file(p) for p in sorted(self.folder.iterdir())
+                if p.is_file() and p.name != PULL_RECORD}
 
     def content_id(self) -> str:
         """The delivery's identity: a hash over its center, cutoff and files' contents."""
@@ -57,7 +64,8 @@ class Delivery:
         return digest.hexdigest()
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """The file's SHA-256, hex, read in 1 MiB chunks."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):

@@ -219,6 +219,15 @@ REDCAP_DICTIONARY_COLUMNS = (
     "Required Field?", "Custom Alignment", "Question Number (surveys only)", "Matrix Group Name",
     "Matrix Ranking?", "Field Annotation",
 )
+# The same columns as REDCap's API exports the metadata (content=metadata), one to one and in this order
+# (REDCap API documentation, "Export Metadata (Data Dictionary)"; PyCap's Project.export_metadata): a pull
+# writes the web export's headers above from these.
+REDCAP_API_METADATA_COLUMNS = (
+    "field_name", "form_name", "section_header", "field_type", "field_label", "select_choices_or_calculations",
+    "field_note", "text_validation_type_or_show_slider_number", "text_validation_min", "text_validation_max",
+    "identifier", "branching_logic", "required_field", "custom_alignment", "question_number", "matrix_group_name",
+    "matrix_ranking", "field_annotation",
+)
 
 # -- aauh: a FHIR R4 bulk export, one NDJSON file per resource type -----------------------------
 AAUH_RESOURCE_TYPES = ("Patient", "Condition", "Procedure", "Device", "Observation")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from drg_etl.core.cpr import scrub_cpr
-from drg_etl.core.delivery import Delivery, DeliveryRejected, FileRejected, InboxProblem, Issue
+from drg_etl.core.delivery import PULL_FOLDER, Delivery, DeliveryRejected, FileRejected, InboxProblem, Issue
 from drg_etl.core.formats import FORMATS
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.vocabulary import CENTERS
@@ -63,7 +63,8 @@ def survey(inbox: Path, today: dt.date | None = None) -> tuple[list[Delivery], l
 
     Only the four centers' lower-case folders and real dates are deliveries; a case variant,
     an unknown center, a bad date, a stray file and a link out of the inbox are reported, never
-    read and never silently skipped. A cutoff after ``today`` (the day of the load) is a typo,
+    read and never silently skipped; the pulls' own folder ``.pull`` is passed over. A cutoff after ``today``
+    (the day of the load) is a typo,
     not a delivery: loaded, it would become the delivery in force and the observation end.
     """
     today = today or dt.date.today()
@@ -74,6 +75,8 @@ def survey(inbox: Path, today: dt.date | None = None) -> tuple[list[Delivery], l
         return [], [InboxProblem(".", f"the inbox cannot be listed: {exc.strerror}")]
     for top in tops:
         where = top.name
+        if top.name == PULL_FOLDER and top.is_dir() and not top.is_symlink():
+            continue  # the pulls' state and work folders (drg_etl.pull), never a delivery
         if top.name not in CENTERS:
             close = next((c for c in CENTERS if c == top.name.lower()), None)
             hint = f" (center folders are lower case: {close!r})" if close else f" (centers: {', '.join(CENTERS)})"
