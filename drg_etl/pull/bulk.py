@@ -70,11 +70,17 @@ def _outcome_codes(response: httpx.Response) -> set[str]:
 
 
 def _transient(response: httpx.Response) -> None:
-    """An error answer whose OperationOutcome says ``transient`` is worth asking again."""
-    if response.status_code >= 400 and response.status_code not in (401, 403):
-        response.read()
-        if "transient" in _outcome_codes(response):
-            raise Retryable(response, f"HTTP {response.status_code} (transient: {_outcome_text(response)})")
+    """Sort an error answer by its OperationOutcome: ``transient`` is asked again; any other code on a 5xx is
+    the server's final word (a bare 5xx without an OperationOutcome is retried by its status)."""
+    if response.status_code < 400 or response.status_code in (401, 403, 404, 410, 429):
+        return
+    response.read()
+    codes = _outcome_codes(response)
+    if "transient" in codes or "throttled" in codes:
+        raise Retryable(response, f"HTTP {response.status_code} (transient: {_outcome_text(response)})")
+    if codes and response.status_code >= 500:
+        raise PullError(f"the FHIR server failed: HTTP {response.status_code}: {_outcome_text(response)}; "
+                        "nothing was written")
 
 
 @dataclass

@@ -91,17 +91,18 @@ def with_retries(call: Callable[[], httpx.Response], budget: RetryBudget, what: 
                  check: Callable[[httpx.Response], None] | None = None) -> httpx.Response:
     """``call()`` until it gives an answer that is not worth retrying; raise PullError when the budget is spent.
 
-    ``check`` may raise :class:`Retryable` for answers that say so in their body (a transient
-    OperationOutcome). A retryable status becomes :class:`Retryable`; a broken connection is retried too.
+    ``check`` sees every answer first: it may raise :class:`Retryable` for one whose body says so (a
+    transient OperationOutcome) or :class:`PullError` for a 5xx whose body says it is final. Otherwise a
+    retryable status becomes :class:`Retryable`; a broken connection is retried too.
     """
 
     def attempt() -> httpx.Response:
         response = call()
+        if check is not None:  # first: the body may say "transient", or that a 5xx is fatal
+            check(response)
         if response.status_code in RETRYABLE_STATUS:
             response.read()
             raise Retryable(response, f"HTTP {response.status_code}")
-        if check is not None:
-            check(response)
         return response
 
     retrying = tenacity.Retrying(

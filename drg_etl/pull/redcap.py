@@ -88,8 +88,8 @@ class RedcapApi:
                 f"REDCap refused the token ({content}: HTTP {response.status_code}, {_error_text(response)}): check "
                 f"{TOKEN} (the project's API token{' with export rights' if response.status_code == 403 else ''})")
         if response.status_code != 200:
-            raise PullError(f"REDCap's API ({content}) answered HTTP {response.status_code}: {_error_text(response)}; "
-                            "nothing was written")
+            raise RedcapRefused(f"REDCap's API ({content}) answered HTTP {response.status_code}: "
+                                f"{_error_text(response)}; nothing was written", _error_text(response))
         kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if kind == "text/html" or response.text.lstrip().lower().startswith(("<!doctype", "<html")):
             raise PullError(f"REDCap's API ({content}) answered an HTML page, not {expect} (is --url the API's "
@@ -134,6 +134,14 @@ class RedcapApi:
             raise PullError(f"REDCap's API ({content}): CSV row {bad} has {len(rows[bad - 1])} values for {width} "
                             "columns (a cut-off answer?); nothing was written")
         return rows
+
+
+class RedcapRefused(PullError):
+    """REDCap answered a request with an error (400 and the like); ``error`` is its message."""
+
+    def __init__(self, message: str, error: str) -> None:
+        super().__init__(message)
+        self.error = error
 
 
 def _error_text(response: httpx.Response) -> str:
@@ -230,7 +238,14 @@ def pull_redcap(inbox: Path, url: str, token: str, *, full: bool = False, center
             since = dt.datetime.fromisoformat(state.watermark) - OVERLAP
             since_local = since.astimezone(server_zone).strftime(SERVER_TIME)
             params["dateRangeBegin"] = since_local
-        records = api.csv("record", (design.record_field,), **params)
+        try:
+            records = api.csv("record", (design.record_field,), **params)
+        except RedcapRefused as refused:
+            if "data access group" not in refused.error.lower():
+                raise
+            # REDCap 14 refuses exportDataAccessGroups to a token without Data Access Groups rights
+            params["exportDataAccessGroups"] = "false"
+            records = api.csv("record", (design.record_field,), **params)
         exported = api.last_date or dt.datetime.now(dt.UTC)
         deleted = deleted_records(api, since_local) if since_local else []
         events = {name: n for n, name in enumerate(design.events)}

@@ -154,8 +154,7 @@ class BackendAuth(httpx.Auth):
             self._take((yield self._token_request()))
         request.headers["Authorization"] = f"Bearer {self._token}"
         response = yield request
-        if response.status_code == 401:
-            response.close()
+        if response.status_code == 401:  # httpx reads and closes the refused answer itself
             self._take((yield self._token_request()))
             request.headers["Authorization"] = f"Bearer {self._token}"
             yield request
