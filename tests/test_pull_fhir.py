@@ -124,7 +124,8 @@ def test_a_pulled_delivery_loads_to_the_same_figures_as_the_generated_files(peer
     assert f"wrote {folder}" in done.stdout and "Observation.ndjson" in done.stdout
     record = json.loads((folder / PULL_RECORD).read_text())
     assert record["mode"] == "full" and record["request"]["_since"] is None
-    assert f"/Group/{GROUP}/$export?_type=Patient,Condition,Procedure,Device,Observation" in record["request"]["kickoff"]
+    kickoff = record["request"]["kickoff"]
+    assert f"/Group/{GROUP}/$export?_type=Patient,Condition,Procedure,Device,Observation" in kickoff
     assert folder.name == record["transactionTime"][:10] or folder.name > record["transactionTime"][:10]
     for name in DATA_FILES:
         lines = (folder / name).read_text().splitlines()

@@ -160,6 +160,7 @@ class Design:
 
     dictionary: list[list[str]]
     events: list[str]
+    forms: dict[str, int]  # the instruments in the project's order
     record_field: str
     sha256: str
 
@@ -182,7 +183,8 @@ def read_design(api: RedcapApi, project: dict[str, Any]) -> Design:
         repeating = api.csv("repeatingFormsEvents", ("event_name", "form_name"))
     dictionary = [list(REDCAP_DICTIONARY_COLUMNS), *metadata[1:]]
     design_text = "\n".join(format_row(r) for r in [*dictionary, ["events", *events], *repeating])
-    return Design(dictionary, events, metadata[1][0], sha256_text(design_text))
+    forms = {form: n for n, form in enumerate(dict.fromkeys(row[1] for row in metadata[1:]))}
+    return Design(dictionary, events, forms, metadata[1][0], sha256_text(design_text))
 
 
 def _natural(value: str) -> str:
@@ -190,15 +192,18 @@ def _natural(value: str) -> str:
     return f"0{int(value):020d}" if value.isdigit() else f"1{value}"
 
 
-def _order(row: list[str], events: dict[str, int]) -> str:
+def _order(row: list[str], events: dict[str, int], forms: dict[str, int]) -> str:
+    """REDCap's order of the flat export: record, event, then the repeating instrument (in the project's form
+    order, the plain row first) and its instance."""
     record, event, instrument, instance = ([*row, "", "", "", ""])[:4]
-    return "\x1f".join((_natural(record), f"{events.get(event, len(events)):04d}", event, instrument,
-                        _natural(instance) if instance else ""))
+    return "\x1f".join((_natural(record), f"{events.get(event, len(events)):04d}", event,
+                        f"{forms.get(instrument, -1) + 1:04d}", instrument, _natural(instance) if instance else ""))
 
 
-def _rows(rows: list[list[str]], events: dict[str, int]) -> Iterator[tuple[str, str, str, str]]:
+def _rows(rows: list[list[str]], design: Design) -> Iterator[tuple[str, str, str, str]]:
+    events = {name: n for n, name in enumerate(design.events)}
     for row in rows:
-        yield PART, row[0], _order(row, events), format_row(row)
+        yield PART, row[0], _order(row, events, design.forms), format_row(row)
 
 
 def deleted_records(api: RedcapApi, since_local: str) -> list[str]:
@@ -248,7 +253,6 @@ def pull_redcap(inbox: Path, url: str, token: str, *, full: bool = False, center
             records = api.csv("record", (design.record_field,), **params)
         exported = api.last_date or dt.datetime.now(dt.UTC)
         deleted = deleted_records(api, since_local) if since_local else []
-        events = {name: n for n, name in enumerate(design.events)}
         fmt = FORMATS[center]
         data_name = fmt.file("export").file_name(exported.astimezone(ZoneInfo("Europe/Copenhagen")).date())
         snapshot = Snapshot(work / "snapshot.duckdb")
@@ -260,8 +264,8 @@ def pull_redcap(inbox: Path, url: str, token: str, *, full: bool = False, center
                     raise PullError("the export's columns differ from the last delivery's with an unchanged "
                                     "design; pull with --full")
                 header = header or (old[0] if old else [])
-                snapshot.add(_rows(old[1:], events))
-            snapshot.stage(_rows(records[1:], events))
+                snapshot.add(_rows(old[1:], design))
+            snapshot.stage(_rows(records[1:], design))
             changes = snapshot.apply((PART, record) for record in deleted)
             if twice := snapshot.duplicates():
                 raise PullError(f"REDCap exported one row twice (order key {twice[0][1]!r}); nothing was written")
