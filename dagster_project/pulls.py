@@ -86,9 +86,9 @@ def fhir_bulk_extract(context: dg.AssetExecutionContext, inbox: InboxResource,
 PULL_ASSETS = [redcap_extract, fhir_bulk_extract]
 
 pull_rh = dg.define_asset_job("pull_rh", selection=dg.AssetSelection.assets(redcap_extract),
-                              partitions_def=REDCAP_CENTERS, description="Pull rh's REDCap project.")
+                              description="Pull rh's REDCap project.")
 pull_aauh = dg.define_asset_job("pull_aauh", selection=dg.AssetSelection.assets(fhir_bulk_extract),
-                                partitions_def=FHIR_CENTERS, description="Pull aauh's FHIR server ($export).")
+                                description="Pull aauh's FHIR server ($export).")
 
 
 def _nightly(job: object, center: str, cron: str) -> dg.ScheduleDefinition:

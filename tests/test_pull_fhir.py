@@ -18,77 +18,28 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from helpers import TEST_KEY, Generated, reading, run_cli
-from peers.bulk_peer import (
-    FaultProxy,
-    SekmetServer,
-    delete_resource,
-    make_client_key,
-    put_resource,
-    running_proxied_sekmet,
-    seed_resources,
-)
+from peers.bulk_peer import delete_resource, make_client_key, put_resource
+from peers.pull_peers import GROUP, BulkPeer, seeded_bulk_peer
 
 from drg_etl.analysis.national import national_analysis
 from drg_etl.core.delivery import PULL_FOLDER, PULL_RECORD
 from drg_etl.pipeline.load import load_inbox
-from drg_etl.pull.bulk import pull_fhir
-from drg_etl.pull.http import CredentialRefused, PullError, RetryBudget
-from drg_etl.pull.result import PullResult
-from drg_etl.pull.smart import BackendCredentials
+from drg_etl.pull.http import CredentialRefused, PullError
 from drg_etl.pull.state import PullState
 
-CLIENT_ID = "drg-etl-registry"
-GROUP = "drg-registry"
 DATA_FILES = ["Patient.ndjson", "Condition.ndjson", "Procedure.ndjson", "Device.ndjson", "Observation.ndjson"]
 END = dt.date(2019, 12, 31)  # the generated deliveries' cutoff: the observation end the figures are compared at
 
 
-@dataclass
-class Peer:
-    """A seeded sekmet behind the proxy, the client's key, an admin token for changes, the recorded waits."""
-
-    server: SekmetServer
-    proxy: FaultProxy
-    pem: Path
-    kid: str
-    admin: str
-    lines: dict[str, str]
-    waits: list[float] = field(default_factory=list)
-
-    def credentials(self, scope: str = "system/*.rs") -> BackendCredentials:
-        """The registered client."""
-        return BackendCredentials.from_key_file(CLIENT_ID, self.pem, self.kid, scope)
-
-    def budget(self, attempts: int = 6) -> RetryBudget:
-        """Retries that record each wait and sleep at most 50 ms of it."""
-        return RetryBudget(attempts=attempts, sleep=lambda s: time.sleep(min(s, 0.05)), waits=self.waits)
-
-    def pull(self, inbox: Path, *, full: bool = False, scope: str = "system/*.rs", group: str | None = GROUP,
-             attempts: int = 6) -> PullResult:
-        """One pull through the library."""
-        return pull_fhir(inbox, self.server.base_url, self.credentials(scope), group=group, full=full,
-                         budget=self.budget(attempts))
-
-    def env(self, scope: str = "system/*.rs") -> dict[str, str]:
-        """The pull's settings as the CLI reads them."""
-        return {"DRG_ETL_FHIR_CLIENT_ID": CLIENT_ID, "DRG_ETL_FHIR_KEY_FILE": str(self.pem),
-                "DRG_ETL_FHIR_KEY_ID": self.kid, "DRG_ETL_FHIR_SCOPE": scope}
-
-
 @pytest.fixture
-def peer(tmp_path: Path, demo_clean: Generated) -> Iterator[Peer]:
+def peer(tmp_path: Path, demo_clean: Generated) -> Iterator[BulkPeer]:
     """A fresh sekmet (behind the proxy) seeded with the clean demo's aauh resources and a Group of its patients."""
-    pem, kid, jwks = make_client_key(tmp_path / "keys", "ES384")
-    with running_proxied_sekmet(tmp_path / "sekmet", client_id=CLIENT_ID, jwks=jwks, scopes="system/*.*") as (
-            server, proxy):
-        admin = server.token(pem, kid)
-        seeded = seed_resources(server, demo_clean.folder("aauh"), group_id=GROUP, token=admin)
-        yield Peer(server, proxy, pem, kid, admin, seeded.lines)
+    with seeded_bulk_peer(tmp_path, demo_clean.folder("aauh")) as running:
+        yield running
 
 
 def data_bytes(folder: Path) -> dict[str, bytes]:
@@ -113,7 +64,7 @@ def figures(inbox: Path, warehouse: Path) -> dict:
     return {"analysis": analysis, "aauh files": files}
 
 
-def test_a_pulled_delivery_loads_to_the_same_figures_as_the_generated_files(peer: Peer, demo_clean: Generated,
+def test_a_pulled_delivery_loads_to_the_same_figures_as_the_generated_files(peer: BulkPeer, demo_clean: Generated,
                                                                            tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
     shutil.copytree(demo_clean.inbox, inbox, ignore=shutil.ignore_patterns("aauh"))
@@ -140,7 +91,7 @@ def test_a_pulled_delivery_loads_to_the_same_figures_as_the_generated_files(peer
         "did not let the client delete" in done.stdout
 
 
-def test_an_incremental_pull_after_changes_gives_a_full_pulls_bytes(peer: Peer, tmp_path: Path) -> None:
+def test_an_incremental_pull_after_changes_gives_a_full_pulls_bytes(peer: BulkPeer, tmp_path: Path) -> None:
     inbox, fresh = tmp_path / "inbox", tmp_path / "fresh"
     first = peer.pull(inbox)
     assert first.written and first.mode == "full"
@@ -164,7 +115,7 @@ def test_an_incremental_pull_after_changes_gives_a_full_pulls_bytes(peer: Peer, 
     assert condition not in (second.folder / "Condition.ndjson").read_text()
 
 
-def test_a_second_pull_the_same_day_with_nothing_changed_writes_nothing(peer: Peer, tmp_path: Path) -> None:
+def test_a_second_pull_the_same_day_with_nothing_changed_writes_nothing(peer: BulkPeer, tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
     first = peer.pull(inbox)
     before = {p: p.stat().st_mtime_ns for p in first.folder.iterdir()}
@@ -176,7 +127,7 @@ def test_a_second_pull_the_same_day_with_nothing_changed_writes_nothing(peer: Pe
     assert PullState.load(inbox, "aauh").job is None
 
 
-def test_retry_after_in_seconds_and_as_a_date_transient_errors_and_a_bare_500_are_waited_out(peer: Peer,
+def test_retry_after_in_seconds_and_as_a_date_transient_errors_and_a_bare_500_are_waited_out(peer: BulkPeer,
                                                                                            tmp_path: Path) -> None:
     peer.proxy.rate_limit("kickoff", retry_after=2)
     peer.proxy.rate_limit("status", retry_after=4, as_http_date=True)
@@ -189,7 +140,7 @@ def test_retry_after_in_seconds_and_as_a_date_transient_errors_and_a_bare_500_ar
     assert [e.status for e in peer.proxy.requests_to("kickoff")][:2] == [429, 202]
 
 
-def test_an_expired_job_starts_again_from_kick_off_with_the_same_since(peer: Peer, tmp_path: Path) -> None:
+def test_an_expired_job_starts_again_from_kick_off_with_the_same_since(peer: BulkPeer, tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
     first = peer.pull(inbox)
     observation = next(json.loads(v) for k, v in peer.lines.items() if k.startswith("Observation/"))
@@ -207,7 +158,7 @@ def test_an_expired_job_starts_again_from_kick_off_with_the_same_since(peer: Pee
 
 
 @pytest.mark.parametrize("fault", ["close", "short", "corrupt", "token"])
-def test_a_broken_download_or_a_token_expiring_during_it_is_fetched_again(peer: Peer, tmp_path: Path,
+def test_a_broken_download_or_a_token_expiring_during_it_is_fetched_again(peer: BulkPeer, tmp_path: Path,
                                                                          fault: str) -> None:
     reference = peer.pull(tmp_path / "reference")
     peer.proxy.clear_log()
@@ -225,7 +176,7 @@ def test_a_broken_download_or_a_token_expiring_during_it_is_fetched_again(peer: 
         assert [e.status for e in files].count(401) == 1
 
 
-def test_an_interrupted_pull_resumes_its_job_instead_of_starting_another(peer: Peer, tmp_path: Path) -> None:
+def test_an_interrupted_pull_resumes_its_job_instead_of_starting_another(peer: BulkPeer, tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
     peer.proxy.server_error("status", status=502, times=None)
     with pytest.raises(PullError, match="HTTP 502 after 2 attempts"):
@@ -239,7 +190,7 @@ def test_an_interrupted_pull_resumes_its_job_instead_of_starting_another(peer: P
     assert len(peer.proxy.requests_to("kickoff")) == 1
 
 
-def test_a_fatal_error_ends_the_pull_with_the_servers_word_and_nothing_written(peer: Peer, tmp_path: Path) -> None:
+def test_a_fatal_error_ends_the_pull_with_the_servers_word_and_nothing_written(peer: BulkPeer, tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
     peer.proxy.fatal_error("kickoff", status=400, code="invalid")
     refused = run_cli("pull", "fhir", "--inbox", str(inbox), "--url", peer.server.base_url, "--group", GROUP,
@@ -256,7 +207,7 @@ def test_a_fatal_error_ends_the_pull_with_the_servers_word_and_nothing_written(p
     assert not (inbox / "aauh").exists()
 
 
-def test_a_refused_credential_exits_2_naming_the_settings(peer: Peer, tmp_path: Path) -> None:
+def test_a_refused_credential_exits_2_naming_the_settings(peer: BulkPeer, tmp_path: Path) -> None:
     stranger, kid, _jwks = make_client_key(tmp_path / "other", "ES384")
     env = peer.env() | {"DRG_ETL_FHIR_KEY_FILE": str(stranger), "DRG_ETL_FHIR_KEY_ID": kid}
     refused = run_cli("pull", "fhir", "--inbox", str(tmp_path / "inbox"), "--url", peer.server.base_url, **env)
@@ -267,7 +218,7 @@ def test_a_refused_credential_exits_2_naming_the_settings(peer: Peer, tmp_path: 
         peer.pull(tmp_path / "inbox", scope="user/*.rs")
 
 
-def test_the_job_is_deleted_when_the_scope_allows_it_and_noted_when_not(peer: Peer, tmp_path: Path) -> None:
+def test_the_job_is_deleted_when_the_scope_allows_it_and_noted_when_not(peer: BulkPeer, tmp_path: Path) -> None:
     narrow = peer.pull(tmp_path / "a")
     assert any("did not let the client delete" in note for note in narrow.notes)
     peer.proxy.clear_log()
@@ -279,14 +230,14 @@ def test_the_job_is_deleted_when_the_scope_allows_it_and_noted_when_not(peer: Pe
     assert files_before and peer.proxy.requests.index(deleted) > peer.proxy.requests.index(files_before[-1])
 
 
-def test_a_patient_export_without_a_group(peer: Peer, tmp_path: Path) -> None:
+def test_a_patient_export_without_a_group(peer: BulkPeer, tmp_path: Path) -> None:
     result = peer.pull(tmp_path / "inbox", group=None)
     assert "/Patient/$export?" in result.record["request"]["kickoff"]
     assert result.counts["Patient.ndjson"] == sum(1 for k in peer.lines if k.startswith("Patient/"))
 
 
 def test_a_pull_killed_at_random_moments_leaves_no_half_delivery_and_the_next_completes(
-        peer: Peer, tmp_path: Path) -> None:
+        peer: BulkPeer, tmp_path: Path) -> None:
     inbox = tmp_path / "inbox"
     reference = peer.pull(tmp_path / "reference")
     env = {k: v for k, v in os.environ.items()} | peer.env() | {"COLUMNS": "250"}
@@ -308,7 +259,7 @@ def test_a_pull_killed_at_random_moments_leaves_no_half_delivery_and_the_next_co
     assert not list((inbox / PULL_FOLDER).glob("work-*")), "work folders of killed pulls are cleared"
 
 
-def test_retry_after_as_a_date_in_the_past_means_now(peer: Peer, tmp_path: Path) -> None:
+def test_retry_after_as_a_date_in_the_past_means_now(peer: BulkPeer, tmp_path: Path) -> None:
     peer.proxy.rate_limit("status", retry_after=-30, as_http_date=True)
     assert peer.pull(tmp_path / "inbox").written
     assert 0.0 in peer.waits
