@@ -9,12 +9,16 @@ says when a pull has not landed for more than a day.
 
 import datetime as dt
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
 
 from dagster_project.resources import InboxResource
+from drg_etl.core.errors import UsageError
 from drg_etl.pull.bulk import pull_fhir
+from drg_etl.pull.http import CredentialRefused
 from drg_etl.pull.redcap import TOKEN, pull_redcap
 from drg_etl.pull.result import PullResult
 from drg_etl.pull.smart import CLIENT_ID, DEFAULT_SCOPE, KEY_FILE, KEY_ID, BackendCredentials
@@ -48,6 +52,16 @@ class FhirBulkSourceResource(dg.ConfigurableResource):
         return BackendCredentials.from_key_file(self.client_id, Path(self.key_file), self.key_id, self.scope)
 
 
+@contextmanager
+def _no_retry_for_refusals() -> Iterator[None]:
+    """A refused credential or a wrong setting fails the run at once: asking again cannot help (the
+    ``RetryPolicy`` is for servers that fail for a while). The failure says which setting to check."""
+    try:
+        yield
+    except (CredentialRefused, UsageError) as exc:
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+
+
 def _metadata(result: PullResult, inbox: Path) -> dict[str, object]:
     """What the asset shows: where the delivery is, the watermark, counts and hashes (never a secret)."""
     state = PullState.load(inbox, result.center)
@@ -66,7 +80,8 @@ def _metadata(result: PullResult, inbox: Path) -> dict[str, object]:
 def redcap_extract(context: dg.AssetExecutionContext, inbox: InboxResource,
                    redcap: RedcapSourceResource) -> dg.MaterializeResult:
     """rh's REDCap project pulled into ``INBOX/rh/<cutoff>/`` (incremental after the first pull)."""
-    result = pull_redcap(Path(inbox.path), redcap.url, redcap.token, center=context.partition_key)
+    with _no_retry_for_refusals():
+        result = pull_redcap(Path(inbox.path), redcap.url, redcap.token, center=context.partition_key)
     for note in result.notes:
         context.log.info(note)
     return dg.MaterializeResult(metadata=_metadata(result, Path(inbox.path)))
@@ -76,8 +91,9 @@ def redcap_extract(context: dg.AssetExecutionContext, inbox: InboxResource,
 def fhir_bulk_extract(context: dg.AssetExecutionContext, inbox: InboxResource,
                       fhir_bulk: FhirBulkSourceResource) -> dg.MaterializeResult:
     """aauh's FHIR server pulled by Bulk Data ``$export`` into ``INBOX/aauh/<cutoff>/`` (``_since`` after the first)."""
-    result = pull_fhir(Path(inbox.path), fhir_bulk.url, fhir_bulk.credentials(), group=fhir_bulk.group,
-                       center=context.partition_key)
+    with _no_retry_for_refusals():
+        result = pull_fhir(Path(inbox.path), fhir_bulk.url, fhir_bulk.credentials(), group=fhir_bulk.group,
+                           center=context.partition_key)
     for note in result.notes:
         context.log.info(note)
     return dg.MaterializeResult(metadata=_metadata(result, Path(inbox.path)))

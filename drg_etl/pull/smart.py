@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from drg_etl.core.errors import UsageError
-from drg_etl.pull.http import CredentialRefused, PullError
+from drg_etl.pull.http import RETRYABLE_STATUS, CredentialRefused, PullError, Retryable
 
 CLIENT_ID = "DRG_ETL_FHIR_CLIENT_ID"
 KEY_FILE = "DRG_ETL_FHIR_KEY_FILE"
@@ -134,6 +134,8 @@ class BackendAuth(httpx.Auth):
                     f"the token endpoint refused the client ({error}): check {CLIENT_ID}, {KEY_ID} and {KEY_FILE}, "
                     f"and that the server holds the client's public key (JWKS) and allows scope "
                     f"{self.credentials.scope!r} ({SCOPE})")
+            if response.status_code in RETRYABLE_STATUS:  # the whole request is asked again, a new assertion too
+                raise Retryable(response, f"HTTP {response.status_code} from the token endpoint")
             raise PullError(f"the token endpoint answered HTTP {response.status_code} ({error})")
         try:
             body = response.json()
