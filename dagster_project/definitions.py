@@ -32,7 +32,8 @@ def build_defs(resources: dict[str, dg.ConfigurableResource] | None = None) -> d
         jobs=[load_one_center, refresh_national, *PULL_JOBS],
         sensors=[new_deliveries, refresh_after_load, PULL_FRESHNESS_SENSOR],
         schedules=[nightly_national_refresh, *PULL_SCHEDULES],
-        resources=resources or {**resources_from_environment(), **pull_resources_from_environment(dict(os.environ))},
+        # the pull sources are EnvVars read when a pull runs: present whatever else is given
+        resources={**pull_resources_from_environment(dict(os.environ)), **(resources or resources_from_environment())},
         # One step at a time inside a run; across runs, one run at a time (dagster.yaml).
         executor=dg.in_process_executor,
     )

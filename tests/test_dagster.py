@@ -35,7 +35,8 @@ from drg_etl.core.model import CANONICAL_TABLES
 from drg_etl.core.vocabulary import CENTERS
 from drg_etl.pipeline.load import load_inbox
 
-ASSETS = {"delivery_files", "staged_rows", "canonical_tables", "quarantine", "fhir_resources", "warehouse_marts",
+ASSETS = {"redcap_extract", "fhir_bulk_extract", "delivery_files", "staged_rows", "canonical_tables", "quarantine",
+          "fhir_resources", "warehouse_marts",
           "national_analysis", "fhir_export", "national_report"}
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 
@@ -51,7 +52,8 @@ def test_definitions_load_with_assets_partitions_checks_jobs_sensor_schedule() -
     assert {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()} == ASSETS
     partitioned = {k.to_user_string() for k in repo.asset_graph.get_all_asset_keys()
                    if repo.asset_graph.get(k).partitions_def is not None}
-    assert partitioned == {"delivery_files", "staged_rows", "canonical_tables", "quarantine"}
+    assert partitioned == {"delivery_files", "staged_rows", "canonical_tables", "quarantine", "redcap_extract",
+                           "fhir_bulk_extract"}
     assert repo.asset_graph.get(dg.AssetKey("staged_rows")).partitions_def.get_partition_keys() == list(CENTERS)
     checks = {c.name for c in repo.asset_graph.asset_check_keys}
     assert checks >= {"file_contracts", "reconciliation", "quarantine_findings", "fhir_validity",
@@ -190,8 +192,9 @@ def test_dagster_dev_serves_the_assets_checks_sensor_and_schedule(tmp_path: Path
         assert {"name": "file_contracts", "blocking": True} in staged["assetChecksOrError"]["checks"]
         repo = _graphql(port, "{ repositoriesOrError { ... on RepositoryConnection { nodes { sensors { name } "
                               "schedules { name } jobs { name } } } } }")["repositoriesOrError"]["nodes"][0]
-        assert {s["name"] for s in repo["sensors"]} == {"new_deliveries", "refresh_after_load"}
-        assert [s["name"] for s in repo["schedules"]] == ["nightly_national_refresh"]
+        assert {s["name"] for s in repo["sensors"]} == {"new_deliveries", "refresh_after_load", "pull_freshness"}
+        assert sorted(s["name"] for s in repo["schedules"]) == ["nightly_national_refresh", "nightly_pull_aauh",
+                                                               "nightly_pull_rh"]
         assert {"load_one_center", "refresh_national"} <= {j["name"] for j in repo["jobs"]}
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -273,7 +276,9 @@ def test_every_check_passes_on_a_clean_warehouse(loaded_clean: Loaded, tmp_path:
     national = _run_national_checks(warehouse)
     assert center.success and national.success
     evaluations = _evaluations(center) | _evaluations(national)
-    assert set(evaluations) == {k.name for k in defs.get_repository_def().asset_graph.asset_check_keys}
+    load_checks = {k.name for k in defs.get_repository_def().asset_graph.asset_check_keys
+                   if k.asset_key.to_user_string() not in ("redcap_extract", "fhir_bulk_extract")}
+    assert set(evaluations) == load_checks  # the pulls' freshness checks: tests/test_pull_dagster.py
     assert {name for name, e in evaluations.items() if not e.passed} == set()
 
 

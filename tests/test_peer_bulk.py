@@ -414,7 +414,7 @@ def test_rs384_keys_and_an_expired_token(tmp_path: Path, keys: Keys, aauh: Path)
     # sekmet ignores the assertion's kid and tries every registered key: a key of another type first makes it
     # answer 500 (PyJWT's TypeError escapes), so register one key type per client
     jwks = merge_jwks(keys.rs_jwks, keys.es_jwks)
-    with running_sekmet(tmp_path, client_id=CLIENT_ID, jwks=jwks, token_lifetime=1) as server:
+    with running_sekmet(tmp_path, client_id=CLIENT_ID, jwks=jwks, token_lifetime=4) as server:
         token = server.token(keys.rs_pem, keys.rs_kid, READ_SCOPE)
         with pytest.raises(TokenError) as crashed:
             server.token(keys.es_pem, keys.es_kid, READ_SCOPE)

@@ -10,17 +10,10 @@ from pathlib import Path
 import dagster as dg
 import pytest
 from helpers import TEST_KEY, Generated, reading
-from peers.pull_peers import CLIENT_ID, GROUP, REDCAP_TOKEN, redcap_peer, seeded_bulk_peer
+from peers.pull_peers import REDCAP_TOKEN, pull_definitions, redcap_peer, seeded_bulk_peer
 
 from dagster_project.definitions import build_defs
-from dagster_project.pulls import FhirBulkSourceResource, RedcapSourceResource
-from dagster_project.resources import (
-    ExportResource,
-    InboxResource,
-    LoadRunResource,
-    PseudonymKeyResource,
-    WarehouseResource,
-)
+from dagster_project.resources import InboxResource
 from dagster_project.sensors import new_deliveries
 from drg_etl.analysis.national import national_analysis
 from drg_etl.core.vocabulary import CENTERS
@@ -53,17 +46,7 @@ def test_the_pull_assets_write_deliveries_the_sensor_loads_into_the_generated_wa
                                                                            demo_clean.folder("aauh")) as bulk:
         for name, value in {"DRG_ETL_REDCAP_TOKEN": REDCAP_TOKEN, **bulk.env("system/*.rs system/*.d")}.items():
             monkeypatch.setenv(name, value)
-        location = build_defs({
-            "inbox": InboxResource(path=str(inbox)), "warehouse": WarehouseResource(path=str(warehouse)),
-            "pseudonym_key": PseudonymKeyResource(key=TEST_KEY.decode()),
-            "export": ExportResource(path=str(tmp_path / "export")), "load_run": LoadRunResource(),
-            "redcap": RedcapSourceResource(url=redcap.url, token=dg.EnvVar("DRG_ETL_REDCAP_TOKEN")),
-            "fhir_bulk": FhirBulkSourceResource(
-                url=bulk.server.base_url, group=GROUP, client_id=dg.EnvVar("DRG_ETL_FHIR_CLIENT_ID"),
-                key_file=dg.EnvVar("DRG_ETL_FHIR_KEY_FILE"), key_id=dg.EnvVar("DRG_ETL_FHIR_KEY_ID"),
-                scope="system/*.rs system/*.d"),
-        })
-        assert CLIENT_ID
+        location = pull_definitions(inbox, warehouse, redcap.url, bulk, TEST_KEY.decode())
         instance = dg.DagsterInstance.ephemeral()
         for job, center, asset in (("pull_rh", "rh", "redcap_extract"), ("pull_aauh", "aauh", "fhir_bulk_extract")):
             result = location.resolve_job_def(job).execute_in_process(partition_key=center, instance=instance,

@@ -169,6 +169,7 @@ def test_faults_are_retried_and_a_server_that_keeps_failing_ends_the_pull_with_n
     redcap.faults.fail_next(503, times=2, html=True, content="record")
     redcap.faults.fail_next(429, retry_after=3, content="metadata")
     redcap.faults.cut_off_next(content="project")
+    redcap.faults.cut_off_next(content="record", fraction=0.7)
     assert pull(redcap, tmp_path / "a", waits=waits).written
     assert 3.0 in waits and redcap.faults.pending() == 0
     redcap.faults.fail_next(500, times=5, content="record")

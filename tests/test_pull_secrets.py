@@ -11,18 +11,8 @@ import dagster as dg
 import pytest
 from helpers import TEST_KEY, Generated, run_cli
 from peers.bulk_peer import make_client_key
-from peers.pull_peers import GROUP, REDCAP_TOKEN, redcap_peer, seeded_bulk_peer
+from peers.pull_peers import GROUP, REDCAP_TOKEN, pull_definitions, redcap_peer, seeded_bulk_peer
 from peers.redcap_standin import make_token
-
-from dagster_project.definitions import build_defs
-from dagster_project.pulls import FhirBulkSourceResource, RedcapSourceResource
-from dagster_project.resources import (
-    ExportResource,
-    InboxResource,
-    LoadRunResource,
-    PseudonymKeyResource,
-    WarehouseResource,
-)
 
 JWT_START = "eyJ"  # base64url of '{"': the start of every JWT (a client assertion, an access token)
 
@@ -74,16 +64,7 @@ def test_no_token_key_assertion_or_access_token_is_printed_or_written(demo_clean
         dagster_home.mkdir()
         for name, value in {"DRG_ETL_REDCAP_TOKEN": REDCAP_TOKEN, **wide}.items():
             monkeypatch.setenv(name, value)
-        location = build_defs({
-            "inbox": InboxResource(path=str(inbox)), "warehouse": WarehouseResource(path=str(tmp_path / "d.duckdb")),
-            "pseudonym_key": PseudonymKeyResource(key=TEST_KEY.decode()),
-            "export": ExportResource(path=str(tmp_path / "export")), "load_run": LoadRunResource(),
-            "redcap": RedcapSourceResource(url=redcap.url, token=dg.EnvVar("DRG_ETL_REDCAP_TOKEN")),
-            "fhir_bulk": FhirBulkSourceResource(
-                url=bulk.server.base_url, group=GROUP, client_id=dg.EnvVar("DRG_ETL_FHIR_CLIENT_ID"),
-                key_file=dg.EnvVar("DRG_ETL_FHIR_KEY_FILE"), key_id=dg.EnvVar("DRG_ETL_FHIR_KEY_ID"),
-                scope="system/*.rs system/*.d"),
-        })
+        location = pull_definitions(inbox, tmp_path / "d.duckdb", redcap.url, bulk, TEST_KEY.decode())
         with dg.DagsterInstance.local_temp(str(dagster_home)) as instance:
             redcap.clock.advance(hours=25)
             for job, center in (("pull_rh", "rh"), ("pull_aauh", "aauh")):

@@ -18,6 +18,7 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -41,6 +42,7 @@ OVERLAP = dt.timedelta(hours=1)  # dateRangeBegin reaches this far behind the la
 SERVER_TIME = "%Y-%m-%d %H:%M:%S"  # REDCap's dateRangeBegin/End
 LOG_TIME = "%Y-%m-%d %H:%M"  # REDCap's log beginTime/endTime
 PART = "export"
+DOWNLOAD_ATTEMPTS = 3
 BOM = "\ufeff"
 
 
@@ -75,12 +77,20 @@ class RedcapApi:
     http: httpx.Client = field(default_factory=new_client)
     last_date: dt.datetime | None = None  # the server's clock (Date header) at the last answer
 
-    def call(self, content: str, expect: str, **params: str) -> httpx.Response:
-        """POST ``content=...``; a refused token is named, any other error says what the server said."""
+    def call(self, content: str, expect: str, *, stream: bool = False, **params: str) -> httpx.Response:
+        """POST ``content=...``; a refused token is named, any other error says what the server said.
+
+        ``stream``: the body is left unread (the caller streams it to disk and checks it there).
+        """
         form = {"token": self.token, "content": content, "returnFormat": "json", **params}
 
         def send() -> httpx.Response:
-            return self.http.post(self.url, data=form, headers={"Accept": "text/csv, application/json, text/plain"})
+            request = self.http.build_request("POST", self.url, data=form,
+                                              headers={"Accept": "text/csv, application/json, text/plain"})
+            response = self.http.send(request, stream=stream)
+            if response.status_code != 200:
+                response.read()  # an error's body is read here, where a broken connection is asked again
+            return response
 
         response = with_retries(send, self.budget, f"REDCap's API ({content})")
         if response.status_code in (401, 403):
@@ -91,7 +101,8 @@ class RedcapApi:
             raise RedcapRefused(f"REDCap's API ({content}) answered HTTP {response.status_code}: "
                                 f"{_error_text(response)}; nothing was written", _error_text(response))
         kind = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if kind == "text/html" or response.text.lstrip().lower().startswith(("<!doctype", "<html")):
+        if kind == "text/html" or (not stream and response.text.lstrip().lower().startswith(("<!doctype", "<html"))):
+            response.close()
             raise PullError(f"REDCap's API ({content}) answered an HTML page, not {expect} (is --url the API's "
                             "address, ending in /api/?); nothing was written")
         if date := response.headers.get("Date"):
@@ -134,6 +145,63 @@ class RedcapApi:
             raise PullError(f"REDCap's API ({content}): CSV row {bad} has {len(rows[bad - 1])} values for {width} "
                             "columns (a cut-off answer?); nothing was written")
         return rows
+
+    def csv_file(self, content: str, first_columns: tuple[str, ...], path: Path,
+                 **params: str) -> tuple[list[str], int]:
+        """A CSV answer streamed to ``path`` (memory stays flat) and checked there; its header and row count.
+
+        An answer that breaks off is asked for again (3 times).
+        """
+        problem = ""
+        for _attempt in range(DOWNLOAD_ATTEMPTS):
+            response = self.call(content, "CSV", stream=True, format="csv", **params)
+            try:
+                with path.open("wb") as out:
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+            except httpx.TransportError as exc:
+                problem = f"the answer broke off ({type(exc).__name__})"
+                continue
+            finally:
+                response.close()
+            return check_csv_file(path, content, first_columns)
+        raise PullError(f"REDCap's API ({content}): {problem} in {DOWNLOAD_ATTEMPTS} attempts; nothing was written")
+
+
+def _file_rows(path: Path) -> Iterator[list[str]]:
+    """A CSV file's rows (header first), read as a stream."""
+    with path.open("r", encoding="utf-8-sig", newline="") as handle:
+        yield from csv.reader(handle)
+
+
+def check_csv_file(path: Path, content: str, first_columns: tuple[str, ...]) -> tuple[list[str], int]:
+    """The header and row count of a CSV answer on disk, every row checked to be as wide as the header.
+
+    An ``{"error": ...}`` body or an HTML page is the server's refusal, never data.
+    """
+    with path.open("r", encoding="utf-8-sig", errors="replace") as handle:
+        start = handle.read(2048).lstrip()
+    if not start:
+        return [], 0  # REDCap may answer an export without records with nothing at all
+    if start.startswith("{"):
+        try:
+            error = orjson.loads(path.read_bytes()).get("error")
+        except (orjson.JSONDecodeError, AttributeError):
+            error = None
+        raise PullError(f"REDCap's API ({content}): {scrub_cpr(str(error or 'an answer in JSON, not CSV'))[:300]}")
+    if start.lower().startswith(("<!doctype", "<html")):
+        raise PullError(f"REDCap's API ({content}) answered an HTML page, not CSV; nothing was written")
+    rows = _file_rows(path)
+    header = next(rows, [])
+    if tuple(header[: len(first_columns)]) != first_columns:
+        raise PullError(f"REDCap's API ({content}) answered a CSV without the columns "
+                        f"{', '.join(first_columns)}; nothing was written")
+    count = 0
+    for count, row in enumerate(rows, start=1):
+        if len(row) != len(header):
+            raise PullError(f"REDCap's API ({content}): CSV row {count + 1} has {len(row)} values for "
+                            f"{len(header)} columns (a cut-off answer?); nothing was written")
+    return header, count
 
 
 class RedcapRefused(PullError):
@@ -200,7 +268,7 @@ def _order(row: list[str], events: dict[str, int], forms: dict[str, int]) -> str
                         f"{forms.get(instrument, -1) + 1:04d}", instrument, _natural(instance) if instance else ""))
 
 
-def _rows(rows: list[list[str]], design: Design) -> Iterator[tuple[str, str, str, str]]:
+def _rows(rows: Iterable[list[str]], design: Design) -> Iterator[tuple[str, str, str, str]]:
     events = {name: n for n, name in enumerate(design.events)}
     for row in rows:
         yield PART, row[0], _order(row, events, design.forms), format_row(row)
@@ -243,29 +311,32 @@ def pull_redcap(inbox: Path, url: str, token: str, *, full: bool = False, center
             since = dt.datetime.fromisoformat(state.watermark) - OVERLAP
             since_local = since.astimezone(server_zone).strftime(SERVER_TIME)
             params["dateRangeBegin"] = since_local
+        received = work / "records.csv"
         try:
-            records = api.csv("record", (design.record_field,), **params)
+            header, received_rows = api.csv_file("record", (design.record_field,), received, **params)
         except RedcapRefused as refused:
             if "data access group" not in refused.error.lower():
                 raise
             # REDCap 14 refuses exportDataAccessGroups to a token without Data Access Groups rights
             params["exportDataAccessGroups"] = "false"
-            records = api.csv("record", (design.record_field,), **params)
+            header, received_rows = api.csv_file("record", (design.record_field,), received, **params)
         exported = api.last_date or dt.datetime.now(dt.UTC)
         deleted = deleted_records(api, since_local) if since_local else []
         fmt = FORMATS[center]
         data_name = fmt.file("export").file_name(exported.astimezone(ZoneInfo("Europe/Copenhagen")).date())
         snapshot = Snapshot(work / "snapshot.duckdb")
         try:
-            header = records[0] if records else []
             if base is not None:
-                old = _csv_rows((base / state_data_file(state)).read_text(encoding="utf-8"))
-                if header and old and header != old[0]:
+                old = _file_rows(base / state_data_file(state))
+                old_header = next(old, [])
+                header = header or old_header  # nothing changed: an empty answer
+                if old_header != header:
                     raise PullError("the export's columns differ from the last delivery's with an unchanged "
                                     "design; pull with --full")
-                header = header or (old[0] if old else [])
-                snapshot.add(_rows(old[1:], design))
-            snapshot.stage(_rows(records[1:], design))
+                snapshot.add(_rows(old, design))
+            if not header:
+                raise PullError("REDCap's API (record) answered no records at all; nothing was written")
+            snapshot.stage(_rows(islice(_file_rows(received), 1, None), design))
             changes = snapshot.apply((PART, record) for record in deleted)
             if twice := snapshot.duplicates():
                 raise PullError(f"REDCap exported one row twice (order key {twice[0][1]!r}); nothing was written")
@@ -291,7 +362,7 @@ def pull_redcap(inbox: Path, url: str, token: str, *, full: bool = False, center
                         **{k: v for k, v in params.items()}, "logtype": "record_delete" if since_local else None},
             "mode": mode, "export_time": exported.isoformat(timespec="seconds"),
             "pulled_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "received": {"rows": max(0, len(records) - 1), "records_deleted": len(deleted),
+            "received": {"rows": received_rows, "records_deleted": len(deleted),
                          "design_sha256": design.sha256},
             "changes": changes if mode == "incremental" else None,
             "files": {w.name: {"records": w.records, "sha256": w.sha256} for w in written},

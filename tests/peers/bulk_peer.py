@@ -1137,12 +1137,11 @@ class FaultProxy:
             )
         except Exception as exc:  # the proxy always answers, and says where it failed
             reply, fault = _Reply(502, [("Content-Type", "text/plain")], f"fault proxy: {exc!r}".encode()), "error"
-        try:
-            _send(handler, method, reply)
-        finally:
-            record = Exchange(method, split.path, query, reply.status, target, job_id, file_name, fault)
-            with self._lock:
-                self._log.append(record)
+        # logged before the answer goes out: a client that has its answer finds the exchange in the log
+        record = Exchange(method, split.path, query, reply.status, target, job_id, file_name, fault)
+        with self._lock:
+            self._log.append(record)
+        _send(handler, method, reply)
 
     def _respond(
         self,

@@ -11,6 +11,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import dagster as dg
+
+from dagster_project.definitions import build_defs
+from dagster_project.pulls import FhirBulkSourceResource, RedcapSourceResource
+from dagster_project.resources import (
+    ExportResource,
+    InboxResource,
+    LoadRunResource,
+    PseudonymKeyResource,
+    WarehouseResource,
+)
 from drg_etl.pull.bulk import pull_fhir
 from drg_etl.pull.http import RetryBudget
 from drg_etl.pull.result import PullResult
@@ -72,3 +83,17 @@ def redcap_peer(rh: Path, tokens: dict[str, TokenRights] | None = None) -> Itera
     """The REDCap stand-in serving the project an rh delivery was exported from."""
     with RedcapStandin(RedcapProject.from_delivery(rh), tokens or REDCAP_TOKENS) as server:
         yield server
+
+
+def pull_definitions(inbox: Path, warehouse: Path, redcap_url: str, bulk: BulkPeer, key: str,
+                     scope: str = "system/*.rs system/*.d") -> dg.Definitions:
+    """The code location with the pull sources at the peers; secrets are EnvVars the test sets."""
+    return build_defs({
+        "inbox": InboxResource(path=str(inbox)), "warehouse": WarehouseResource(path=str(warehouse)),
+        "pseudonym_key": PseudonymKeyResource(key=key),
+        "export": ExportResource(path=str(warehouse.parent / "export")), "load_run": LoadRunResource(),
+        "redcap": RedcapSourceResource(url=redcap_url, token=dg.EnvVar("DRG_ETL_REDCAP_TOKEN")),
+        "fhir_bulk": FhirBulkSourceResource(
+            url=bulk.server.base_url, group=GROUP, client_id=dg.EnvVar("DRG_ETL_FHIR_CLIENT_ID"),
+            key_file=dg.EnvVar("DRG_ETL_FHIR_KEY_FILE"), key_id=dg.EnvVar("DRG_ETL_FHIR_KEY_ID"), scope=scope),
+    })
