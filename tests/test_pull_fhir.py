@@ -22,17 +22,19 @@ from pathlib import Path
 
 import pytest
 from helpers import TEST_KEY, Generated, reading, run_cli
-from peers.bulk_peer import delete_resource, make_client_key, put_resource
-from peers.pull_peers import GROUP, BulkPeer, seeded_bulk_peer
+from peers.bulk_peer import delete_resource, http_date, make_client_key, put_resource
+from peers.pull_peers import GROUP, REDCAP_TOKEN, BulkPeer, redcap_peer, seeded_bulk_peer
 
 from drg_etl.analysis.national import national_analysis
 from drg_etl.core.delivery import PULL_FOLDER, PULL_RECORD
 from drg_etl.pipeline.load import load_inbox
 from drg_etl.pull.http import CredentialRefused, PullError
+from drg_etl.pull.redcap import pull_redcap
 from drg_etl.pull.state import PullState
 
 DATA_FILES = ["Patient.ndjson", "Condition.ndjson", "Procedure.ndjson", "Device.ndjson", "Observation.ndjson"]
 END = dt.date(2019, 12, 31)  # the generated deliveries' cutoff: the observation end the figures are compared at
+CHECKER = Path(__file__).resolve().parents[2] / "shared" / "tools" / "check_deliveries.py"
 
 
 @pytest.fixture
@@ -263,3 +265,37 @@ def test_retry_after_as_a_date_in_the_past_means_now(peer: BulkPeer, tmp_path: P
     peer.proxy.rate_limit("status", retry_after=-30, as_http_date=True)
     assert peer.pull(tmp_path / "inbox").written
     assert 0.0 in peer.waits
+
+
+def test_an_expired_manifest_starts_again_and_error_files_are_kept_in_the_record(peer: BulkPeer,
+                                                                                tmp_path: Path) -> None:
+    peer.proxy.set_manifest_expires(http_date(-60))
+    with pytest.raises(PullError, match="expired 4 times"):
+        peer.pull(tmp_path / "a")
+    assert len(peer.proxy.requests_to("kickoff")) == 4
+    peer.proxy.reset()
+    peer.proxy.add_error_file(["Observation/x: the value is not a number"])
+    result = peer.pull(tmp_path / "b")
+    assert result.written
+    assert [e["diagnostics"] for e in result.record["received"]["error"]] == [
+        "Observation/x: the value is not a number"]
+
+
+def test_an_rs384_client(demo_clean: Generated, tmp_path: Path) -> None:
+    with seeded_bulk_peer(tmp_path, demo_clean.folder("aauh"), alg="RS384") as rsa_peer:
+        assert rsa_peer.credentials().algorithm == "RS384"
+        result = rsa_peer.pull(tmp_path / "inbox")
+    assert result.written and result.counts["Patient.ndjson"] > 0
+
+
+@pytest.mark.skipif(not CHECKER.exists(), reason=f"the shared delivery checker ({CHECKER}) is not beside this "
+                    "checkout; it exists only in the project's workspace, not in a user's clone")
+def test_the_shared_checker_accepts_an_inbox_of_pulled_deliveries(peer: BulkPeer, demo_clean: Generated,
+                                                                  tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    shutil.copytree(demo_clean.inbox, inbox, ignore=shutil.ignore_patterns("aauh", "rh"))
+    peer.pull(inbox)
+    with redcap_peer(demo_clean.folder("rh")) as redcap:
+        pull_redcap(inbox, redcap.url, REDCAP_TOKEN)
+    done = subprocess.run([sys.executable, str(CHECKER), str(inbox)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

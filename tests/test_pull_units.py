@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -17,7 +18,7 @@ from drg_etl.core.errors import UsageError
 from drg_etl.pull.bulk import check_ndjson, cutoff_of
 from drg_etl.pull.http import PullError, RetryBudget, retry_after, with_retries
 from drg_etl.pull.redcap import format_row, token_from_environment
-from drg_etl.pull.smart import BackendCredentials
+from drg_etl.pull.smart import BackendAuth, BackendCredentials
 from drg_etl.pull.snapshot import Snapshot, land
 from drg_etl.pull.state import PullState, pull_lock
 from drg_etl.sources.deliveries import survey
@@ -137,8 +138,6 @@ def test_keys_sign_es384_or_rs384_and_anything_else_is_named(tmp_path: Path) -> 
     ec_key = ec.generate_private_key(ec.SECP384R1())
     credentials = BackendCredentials.from_key_file("client", _key(tmp_path, ec_key), "kid-1")
     assert credentials.algorithm == "ES384" and "key=" not in repr(credentials)
-    import jwt
-
     claims = jwt.decode(credentials.assertion("http://127.0.0.1/token"), ec_key.public_key(), algorithms=["ES384"],
                         audience="http://127.0.0.1/token")
     assert claims["iss"] == claims["sub"] == "client" and claims["exp"] - claims["iat"] <= 300
@@ -164,3 +163,34 @@ def test_the_redcap_token_is_checked_and_never_echoed() -> None:
 
 def test_rows_are_written_with_minimal_quoting() -> None:
     assert format_row(["1", "a,b", 'say "x"', ""]) == '1,"a,b","say ""x""",'
+
+
+def test_a_token_is_renewed_before_it_expires_and_once_on_a_401(tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP384R1())
+    credentials = BackendCredentials.from_key_file("client", _key(tmp_path, key), "kid-1")
+    now = [1_000.0]
+    issued: list[dict] = []
+    refuse_next = [False]
+
+    def server(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            form = dict(httpx.QueryParams(request.content.decode()))
+            issued.append(jwt.decode(form["client_assertion"], key.public_key(), algorithms=["ES384"],
+                                     audience="http://ehr.test/token", options={"verify_exp": False}))
+            return httpx.Response(200, json={"access_token": f"token-{len(issued)}", "expires_in": 300})
+        if refuse_next[0]:
+            refuse_next[0] = False
+            return httpx.Response(401)
+        return httpx.Response(200, json={"auth": request.headers["Authorization"]})
+
+    auth = BackendAuth(credentials, "http://ehr.test/token", clock=lambda: now[0])
+    with httpx.Client(transport=httpx.MockTransport(server), auth=auth) as client:
+        assert client.get("http://ehr.test/fhir/a").json()["auth"] == "Bearer token-1"
+        now[0] += 200  # 100 s left: still good
+        assert client.get("http://ehr.test/fhir/a").json()["auth"] == "Bearer token-1"
+        now[0] += 50  # 50 s left: renewed before it expires
+        assert client.get("http://ehr.test/fhir/a").json()["auth"] == "Bearer token-2"
+        refuse_next[0] = True  # the server has forgotten the token: a new one, the request again
+        assert client.get("http://ehr.test/fhir/a").json()["auth"] == "Bearer token-3"
+    assert len({claims["jti"] for claims in issued}) == 3, "a fresh assertion for every token"
+    assert all(claims["iss"] == claims["sub"] == "client" for claims in issued)

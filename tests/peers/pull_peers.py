@@ -68,9 +68,9 @@ class BulkPeer:
 
 
 @contextmanager
-def seeded_bulk_peer(workdir: Path, aauh: Path) -> Iterator[BulkPeer]:
+def seeded_bulk_peer(workdir: Path, aauh: Path, alg: str = "ES384") -> Iterator[BulkPeer]:
     """sekmet behind the fault proxy, seeded with an aauh delivery and a Group of its patients; a client key."""
-    pem, kid, jwks = make_client_key(workdir / "keys", "ES384")
+    pem, kid, jwks = make_client_key(workdir / "keys", alg)  # type: ignore[arg-type]
     with running_proxied_sekmet(workdir / "sekmet", client_id=CLIENT_ID, jwks=jwks, scopes="system/*.*") as (
             server, proxy):
         admin = server.token(pem, kid)
