@@ -207,6 +207,9 @@ def test_a_fatal_error_ends_the_pull_with_the_servers_word_and_nothing_written(p
         peer.pull(inbox)
     assert len(peer.proxy.requests_to("status")) == 1, "a 500 that says it is final is not asked again"
     assert not (inbox / "aauh").exists()
+    assert PullState.load(inbox, "aauh").job is None, "a failed job is not resumed"
+    peer.proxy.reset()
+    assert peer.pull(inbox).written and len(peer.proxy.requests_to("kickoff")) == 3
 
 
 def test_a_refused_credential_exits_2_naming_the_settings(peer: BulkPeer, tmp_path: Path) -> None:

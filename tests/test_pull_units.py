@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from drg_etl.core.delivery import PULL_FOLDER, PULL_RECORD, Delivery
 from drg_etl.core.errors import UsageError
 from drg_etl.pull.bulk import check_ndjson, cutoff_of
-from drg_etl.pull.http import PullError, RetryBudget, retry_after, with_retries
+from drg_etl.pull.http import PullError, RetryBudget, public_url, retry_after, with_retries
 from drg_etl.pull.redcap import format_row, token_from_environment
 from drg_etl.pull.smart import BackendAuth, BackendCredentials
 from drg_etl.pull.snapshot import Snapshot, land
@@ -194,3 +194,8 @@ def test_a_token_is_renewed_before_it_expires_and_once_on_a_401(tmp_path: Path) 
         assert client.get("http://ehr.test/fhir/a").json()["auth"] == "Bearer token-3"
     assert len({claims["jti"] for claims in issued}) == 3, "a fresh assertion for every token"
     assert all(claims["iss"] == claims["sub"] == "client" for claims in issued)
+
+
+def test_a_url_is_recorded_without_its_user_and_password() -> None:
+    assert public_url("https://registry:s3cret@redcap.example/api/") == "https://redcap.example/api/"
+    assert public_url("https://ehr.example/fhir") == "https://ehr.example/fhir"

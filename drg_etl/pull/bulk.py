@@ -25,7 +25,15 @@ import orjson
 from drg_etl import __version__
 from drg_etl.core.cpr import scrub_cpr
 from drg_etl.core.formats import FORMATS
-from drg_etl.pull.http import CredentialRefused, PullError, Retryable, RetryBudget, new_client, with_retries
+from drg_etl.pull.http import (
+    CredentialRefused,
+    PullError,
+    Retryable,
+    RetryBudget,
+    new_client,
+    public_url,
+    with_retries,
+)
 from drg_etl.pull.result import PullResult
 from drg_etl.pull.smart import SCOPE, BackendAuth, BackendCredentials, token_endpoint
 from drg_etl.pull.snapshot import Landed, Snapshot, describe, land, write_text_file
@@ -37,6 +45,10 @@ FHIR_JSON = "application/fhir+json"
 DOWNLOAD_ATTEMPTS = 3
 KICKOFF_RESTARTS = 3
 LONGEST_POLL = 6 * 3600.0  # seconds a job may run before the pull gives up on it
+
+
+class ServerFailed(PullError):
+    """The server said the export (or one of its files) failed for good: the job is dropped, not resumed."""
 
 
 class Expired(Exception):
@@ -79,7 +91,7 @@ def _transient(response: httpx.Response) -> None:
     if "transient" in codes or "throttled" in codes:
         raise Retryable(response, f"HTTP {response.status_code} (transient: {_outcome_text(response)})")
     if codes and response.status_code >= 500:
-        raise PullError(f"the FHIR server failed: HTTP {response.status_code}: {_outcome_text(response)}; "
+        raise ServerFailed(f"the FHIR server failed: HTTP {response.status_code}: {_outcome_text(response)}; "
                         "nothing was written")
 
 
@@ -145,7 +157,8 @@ class BulkExport:
             raise PullError(f"the $export kick-off was refused: HTTP {response.status_code}: "
                             f"{_outcome_text(response)}; nothing was written")
         status = str(httpx.URL(url).join(response.headers["Content-Location"]))
-        return {"status_url": status, "request": url, "since": since, "base_url": self.base_url,
+        return {"status_url": public_url(status), "request": public_url(url), "since": since,
+                "base_url": public_url(self.base_url),
                 "group": self.group, "kicked_off": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
 
     def poll(self, job: dict[str, Any]) -> dict[str, Any]:
@@ -159,7 +172,7 @@ class BulkExport:
             if response.status_code == 200:
                 return self._manifest(response)
             if response.status_code != 202:
-                raise PullError(f"the export failed: HTTP {response.status_code}: {_outcome_text(response)}; "
+                raise ServerFailed(f"the export failed: HTTP {response.status_code}: {_outcome_text(response)}; "
                                 "nothing was written")
             attempt += 1
             asked = Retryable(response, "in progress").wait
@@ -309,7 +322,7 @@ def pull_fhir(inbox: Path, base_url: str, credentials: BackendCredentials, *, gr
         raise PullError(f"the FHIR pull writes {CENTER}'s delivery (extracts.md); {center} delivers otherwise")
     with pull_lock(inbox, center) as work, new_client() as http:
         state = PullState.load(inbox, center)
-        source = {"url": base_url.rstrip("/"), "group": group}
+        source = {"url": public_url(base_url.rstrip("/")), "group": group}
         base = None if full or state.source != source else state.base_folder(inbox)
         export = BulkExport(base_url, credentials, group, budget or RetryBudget(), http=http)
         export.sign_in()
@@ -329,6 +342,10 @@ def pull_fhir(inbox: Path, base_url: str, credentials: BackendCredentials, *, gr
                 manifest = export.poll(job)
                 files = _download_all(export, manifest, received)
                 break
+            except ServerFailed:
+                state.job = None  # a failed job is not resumed: the next pull kicks off anew
+                state.save(inbox)
+                raise
             except Expired as gone:
                 notes.append(f"{gone}: started again from kick-off with the same _since")
                 state.job, job = None, None
@@ -404,7 +421,7 @@ def _build(export: BulkExport, work: Path, manifest: dict[str, Any], files: dict
     written = describe(staged, counts, counts)
     record = {
         "center": CENTER, "kind": "fhir-bulk-export", "drg_etl": __version__,
-        "source": {"url": export.base_url, "group": export.group, "server": export.server_version()},
+        "source": {"url": public_url(export.base_url), "group": export.group, "server": export.server_version()},
         "request": {"kickoff": job["request"], "_type": ",".join(types), "_since": job.get("since")},
         "mode": mode, "transactionTime": manifest["transactionTime"],
         "pulled_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -121,3 +121,9 @@ def with_retries(call: Callable[[], httpx.Response], budget: RetryBudget, what: 
 def _plain(exc: Exception) -> str:
     """An httpx error's text without anything a request carried (httpx puts no headers in its messages)."""
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def public_url(url: str) -> str:
+    """A URL as it may be recorded: without a user or password in it (``https://user:secret@host/...``)."""
+    parsed = httpx.URL(url)
+    return str(parsed.copy_with(username=None, password=None)) if parsed.userinfo else url

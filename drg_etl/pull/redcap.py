@@ -30,7 +30,14 @@ from drg_etl import __version__
 from drg_etl.core.cpr import scrub_cpr
 from drg_etl.core.errors import UsageError
 from drg_etl.core.formats import FORMATS, REDCAP_API_METADATA_COLUMNS, REDCAP_DICTIONARY_COLUMNS
-from drg_etl.pull.http import CredentialRefused, PullError, RetryBudget, new_client, with_retries
+from drg_etl.pull.http import (
+    CredentialRefused,
+    PullError,
+    RetryBudget,
+    new_client,
+    public_url,
+    with_retries,
+)
 from drg_etl.pull.result import PullResult
 from drg_etl.pull.snapshot import Snapshot, describe, land, sha256_text, write_text_file
 from drg_etl.pull.state import PullState, pull_lock
@@ -302,7 +309,8 @@ def pull_redcap(inbox: Path, url: str, token: str, *, full: bool = False, center
         if not isinstance(project, dict):
             raise PullError("REDCap's project information is not a JSON object")
         design = read_design(api, project)
-        source = {"url": url, "design_sha256": design.sha256, "project_id": str(project.get("project_id", ""))}
+        source = {"url": public_url(url), "design_sha256": design.sha256,
+                  "project_id": str(project.get("project_id", ""))}
         base = None if full or state.source != source else state.base_folder(inbox)
         since_local = None
         params = {"type": "flat", "rawOrLabel": "raw", "rawOrLabelHeaders": "raw", "exportCheckboxLabel": "false",
@@ -354,7 +362,7 @@ def pull_redcap(inbox: Path, url: str, token: str, *, full: bool = False, center
         written = describe(staged, counts, counts)
         record = {
             "center": center, "kind": "redcap-api", "drg_etl": __version__,
-            "source": {"url": url, "server": {"software": "REDCap", "version": version},
+            "source": {"url": public_url(url), "server": {"software": "REDCap", "version": version},
                        "project_id": project.get("project_id"), "project_title": scrub_cpr(str(
                            project.get("project_title", "")))[:200]},
             "request": {"calls": ["version", "project", "metadata", "formEventMapping", "repeatingFormsEvents",
