@@ -19,10 +19,22 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
 
 from drg_etl.core.delivery import PULL_RECORD, sha256_file
 
 BATCH = 10_000
+
+
+def _batches(rows: Iterable[tuple[str, str, str, str]]) -> Iterator[list[tuple[str, str, str, str]]]:
+    batch: list[tuple[str, str, str, str]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 class Snapshot:
@@ -43,14 +55,13 @@ class Snapshot:
         self.db.close()
 
     def _insert(self, table: str, rows: Iterable[tuple[str, str, str, str]]) -> int:
-        count, batch = 0, []
-        for row in rows:
-            batch.append(row)
-            if len(batch) >= BATCH:
-                self.db.executemany(f"insert into {table} values (?, ?, ?, ?)", batch)
-                count, batch = count + len(batch), []
-        if batch:
-            self.db.executemany(f"insert into {table} values (?, ?, ?, ?)", batch)
+        """Insert in batches through a pandas frame (DuckDB's executemany is a statement per row)."""
+        count = 0
+        for batch in _batches(rows):
+            frame = pd.DataFrame(batch, columns=["part", "key", "ord", "line"], dtype="string")
+            self.db.register("batch_rows", frame)
+            self.db.execute(f"insert into {table} select * from batch_rows")
+            self.db.unregister("batch_rows")
             count += len(batch)
         return count
 
