@@ -240,9 +240,77 @@ FHIR_RESOURCES = WarehouseTable("fhir", "resources", "The FHIR layer: the nation
     _req("resource", "json", "compact JSON, as the export writes it"),
 ))
 
-# The marts (drg_etl/pipeline/marts.py and the Dagster assets): tables rebuilt whole from the layers below.
-MART_PATIENT_FLAGS, MART_QUALITY_BY_RULE, MART_NATIONAL_ANALYSIS = (
-    "marts.patient_flags", "marts.quality_by_rule", "marts.national_analysis")
+# -- the marts: the analysts' tables, rebuilt by drg_etl/pipeline/marts.py after every FHIR build (both doors) --
+MART_PATIENT_FLAGS_TABLE = WarehouseTable(
+    "marts", "patient_flags", "One row per trial patient (analysis.md): the national analysis's flags at the "
+                              "warehouse's observation end (the latest cutoff in force).", (
+        _req("patient_id", "varchar", "the Patient's id in the FHIR layer (from the keyed CPR pseudonym)"),
+        _req("observation_end", "date", "the day the flags hold at: the latest cutoff among the deliveries in force"),
+        _req("first_trial", "date", "the first trial stimulation's start in the study window"),
+        _col("trial_center", "varchar", "the center of that first trial"),
+        _col("pain_location", "varchar", "the primary pain location"),
+        _col("first_implant", "date", "the first full implantation in the study window, at any center"),
+        _col("implant_center", "varchar", "the center of that first implantation"),
+        _req("implanted", "boolean", "an implantation in the study window"),
+        _req("still_implanted", "boolean", "implanted, and no explantation on or before the observation end"),
+        _req("fully_functional", "boolean", "still implanted and no lead faulty without a later replacement"),
+        _req("lead_defect", "boolean", "implanted, with a lead fracture or malfunction complication"),
+        _req("retained_fragment", "boolean", "implanted, with a retained lead fragment complication"),
+        _req("permanent_nerve_damage", "boolean", "implanted, with nerve damage recorded as permanent"),
+    ), ("patient_id",))
+MART_FOLLOW_UP_TABLE = WarehouseTable(
+    "marts", "follow_up", "One row per assessment (Observation) of a trial patient, with its resolved timepoint: "
+                          "the source's label, or the window its date falls in (analysis.md).", (
+        _req("observation_id", "varchar", "the Observation's id in the FHIR layer"),
+        _req("patient_id", "varchar", "the Patient's id in the FHIR layer"),
+        _req("center", "varchar", "the center that recorded the assessment"),
+        _req("measure", "varchar", "nrs_average, nrs_worst or pcs"),
+        _req("date", "date", "the day of the assessment"),
+        _req("value", "double", "the score"),
+        _col("timepoint_label", "varchar", "the timepoint the source labelled it with (null: the source has none)"),
+        _col("timepoint", "varchar", "the resolved timepoint: the label, else the window of the date (baseline: "
+                                     "90 days before the first trial; month_3 2-4, month_6 5-8, month_12 9-15, "
+                                     "month_24 18-30, month_36 31-42 months after the first implant); null: none"),
+        _col("resolved_by", "varchar", "label or date_window (null: no timepoint)"),
+        _req("official", "boolean", "the assessment the analysis uses for its patient, measure and timepoint "
+                                    "(baseline: the latest; later ones: the closest to the timepoint)"),
+    ), ("observation_id",))
+MART_LEAD_HISTORY_TABLE = WarehouseTable(
+    "marts", "lead_history", "One row per lead (Device) of a patient: placement, status, state at the observation "
+                             "end, repair, and the complications the source links to it.", (
+        _req("device_id", "varchar", "the Device's id in the FHIR layer"),
+        _req("patient_id", "varchar", "the Patient's id in the FHIR layer"),
+        _req("center", "varchar", "the center that placed the lead"),
+        _col("level", "varchar", "the spinal level (C1-S5)"),
+        _col("side", "varchar", "left or right"),
+        _col("placed_date", "date", "the day the lead was placed"),
+        _col("status", "varchar", "the lead's status as last recorded: active, fractured, malfunction, removed, "
+                                  "removed_fragment_retained"),
+        _col("status_date", "date", "the day of that status"),
+        _req("state_at_end", "varchar", "working, faulty or removed at the observation end"),
+        _col("replaced_date", "date", "for a faulty lead: the first lead placed later at its level and side"),
+        _req("defect_complications", "integer", "lead fracture or malfunction complications that name this lead"),
+        _col("first_defect_date", "date", "the first of them"),
+    ), ("device_id",))
+MART_QUALITY_BY_RULE_TABLE = WarehouseTable(
+    "marts", "quality_by_rule", "The data-quality summary: records quarantined per center and rule, among the "
+                                "deliveries in force.", (
+        _req("center", "varchar", "the center"),
+        _req("rule_id", "varchar", "the rule (quality.rules)"),
+        _req("severity", "varchar", "error or warning"),
+        _req("kahn_category", "varchar", "conformance, completeness or plausibility (Kahn et al. 2016)"),
+        _req("records", "bigint", "the records it flagged"),
+    ), ("center", "rule_id"))
+MART_NATIONAL_ANALYSIS_TABLE = WarehouseTable(
+    "marts", "national_analysis", "The national analysis (analysis.md) as `drg-etl analyze --json` prints it, at "
+                                  "the warehouse's observation end.", (
+        _req("figures", "json", "the figures, as analysis.md's output contract"),
+        _req("observation_end", "date", "the observation end they hold at"),
+    ))
+MARTS: tuple[WarehouseTable, ...] = (MART_PATIENT_FLAGS_TABLE, MART_FOLLOW_UP_TABLE, MART_LEAD_HISTORY_TABLE,
+                                     MART_QUALITY_BY_RULE_TABLE, MART_NATIONAL_ANALYSIS_TABLE)
+MART_PATIENT_FLAGS, MART_FOLLOW_UP, MART_LEAD_HISTORY, MART_QUALITY_BY_RULE, MART_NATIONAL_ANALYSIS = (
+    t.qualified for t in MARTS)
 
 WAREHOUSE_TABLES: tuple[WarehouseTable, ...] = (
     RULES, SETTINGS, LOADS, DELIVERIES, DELIVERY_FILES, REJECTIONS, QUARANTINE, RELEASES, CHECK_RESULTS, FHIR_BUILDS,
