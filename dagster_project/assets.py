@@ -4,7 +4,6 @@ Every asset calls the library (drg_etl); nothing here transforms data itself.
 """
 
 
-import json
 from pathlib import Path
 
 import dagster as dg
@@ -18,7 +17,6 @@ from dagster_project.resources import (
 )
 from drg_etl.analysis.national import national_analysis as compute_national_analysis
 from drg_etl.core.model import CANONICAL_TABLES
-from drg_etl.core.tables import MART_NATIONAL_ANALYSIS
 from drg_etl.core.vocabulary import CENTERS
 from drg_etl.fhir.export import export_fhir
 from drg_etl.fhir.store import refresh_fhir
@@ -142,8 +140,6 @@ def national_analysis(warehouse: WarehouseResource) -> dg.MaterializeResult:
     """The national analysis of analysis.md, computed by SQL over the FHIR layer's flat tables."""
     with warehouse.connection() as con:
         figures = compute_national_analysis(con)
-        con.execute(f"create or replace table {MART_NATIONAL_ANALYSIS} as select ?::json as figures, now() as at",
-                    [json.dumps(figures)])
     cohort = figures["cohort"]
     return dg.MaterializeResult(metadata={
         "trial patients": cohort["trial_patients"], "implanted patients": cohort["implanted_patients"],

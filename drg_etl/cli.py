@@ -357,6 +357,10 @@ def print_figures(figures: dict) -> None:
             rows.append((f"{name.replace('_', ' ')} at {day} days",
                          "nobody at risk" if point is None else
                          f"{point['s']} ({point['lo']}-{point['hi']}), {point['at_risk']} at risk"))
+    for timepoint, cell in {k: v for k, v in figures.get("follow_up", {}).items() if k != "by_center"}.items():
+        share = "" if cell["pct"] is None else f" ({cell['pct']}%)"
+        rows.append((f"follow-up {timepoint.replace('_', ' ')}: assessed / due", f"{cell['assessed']} / {cell['due']}"
+                                                                                  f"{share}"))
     if leads := figures.get("survival", {}).get("leads"):
         rows.append(("leads placed / revised / faulty at the end",
                      f"{leads['placed']} / {leads['revised']} / {leads['faulty_at_end']}"))

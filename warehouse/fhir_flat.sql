@@ -87,8 +87,9 @@ select
     fhir_code(json_extract_string(resource, '$.code.coding[*].code'), 'complication')  as complication,
     cast(json_extract_string(resource, '$.onsetDateTime') as date)                     as date,
     case json_extract_string(resource, '$.clinicalStatus.coding[0].code')
-        when 'active' then true when 'resolved' then false end                         as permanent
+        when 'active' then true when 'resolved' then false end                         as permanent,
                                                  -- permanence is an outcome: active = lasting harm
+    fhir_ref(json_extract_string(resource, '$.evidence[0].detail[0].reference'))       as device_id
 from fhir.resources
 where resource_type = 'Condition'
   and json_extract_string(resource, '$.category[0].coding[0].code') = 'encounter-diagnosis';

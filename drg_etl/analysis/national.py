@@ -10,14 +10,22 @@ import duckdb
 
 from drg_etl.analysis.survival import mask_survival, survival_figures
 from drg_etl.analysis.wilcoxon import signed_rank_p
+from drg_etl.core.dates import FOLLOW_UP_WINDOWS
 from drg_etl.core.sql import read_sql
 from drg_etl.core.vocabulary import CENTERS, MEASURES, PAIN_LOCATIONS
+from drg_etl.pipeline.marts import with_flags
 
 MASK = "<5"
 
 
 def _sql(name: str) -> str:
     return read_sql(f"analysis/{name}.sql")
+
+
+def _query(con: duckdb.DuckDBPyConnection, sql: str, end: dt.date) -> duckdb.DuckDBPyConnection:
+    """Run ``sql`` over the patient flags at ``end`` (the mart, or its query at another day)."""
+    statement, parameters = with_flags(con, sql, end)
+    return con.execute(statement, parameters)
 
 
 def one_decimal(value: Decimal) -> float:
@@ -41,21 +49,20 @@ def default_observation_end(con: duckdb.DuckDBPyConnection) -> dt.date:
 def national_analysis(con: duckdb.DuckDBPyConnection, observation_end: dt.date | None = None) -> dict[str, Any]:
     """The figures of analysis.md, computed from the warehouse's FHIR layer."""
     end = observation_end or default_observation_end(con)
-    con.execute("create or replace temp table flags as " + _sql("patient_flags"), {"observation_end": end})
-    counts = con.execute("""
+    counts = _query(con, """
         select count(*), count(*) filter (where implanted), count(*) filter (where still_implanted),
                count(*) filter (where fully_functional), count(*) filter (where lead_defect),
                count(*) filter (where retained_fragment), count(*) filter (where permanent_nerve_damage)
-        from flags""").fetchone()
+        from patient_flags""", end).fetchone()
     trial, implanted, still, functional, defect, fragment, nerve = counts
-    pain = dict(con.execute("select pain_location, count(*) from flags group by 1").fetchall())
+    pain = dict(_query(con, "select pain_location, count(*) from patient_flags group by 1", end).fetchall())
     pairs: dict[str, tuple[list[float], list[float]]] = {m: ([], []) for m in MEASURES}
-    for measure, baseline, month12 in con.execute(
-            "select measure, baseline, month12 from (" + _sql("outcome_pairs") + ")").fetchall():
+    for measure, baseline, month12 in _query(
+            con, "select measure, baseline, month12 from (" + _sql("outcome_pairs") + ")", end).fetchall():
         pairs[measure][0].append(baseline)
         pairs[measure][1].append(month12)
     by_center = {c: {"trial_patients": 0, "implanted_patients": 0} for c in CENTERS}
-    for center, trials, implants in con.execute(_sql("by_center")).fetchall():
+    for center, trials, implants in _query(con, _sql("by_center"), end).fetchall():
         by_center[center] = {"trial_patients": trials, "implanted_patients": implants}
     return {
         "observation_end": end.isoformat(),
@@ -78,8 +85,24 @@ def national_analysis(con: duckdb.DuckDBPyConnection, observation_end: dt.date |
             "permanent_nerve_damage_patients": nerve,
         },
         "by_center": by_center,
-        "survival": survival_figures(con, end, flags_ready=True),
+        "survival": survival_figures(con, end),
+        "follow_up": follow_up_completeness(con, end),
     }
+
+
+def follow_up_completeness(con: duckdb.DuckDBPyConnection, end: dt.date) -> dict[str, Any]:
+    """analysis.md's ``follow_up``: due, assessed and percent per timepoint, nationally and per center of the
+    first implant (every center and timepoint; ``pct`` null where none is due)."""
+    counts = {(center, timepoint): (due, assessed)
+              for center, timepoint, due, assessed in _query(con, _sql("follow_up"), end).fetchall()}
+
+    def cell(due: int, assessed: int) -> dict[str, Any]:
+        return {"due": due, "assessed": assessed, "pct": pct(assessed, due)}
+
+    national = {t: cell(sum(d for (_c, tp), (d, _a) in counts.items() if tp == t),
+                        sum(a for (_c, tp), (_d, a) in counts.items() if tp == t)) for t in FOLLOW_UP_WINDOWS}
+    by_center = {c: {t: cell(*counts.get((c, t), (0, 0))) for t in FOLLOW_UP_WINDOWS} for c in CENTERS}
+    return {**national, "by_center": by_center}
 
 
 def _outcome(baseline: list[float], month12: list[float]) -> dict[str, Any]:
@@ -131,4 +154,18 @@ def publishable(figures: dict[str, Any]) -> dict[str, Any]:
                         for c, counts in figures["by_center"].items()}
     if "survival" in figures:
         out["survival"] = mask_survival(figures["survival"])
+    if "follow_up" in figures:
+        out["follow_up"] = _mask_follow_up(figures["follow_up"], small)
+    return out
+
+
+def _mask_follow_up(follow_up: dict[str, Any], small: Any) -> dict[str, Any]:
+    """Counts 1-4 of due and assessed as "<5", and the percentage beside a masked count."""
+    def cell(entry: dict[str, Any]) -> dict[str, Any]:
+        masked = {k: (MASK if small(entry[k]) else entry[k]) for k in ("due", "assessed")}
+        masked["pct"] = MASK if MASK in masked.values() else entry["pct"]
+        return masked
+
+    out: dict[str, Any] = {t: cell(v) for t, v in follow_up.items() if t != "by_center"}
+    out["by_center"] = {c: {t: cell(v) for t, v in cells.items()} for c, cells in follow_up["by_center"].items()}
     return out

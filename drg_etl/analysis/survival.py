@@ -9,6 +9,7 @@ from typing import Any
 import duckdb
 
 from drg_etl.core.sql import read_sql
+from drg_etl.pipeline.marts import with_flags
 
 MASK = "<5"
 #: The days at which the survival curves are read (analysis.md).
@@ -59,21 +60,21 @@ def kaplan_meier(times: list[int], events: list[bool], days: tuple[int, ...] = A
     return {"patients": len(times), "events": sum(bool(e) for e in events), "at_days": at_days}
 
 
-def survival_figures(con: duckdb.DuckDBPyConnection, observation_end: dt.date, *,
-                     flags_ready: bool = False) -> dict[str, Any]:
-    """analysis.md's ``survival`` object, from the survival SQL over the FHIR layer's flat tables.
+def _times(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> list[tuple]:
+    """Per implanted patient: days to a lead defect (or censoring) and to explantation, with the event flags."""
+    statement, parameters = with_flags(
+        con, "select defect_days, defect_event, explant_days, explant_event from (" + _sql("survival") + ")",
+        observation_end)
+    return con.execute(statement, parameters).fetchall()
 
-    ``flags_ready``: the temp table ``flags`` (patient_flags.sql) already holds this observation end.
-    """
-    params = {"observation_end": observation_end}
-    if not flags_ready:
-        con.execute("create or replace temp table flags as " + _sql("patient_flags"), params)
-    rows = con.execute(
-        "select defect_days, defect_event, explant_days, explant_event from (" + _sql("survival") + ")",
-        params).fetchall()
-    placed, revised, faulty = con.execute(
-        "select count(*), count(*) filter (where revised), count(*) filter (where faulty_at_end) from ("
-        + _sql("survival_leads") + ")", params).fetchone()
+
+def survival_figures(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> dict[str, Any]:
+    """analysis.md's ``survival`` object, from the survival SQL over the marts and the flat tables."""
+    rows = _times(con, observation_end)
+    statement, parameters = with_flags(
+        con, "select count(*), count(*) filter (where revised), count(*) filter (where faulty_at_end) from ("
+        + _sql("survival_leads") + ")", observation_end)
+    placed, revised, faulty = con.execute(statement, parameters).fetchone()
     return {
         "lead_defect_free": kaplan_meier([r[0] for r in rows], [bool(r[1]) for r in rows]),
         "system_explant_free": kaplan_meier([r[2] for r in rows], [bool(r[3]) for r in rows]),
@@ -143,10 +144,6 @@ def _curve(times: list[int], events: list[bool]) -> list[dict[str, float]]:
 
 def survival_curves(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> dict[str, list[dict[str, float]]]:
     """Both Kaplan-Meier curves of :func:`survival_figures`, every step, for the report's plots."""
-    params = {"observation_end": observation_end}
-    con.execute("create or replace temp table flags as " + _sql("patient_flags"), params)
-    rows = con.execute(
-        "select defect_days, defect_event, explant_days, explant_event from (" + _sql("survival") + ")",
-        params).fetchall()
+    rows = _times(con, observation_end)
     return {"lead_defect_free": _curve([r[0] for r in rows], [bool(r[1]) for r in rows]),
             "system_explant_free": _curve([r[2] for r in rows], [bool(r[3]) for r in rows])}

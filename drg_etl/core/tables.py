@@ -251,6 +251,8 @@ MART_PATIENT_FLAGS_TABLE = WarehouseTable(
         _col("pain_location", "varchar", "the primary pain location"),
         _col("first_implant", "date", "the first full implantation in the study window, at any center"),
         _col("implant_center", "varchar", "the center of that first implantation"),
+        _col("first_explant", "date", "the first explantation of the complete system, on or before the "
+                                      "observation end"),
         _req("implanted", "boolean", "an implantation in the study window"),
         _req("still_implanted", "boolean", "implanted, and no explantation on or before the observation end"),
         _req("fully_functional", "boolean", "still implanted and no lead faulty without a later replacement"),
@@ -301,16 +303,9 @@ MART_QUALITY_BY_RULE_TABLE = WarehouseTable(
         _req("kahn_category", "varchar", "conformance, completeness or plausibility (Kahn et al. 2016)"),
         _req("records", "bigint", "the records it flagged"),
     ), ("center", "rule_id"))
-MART_NATIONAL_ANALYSIS_TABLE = WarehouseTable(
-    "marts", "national_analysis", "The national analysis (analysis.md) as `drg-etl analyze --json` prints it, at "
-                                  "the warehouse's observation end.", (
-        _req("figures", "json", "the figures, as analysis.md's output contract"),
-        _req("observation_end", "date", "the observation end they hold at"),
-    ))
 MARTS: tuple[WarehouseTable, ...] = (MART_PATIENT_FLAGS_TABLE, MART_FOLLOW_UP_TABLE, MART_LEAD_HISTORY_TABLE,
-                                     MART_QUALITY_BY_RULE_TABLE, MART_NATIONAL_ANALYSIS_TABLE)
-MART_PATIENT_FLAGS, MART_FOLLOW_UP, MART_LEAD_HISTORY, MART_QUALITY_BY_RULE, MART_NATIONAL_ANALYSIS = (
-    t.qualified for t in MARTS)
+                                     MART_QUALITY_BY_RULE_TABLE)
+MART_PATIENT_FLAGS, MART_FOLLOW_UP, MART_LEAD_HISTORY, MART_QUALITY_BY_RULE = (t.qualified for t in MARTS)
 
 WAREHOUSE_TABLES: tuple[WarehouseTable, ...] = (
     RULES, SETTINGS, LOADS, DELIVERIES, DELIVERY_FILES, REJECTIONS, QUARANTINE, RELEASES, CHECK_RESULTS, FHIR_BUILDS,
@@ -321,7 +316,8 @@ PENDING: tuple[str, ...] = (*(t.name for t in WAREHOUSE_TABLES if t.name.startsw
                             *(f"pending_{t}" for t in CANONICAL_TABLES),
                             *(f"pending_held_{t}" for t in CANONICAL_TABLES))
 # Tables of earlier versions that nothing reads any more.
-DROPPED = ("quality.rule_results",)
+# marts.national_analysis: once written by the Dagster asset alone (the figures are its metadata now).
+DROPPED = ("quality.rule_results", "marts.national_analysis")
 
 
 def warehouse_ddl() -> str:

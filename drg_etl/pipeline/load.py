@@ -26,6 +26,7 @@ from drg_etl.core.tables import LOADS, REJECTIONS, insert_row, insert_rows
 from drg_etl.core.vocabulary import CENTERS
 from drg_etl.fhir.store import refresh_fhir
 from drg_etl.pipeline import warehouse
+from drg_etl.pipeline.marts import refresh_marts
 from drg_etl.pipeline.parallel import prefetched
 from drg_etl.pipeline.reconcile import ReconciliationError
 from drg_etl.pipeline.staging import StageReader, discard_unfinished, read_into, stage_delivery
@@ -267,6 +268,9 @@ def load_inbox(inbox: Path, warehouse_path: Path, key: bytes, progress: Callable
         if progress:
             progress("building the FHIR layer")
         refresh_fhir(con, strict=strict)
+        if progress:
+            progress("building the marts")
+        refresh_marts(con)
         finish_load(con, load_id)
         con.execute("checkpoint")
         con.execute("update quality.loads set skipped = ? where load_id = ?", [len(skipped), load_id])

@@ -1,24 +1,111 @@
-"""Marts over the FHIR layer's flat tables: per-patient analysis flags and the data-quality summary by rule."""
+"""The marts: the analysts' tables over the FHIR layer's flat tables, one step both doors call.
+
+``drg-etl load`` calls :func:`refresh_marts` after the FHIR layer is current; the Dagster asset
+``warehouse_marts`` calls the same. Each mart is created from its declaration (drg_etl/core/tables.py)
+and filled by its query (warehouse/marts/*.sql) in one transaction. The study window, the lead-defect
+types, the lead statuses and the timepoint windows are the Python constants, bound as parameters.
+The analysis reads the marts (:func:`flags_relation`); nothing else computes the patient flags.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+from typing import Any
+
 import duckdb
 
+from drg_etl.core.dates import BASELINE_LOOKBACK_DAYS, FOLLOW_UP_WINDOWS, STUDY_END, STUDY_START
 from drg_etl.core.sql import read_sql
-from drg_etl.core.tables import MART_PATIENT_FLAGS, MART_QUALITY_BY_RULE
+from drg_etl.core.tables import (
+    MART_FOLLOW_UP_TABLE,
+    MART_LEAD_HISTORY_TABLE,
+    MART_PATIENT_FLAGS,
+    MART_PATIENT_FLAGS_TABLE,
+    MART_QUALITY_BY_RULE_TABLE,
+    MARTS,
+    WarehouseTable,
+)
+from drg_etl.core.vocabulary import FAULTY_LEAD_STATUSES, LEAD_DEFECT_COMPLICATIONS, REMOVED_LEAD_STATUSES
 
-QUALITY_BY_RULE = """
-    select q.center, q.rule_id, q.severity, q.kahn_category, count(*) as records
-    from quality.quarantine q semi join quality.deliveries_in_force using (delivery_id)
-    group by all"""
+# Each mart and the query that fills it, in the order they are built (follow_up reads patient_flags).
+MART_QUERIES: tuple[tuple[WarehouseTable, str], ...] = (
+    (MART_PATIENT_FLAGS_TABLE, "marts/patient_flags.sql"),
+    (MART_FOLLOW_UP_TABLE, "marts/follow_up.sql"),
+    (MART_LEAD_HISTORY_TABLE, "marts/lead_history.sql"),
+    (MART_QUALITY_BY_RULE_TABLE, "marts/quality_by_rule.sql"),
+)
+_PARAMETER = re.compile(r"\$([a-z_]+)")
+
+
+def study_parameters(observation_end: dt.date) -> dict[str, Any]:
+    """Every constant the marts' and the analysis's SQL may name, by parameter name."""
+    return {
+        "observation_end": observation_end,
+        "study_start": STUDY_START,
+        "study_end": STUDY_END,
+        "defect_types": list(LEAD_DEFECT_COMPLICATIONS),
+        "faulty_statuses": list(FAULTY_LEAD_STATUSES),
+        "removed_statuses": list(REMOVED_LEAD_STATUSES),
+        "baseline_days": BASELINE_LOOKBACK_DAYS,
+        "window_names": list(FOLLOW_UP_WINDOWS),
+        "window_low": [low for low, _high in FOLLOW_UP_WINDOWS.values()],
+        "window_target": [int(name.removeprefix("month_")) for name in FOLLOW_UP_WINDOWS],
+        "window_high": [high for _low, high in FOLLOW_UP_WINDOWS.values()],
+    }
+
+
+def bind(sql: str, parameters: dict[str, Any]) -> dict[str, Any]:
+    """The parameters a statement names (DuckDB refuses named parameters a statement does not use)."""
+    return {name: parameters[name] for name in dict.fromkeys(_PARAMETER.findall(sql)) if name in parameters}
+
+
+def warehouse_observation_end(con: duckdb.DuckDBPyConnection) -> dt.date | None:
+    """The latest cutoff among the deliveries in force: the day the marts hold at (None: nothing loaded)."""
+    return con.execute("select max(cutoff) from quality.deliveries_in_force").fetchone()[0]
+
+
+def flags_relation(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> tuple[str, dict[str, Any]]:
+    """The patient flags at ``observation_end`` as a query and its parameters: the mart itself when it holds
+    at that day, else the mart's own query at the other day (one definition, warehouse/marts/patient_flags.sql)."""
+    held = con.execute(f"select max(observation_end) from {MART_PATIENT_FLAGS}").fetchone()[0] \
+        if _exists(con, MART_PATIENT_FLAGS) else None
+    if held == observation_end:
+        return f"select * from {MART_PATIENT_FLAGS}", {}
+    sql = read_sql("marts/patient_flags.sql")
+    return sql, bind(sql, study_parameters(observation_end))
+
+
+def with_flags(con: duckdb.DuckDBPyConnection, sql: str, observation_end: dt.date) -> tuple[str, dict[str, Any]]:
+    """``sql`` (which reads the relation ``patient_flags``) with the flags at ``observation_end`` in front."""
+    flags_sql, flags_parameters = flags_relation(con, observation_end)
+    statement = f"with patient_flags as ({flags_sql}) select * from ({sql})"
+    return statement, {**flags_parameters, **bind(sql, study_parameters(observation_end))}
+
+
+def _exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    schema, name = qualified.split(".")
+    return bool(con.execute("select count(*) from duckdb_tables() where schema_name = ? and table_name = ?",
+                            [schema, name]).fetchone()[0])
 
 
 def refresh_marts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Rebuild ``marts.patient_flags`` and ``marts.quality_by_rule``; return their row counts."""
-    end = con.execute("select max(cutoff) from quality.deliveries_in_force").fetchone()[0]
-    # The mart names are declarations (drg_etl/core/tables.py), never data; the values go in as parameters.
-    con.execute(f"create or replace table {MART_PATIENT_FLAGS} as {read_sql('analysis/patient_flags.sql')}",
-                {"observation_end": end})
-    con.execute(f"create or replace table {MART_QUALITY_BY_RULE} as {QUALITY_BY_RULE}")
-    return {t.split(".")[1]: con.execute(f"select count(*) from {t}").fetchone()[0]
-            for t in (MART_PATIENT_FLAGS, MART_QUALITY_BY_RULE)}
+    """Rebuild every mart from its declaration and query, in one transaction; return their row counts."""
+    end = warehouse_observation_end(con)
+    parameters = study_parameters(end) if end is not None else {}
+    con.execute("begin transaction")
+    try:
+        for table, query in MART_QUERIES:
+            con.execute(f"drop table if exists {table.qualified}")
+            con.execute(table.ddl())
+            if end is None:
+                continue  # nothing loaded: the marts exist, empty
+            sql = read_sql(query)
+            if "patient_flags" in sql and table is not MART_PATIENT_FLAGS_TABLE:
+                sql = f"with patient_flags as (select * from {MART_PATIENT_FLAGS}) select * from ({sql})"
+            con.execute(f"insert into {table.qualified} by name {sql}", bind(sql, parameters))
+        con.execute("commit")
+    except BaseException:
+        con.execute("rollback")
+        raise
+    return {t.name: con.execute(f"select count(*) from {t.qualified}").fetchone()[0] for t in MARTS}

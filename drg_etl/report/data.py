@@ -11,6 +11,7 @@ import duckdb
 from drg_etl.analysis.national import default_observation_end, national_analysis, publishable
 from drg_etl.analysis.survival import survival_curves
 from drg_etl.core.sql import read_sql
+from drg_etl.pipeline.marts import with_flags
 from drg_etl.quality.report import quality_report
 
 
@@ -35,12 +36,10 @@ def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> list[
 
 def outcome_pairs(con: duckdb.DuckDBPyConnection, end: dt.date) -> dict[str, list[tuple[float, float]]]:
     """Per measure, the (baseline, 12-month) pairs of the analysis set (warehouse/analysis/outcome_pairs.sql)."""
-    flags = read_sql("analysis/patient_flags.sql")
     pairs_sql = read_sql("analysis/outcome_pairs.sql")
-    con.execute("create or replace temp table flags as " + flags, {"observation_end": end})
+    statement, parameters = with_flags(con, f"select measure, baseline, month12 from ({pairs_sql}) order by all", end)
     out: dict[str, list[tuple[float, float]]] = {}
-    for measure, baseline, month12 in con.execute(f"select measure, baseline, month12 from ({pairs_sql}) "
-                                                  "order by all").fetchall():
+    for measure, baseline, month12 in con.execute(statement, parameters).fetchall():
         out.setdefault(measure, []).append((baseline, month12))
     return out
 

@@ -1,6 +1,6 @@
 -- Device survival (analysis.md, "Beyond the paper"): one row per implanted patient whose first
 -- implant lies on or before $observation_end, with the two times to event in days.
--- Expects `flags` (patient_flags.sql, same $observation_end). Read from the FHIR layer's flat tables only.
+-- Reads the relation `patient_flags` at the same $observation_end (drg_etl/pipeline/marts.py). Read from the FHIR layer's flat tables only.
 --   lead-defect-free: first implant -> first lead_fracture / lead_malfunction dated on or after it;
 --                     censored at the explantation of the complete system or observation_end,
 --                     whichever is first (an event on the censoring day is an event).
@@ -12,7 +12,7 @@ params as (
 ),
 cohort as (
     select f.patient_id, f.first_implant
-    from flags f, params
+    from patient_flags f, params
     where f.implanted and f.first_implant <= params.obs_end
 ),
 explant as (
@@ -24,7 +24,7 @@ explant as (
 defect as (
     select c.patient_id, min(x.date) as defect_date
     from cohort c join fhir.complication_flat x using (patient_id), params
-    where x.complication in ('lead_fracture', 'lead_malfunction')
+    where list_contains($defect_types, x.complication)
       and x.date >= c.first_implant and x.date <= params.obs_end
     group by c.patient_id
 ),

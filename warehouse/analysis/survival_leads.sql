@@ -1,7 +1,7 @@
 -- Device survival per lead (analysis.md, "Beyond the paper"): one row per lead placed in an
 -- implanted patient (at the implant or a replacement, any center) on or before $observation_end.
--- Expects `flags` (patient_flags.sql, same $observation_end). Read from the FHIR layer's flat tables only.
---   revised:       replaced (a later lead placed at the same level and side, as patient_flags.sql
+-- Reads the relation `patient_flags` at the same $observation_end (drg_etl/pipeline/marts.py). Read from the FHIR layer's flat tables only.
+--   revised:       replaced (a later lead placed at the same level and side, as warehouse/marts/patient_flags.sql
 --                  repairs a fault) or removed (status removed*), on a date before the patient's
 --                  explantation of the complete system, or with no explantation by observation_end.
 --   faulty_at_end: status fractured or malfunction, taken on or before observation_end.
@@ -10,7 +10,7 @@ params as (
     select cast($observation_end as date) as obs_end
 ),
 implanted as (
-    select patient_id, first_implant from flags where implanted
+    select patient_id, first_implant from patient_flags where implanted
 ),
 explant as (
     select i.patient_id, min(p.date) as explant_date
@@ -27,7 +27,7 @@ leads as (
 revision as (
     select
         l.id,
-        case when l.status in ('removed', 'removed_fragment_retained') and l.status_date <= params.obs_end
+        case when list_contains($removed_statuses, l.status) and l.status_date <= params.obs_end
              then l.status_date end                                             as removed_date,
         (select min(r.placed_date) from leads r
          where r.patient_id = l.patient_id and r.level = l.level and r.side = l.side
@@ -42,7 +42,7 @@ select
     e.explant_date,
     coalesce(least(v.removed_date, v.replaced_date) < e.explant_date,
              least(v.removed_date, v.replaced_date) is not null)               as revised,
-    l.status in ('fractured', 'malfunction') and l.status_date <= params.obs_end as faulty_at_end
+    list_contains($faulty_statuses, l.status) and l.status_date <= params.obs_end as faulty_at_end
 from leads l
 join revision v using (id)
 left join explant e using (patient_id), params
