@@ -319,11 +319,13 @@ class Tiny:
                         measure=measure, value=value)
 
     def analyze(self, end: str = "2019-12-31") -> dict[str, Any]:
-        """Rebuild the FHIR layer and compute the national analysis as of ``end``."""
+        """Rebuild the FHIR layer and the marts and compute the national analysis as of ``end``."""
         from drg_etl.analysis.national import national_analysis
         from drg_etl.fhir.store import refresh_fhir
+        from drg_etl.pipeline.marts import refresh_marts
 
         refresh_fhir(self.con, full=True)
+        refresh_marts(self.con)
         return national_analysis(self.con, dt.date.fromisoformat(end))
 
 
