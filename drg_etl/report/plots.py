@@ -100,7 +100,8 @@ def survival(name: str, curve: list[dict[str, float]], times: list[tuple[int, bo
     censored = sorted({days for days, event in times if not event})
     if censored:
         ax.plot([d / DAYS_PER_YEAR for d in censored], [_step_value(curve, d) for d in censored], linestyle="none",
-                marker="+", markersize=7, markeredgewidth=1.2, color="#1d3557", label="censored")
+                marker="+", markersize=7, markeredgewidth=1.2, color="#1d3557", label="censored",
+                gid=f"km-{name}-censored")
     last = max([*years, *(d / DAYS_PER_YEAR for d, _ in times), 1.0])
     ticks = list(range(0, int(last) + 1 + (last > int(last))))
     ax.set_xticks(ticks)
@@ -112,9 +113,10 @@ def survival(name: str, curve: list[dict[str, float]], times: list[tuple[int, bo
     ax.legend(loc="lower left", frameon=False)
     if times:
         row = ax.get_xaxis_transform()  # x in data units, y in axes units: the row sits under the x label
-        ax.text(0, -0.25, "Number at risk", transform=row, ha="left", va="top", fontweight="bold")
+        ax.text(0, -0.25, "Number at risk", transform=row, ha="left", va="top", fontweight="bold",
+                gid=f"km-{name}-at-risk")
         for year, n in zip(ticks, at_risk(times, ticks, mask_small=mask_small), strict=True):
-            ax.text(year, -0.33, str(n), transform=row, ha="center", va="top")
+            ax.text(year, -0.33, str(n), transform=row, ha="center", va="top", gid=f"km-{name}-at-risk-{year}")
     return _svg(fig)
 
 
