@@ -19,6 +19,7 @@ from rich.text import Text
 from drg_etl import __version__
 from drg_etl.analysis.national import national_analysis, publishable
 from drg_etl.core.cpr import scrub_cpr
+from drg_etl.core.display import format_p
 from drg_etl.core.errors import EXIT_USAGE, DrgEtlError, interrupted_by
 from drg_etl.core.pseudonym import DEMO_KEY, KEY_VARIABLE, OLD_KEY_VARIABLE, key_from_environment
 from drg_etl.fhir.export import export_fhir
@@ -332,6 +333,12 @@ def _date(text: str | None) -> dt.date | None:
         raise typer.Exit(EXIT_USAGE) from exc
 
 
+def _p_text(value: object) -> str:
+    """"= 0.0039" or "< 0.001" (core/display.py's convention, the report's too)."""
+    text = format_p(value)
+    return text if text.startswith("<") else f"= {text}"
+
+
 def print_figures(figures: dict) -> None:
     """The national analysis as readable tables."""
     c = figures["cohort"]
@@ -345,7 +352,7 @@ def print_figures(figures: dict) -> None:
              for k, v in figures["pain_location"].items()]
     for measure, o in figures["outcomes_12m"].items():
         rows.append((f"{measure.replace('_', ' ')}: baseline -> 12 months (n={o['n']})",
-                     f"{o['baseline_mean']} -> {o['month12_mean']}, p = {_p(o['p_value'])}"))
+                     f"{o['baseline_mean']} -> {o['month12_mean']}, p {_p_text(o['p_value'])}"))
     k = figures["complications"]
     rows += [("lead-defect complication", f"{k['lead_defect_patients']} ({k['lead_defect_pct']}%)"),
              ("retained lead fragments", f"{k['retained_fragment_patients']} ({k['retained_fragment_pct']}%)"),
@@ -367,10 +374,6 @@ def print_figures(figures: dict) -> None:
     for label, value in rows:
         table.add_row(label, str(value))
     console.print(table)
-
-
-def _p(value: object) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
 @app.command("analyze")
@@ -412,7 +415,7 @@ def print_comparison(figures: dict) -> bool:
         table.add_column(column, justify="left" if column == "figure" else "right")
     rows = compare_with_paper(figures)
     for row in rows:
-        computed = _p(row.computed) if row.key.endswith("p_value") else str(row.computed)
+        computed = format_p(row.computed, floor=None) if row.key.endswith("p_value") else str(row.computed)
         table.add_row(row.label, str(row.published), computed,
                       Text("yes", style="green") if row.matches else Text("no", style="red"))
     console.print(table)

@@ -13,6 +13,7 @@ from drg_etl.analysis.survival import survival_curves
 from drg_etl.core.sql import read_sql
 from drg_etl.pipeline.marts import with_flags
 from drg_etl.quality.report import quality_report
+from drg_etl.quality.thresholds import latest_checks
 
 
 @dataclass
@@ -26,6 +27,9 @@ class ReportData:
     quality: dict[str, Any]
     survival_curves: dict[str, list[dict[str, float]]] = field(default_factory=dict)
     published: bool = False
+    # issue 16, item 6 (the readable report): the data-quality grid and the Kaplan-Meier plots' marks
+    checks_in_force: list[dict[str, Any]] = field(default_factory=list)
+    survival_times: dict[str, list[tuple[int, bool]]] = field(default_factory=dict)
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> list[dict[str, Any]]:
@@ -60,4 +64,18 @@ def read_report_data(con: duckdb.DuckDBPyConnection, *, publish: bool = False) -
     return ReportData(figures=publishable(figures) if publish else figures,
                       pairs={} if publish else outcome_pairs(con, end),
                       deliveries=deliveries, load=load[0] if load else {}, quality=quality_report(con),
-                      survival_curves={} if publish else survival_curves(con, end), published=publish)
+                      survival_curves={} if publish else survival_curves(con, end), published=publish,
+                      checks_in_force=latest_checks(con),
+                      survival_times={} if publish else survival_times(con, end))
+
+
+# -- issue 16, item 6: what the readable report adds ----------------------------------------------------------
+
+
+def survival_times(con: duckdb.DuckDBPyConnection, end: dt.date) -> dict[str, list[tuple[int, bool]]]:
+    """Per Kaplan-Meier curve, each patient's (days, event) from warehouse/analysis/survival.sql: the plots'
+    censoring marks and numbers at risk. Reads the temp table ``flags`` that :func:`survival_curves` left."""
+    rows = con.execute("select defect_days, defect_event, explant_days, explant_event from ("
+                       + read_sql("analysis/survival.sql") + ")", {"observation_end": end}).fetchall()
+    return {"lead_defect_free": [(int(r[0]), bool(r[1])) for r in rows],
+            "system_explant_free": [(int(r[2]), bool(r[3])) for r in rows]}

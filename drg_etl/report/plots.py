@@ -61,30 +61,76 @@ def paired(pairs: list[tuple[float, float]], measure: str) -> str:
     return _svg(fig)
 
 
-def survival(name: str, curve: list[dict[str, float]]) -> str:
-    """A Kaplan-Meier curve (steps) with its 95% confidence band."""
-    fig, ax = plt.subplots(figsize=(4.6, 3.0))
-    days = [p["t"] for p in curve]
-    ax.fill_between(days, [p["lo"] for p in curve], [p["hi"] for p in curve], step="post", color="#a8dadc",
+#: What each curve's y axis is the probability of.
+CURVE_Y_LABELS = {"lead_defect_free": "probability lead-defect-free",
+                  "system_explant_free": "probability explant-free"}
+DAYS_PER_YEAR = 365  # the analysis reads the curves at 365, 730 and 1095 days: years of 365 days
+MASK = "<5"
+
+
+def at_risk(times: list[tuple[int, bool]], years: list[int], *, mask_small: bool = False) -> list[int | str]:
+    """The number at risk at each whole year: patients whose time is that many days (365 a year) or more,
+    as analysis.md counts them; 1-4 as "<5" when ``mask_small``."""
+    counts = [sum(days >= year * DAYS_PER_YEAR for days, _ in times) for year in years]
+    return [MASK if mask_small and 1 <= n <= 4 else n for n in counts]
+
+
+def _step_value(curve: list[dict[str, float]], day: float) -> float:
+    value = 1.0
+    for point in curve:
+        if point["t"] > day:
+            break
+        value = point["s"]
+    return value
+
+
+def survival(name: str, curve: list[dict[str, float]], times: list[tuple[int, bool]] | None = None, *,
+             mask_small: bool = False) -> str:
+    """A Kaplan-Meier curve (steps) with its 95% confidence band, a + at each censoring time, labelled axes
+    in years since the first implant, and the number at risk at each year in a row under the plot.
+
+    ``times``: each patient's (days, event); without them no censoring marks and no at-risk row.
+    """
+    times = times or []
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    years = [p["t"] / DAYS_PER_YEAR for p in curve]
+    ax.fill_between(years, [p["lo"] for p in curve], [p["hi"] for p in curve], step="post", color="#a8dadc",
                     alpha=0.7, label="95% CI")
-    ax.step(days, [p["s"] for p in curve], where="post", color="#1d3557", label="Kaplan-Meier")
+    ax.step(years, [p["s"] for p in curve], where="post", color="#1d3557", label="Kaplan-Meier")
+    censored = sorted({days for days, event in times if not event})
+    if censored:
+        ax.plot([d / DAYS_PER_YEAR for d in censored], [_step_value(curve, d) for d in censored], linestyle="none",
+                marker="+", markersize=7, markeredgewidth=1.2, color="#1d3557", label="censored",
+                gid=f"km-{name}-censored")
+    last = max([*years, *(d / DAYS_PER_YEAR for d, _ in times), 1.0])
+    ticks = list(range(0, int(last) + 1 + (last > int(last))))
+    ax.set_xticks(ticks)
+    ax.set_xlim(0, ticks[-1])
     ax.set_ylim(0, 1.02)
-    ax.set_xlabel("days since the first implant")
+    ax.set_xlabel("years since the first implant")
+    ax.set_ylabel(CURVE_Y_LABELS.get(name, "survival probability"))
     ax.set_title(CURVE_TITLES.get(name, name))
     ax.legend(loc="lower left", frameon=False)
+    if times:
+        row = ax.get_xaxis_transform()  # x in data units, y in axes units: the row sits under the x label
+        ax.text(0, -0.25, "Number at risk", transform=row, ha="left", va="top", fontweight="bold",
+                gid=f"km-{name}-at-risk")
+        for year, n in zip(ticks, at_risk(times, ticks, mask_small=mask_small), strict=True):
+            ax.text(year, -0.33, str(n), transform=row, ha="center", va="top", gid=f"km-{name}-at-risk-{year}")
     return _svg(fig)
 
 
-def check_trend(history: list[dict[str, Any]]) -> str:
-    """Failed data-quality checks per center and delivery: how each center's trend goes."""
+def check_trend(trend: list[dict[str, Any]]) -> str:
+    """Failed data-quality checks per center and delivery (html.quality_trend: centers with two deliveries or
+    more): how each center's trend goes."""
     fig, ax = plt.subplots(figsize=(6.5, 2.6))
     by_center: dict[str, dict[str, int]] = {}
-    for check in history:
-        failed = by_center.setdefault(check["center"], {})
-        failed[check["delivery"]] = failed.get(check["delivery"], 0) + (0 if check["passed"] else 1)
+    for entry in trend:
+        by_center.setdefault(entry["center"], {})[entry["delivery"]] = entry["failed"]
     for center, per_delivery in sorted(by_center.items()):
         cutoffs = sorted(per_delivery)
         ax.plot(cutoffs, [per_delivery[c] for c in cutoffs], marker="o", label=center)
+    ax.set_ylim(bottom=0)
     ax.set_ylabel("failed checks")
     ax.set_xlabel("delivery (cutoff)")
     ax.set_title("Data-quality checks failed, per center and delivery")
