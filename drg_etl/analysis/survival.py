@@ -60,7 +60,7 @@ def kaplan_meier(times: list[int], events: list[bool], days: tuple[int, ...] = A
     return {"patients": len(times), "events": sum(bool(e) for e in events), "at_days": at_days}
 
 
-def _times(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> list[tuple]:
+def patient_times(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> list[tuple]:
     """Per implanted patient: days to a lead defect (or censoring) and to explantation, with the event flags."""
     statement, parameters = with_flags(
         con, "select defect_days, defect_event, explant_days, explant_event from (" + _sql("survival") + ")",
@@ -70,7 +70,7 @@ def _times(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> list[tup
 
 def survival_figures(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> dict[str, Any]:
     """analysis.md's ``survival`` object, from the survival SQL over the marts and the flat tables."""
-    rows = _times(con, observation_end)
+    rows = patient_times(con, observation_end)
     statement, parameters = with_flags(
         con, "select count(*), count(*) filter (where revised), count(*) filter (where faulty_at_end) from ("
         + _sql("survival_leads") + ")", observation_end)
@@ -144,6 +144,6 @@ def _curve(times: list[int], events: list[bool]) -> list[dict[str, float]]:
 
 def survival_curves(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> dict[str, list[dict[str, float]]]:
     """Both Kaplan-Meier curves of :func:`survival_figures`, every step, for the report's plots."""
-    rows = _times(con, observation_end)
+    rows = patient_times(con, observation_end)
     return {"lead_defect_free": _curve([r[0] for r in rows], [bool(r[1]) for r in rows]),
             "system_explant_free": _curve([r[2] for r in rows], [bool(r[3]) for r in rows])}

@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 
 from drg_etl.analysis.national import default_observation_end, national_analysis, publishable
-from drg_etl.analysis.survival import survival_curves
+from drg_etl.analysis.survival import patient_times, survival_curves
 from drg_etl.core.sql import read_sql
 from drg_etl.pipeline.marts import with_flags
 from drg_etl.quality.report import quality_report
@@ -74,8 +74,7 @@ def read_report_data(con: duckdb.DuckDBPyConnection, *, publish: bool = False) -
 
 def survival_times(con: duckdb.DuckDBPyConnection, end: dt.date) -> dict[str, list[tuple[int, bool]]]:
     """Per Kaplan-Meier curve, each patient's (days, event) from warehouse/analysis/survival.sql: the plots'
-    censoring marks and numbers at risk. Reads the temp table ``flags`` that :func:`survival_curves` left."""
-    rows = con.execute("select defect_days, defect_event, explant_days, explant_event from ("
-                       + read_sql("analysis/survival.sql") + ")", {"observation_end": end}).fetchall()
+    censoring marks and numbers at risk."""
+    rows = patient_times(con, end)
     return {"lead_defect_free": [(int(r[0]), bool(r[1])) for r in rows],
             "system_explant_free": [(int(r[2]), bool(r[3])) for r in rows]}
