@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from drg_etl.core.dates import STUDY_END, STUDY_START
+from drg_etl.core.dates import FOLLOW_UP_WINDOWS, STUDY_END, STUDY_START, add_months
 from drg_etl.core.vocabulary import (
     CENTERS,
     FAULTY_LEAD_STATUSES,
@@ -35,6 +35,8 @@ MEASURE_SCALE = {"nrs_average": 10, "nrs_worst": 1, "pcs_total": 1}
 #: The days at which the survival curves are read, and the normal quantile of a 95% interval.
 SURVIVAL_DAYS = (365, 730, 1095)
 Z_95 = NormalDist().inv_cdf(0.975)
+#: Centers whose source gives no timepoint label (dates only): their assessments are placed by the windows.
+UNLABELLED_CENTERS = frozenset({"aauh"})
 
 
 def round_half_up(value: Fraction, places: int = 1) -> float:
@@ -98,6 +100,9 @@ class Oracle:
         self.defect_free: Counter[tuple[int, bool]] = Counter()
         self.explant_free: Counter[tuple[int, bool]] = Counter()
         self.leads = Counter()
+        # Follow-up completeness: (center of the first implant, timepoint) -> due / assessed patients.
+        self.follow_up_due: Counter[tuple[str, str]] = Counter()
+        self.follow_up_assessed: Counter[tuple[str, str]] = Counter()
 
     @staticmethod
     def _in_window(day: dt.date) -> bool:
@@ -122,7 +127,9 @@ class Oracle:
         self.lead_defect += any(c.kind in LEAD_DEFECT_COMPLICATIONS for c in comps)
         self.fragment += any(c.kind == "retained_fragment" for c in comps)
         self.nerve += any(c.kind == "nerve_damage" and c.permanent for c in comps)
-        self._add_survival(p, min(x.date for x in implants))
+        first = min(implants, key=lambda x: x.date)
+        self._add_survival(p, first.date)
+        self._add_follow_up(p, first.date, first.center)
         if any(x.kind == "explant" and x.date <= self.end for x in p.procedures):
             return
         self.still_implanted += 1
@@ -184,6 +191,41 @@ class Oracle:
             self.defect_free[((censor - first_implant).days, False)] += 1
         self.explant_free[((censor - first_implant).days, explant is not None)] += 1
 
+    def _add_follow_up(self, p: Person, first_implant: dt.date, center: str) -> None:
+        """Due and assessed timepoints of one implanted patient (analysis.md "Follow-up completeness").
+
+        Due at t: t's window (months after the first implant, inclusive) has ended on or before the
+        observation end, and the complete system was not explanted before the window opened. Assessed:
+        one of the three measures for t, labelled t where the source labels its assessments, dated in
+        t's window where it does not (aauh). The injected defects add rows the pipeline quarantines and
+        take away none of the truth's, so the truth's measurements are what the warehouse holds.
+        """
+        explant = min((x.date for x in p.procedures if x.kind == "explant" and x.date >= first_implant),
+                      default=None)
+        measured = [m for m in p.measurements
+                    if m.nrs_average is not None or m.nrs_worst is not None or m.pcs_items is not None]
+        for timepoint, (low, high) in FOLLOW_UP_WINDOWS.items():
+            opens, closes = add_months(first_implant, low), add_months(first_implant, high)
+            if closes > self.end or (explant is not None and explant < opens):
+                continue
+            self.follow_up_due[(center, timepoint)] += 1
+            if any(opens <= m.date <= closes if m.center in UNLABELLED_CENTERS else m.timepoint == timepoint
+                   for m in measured):
+                self.follow_up_assessed[(center, timepoint)] += 1
+
+    def _follow_up_figures(self) -> dict[str, Any]:
+        def cell(due: int, assessed: int) -> dict[str, Any]:
+            return {"due": due, "assessed": assessed, "pct": pct(assessed, due)}
+
+        national = {
+            t: cell(sum(self.follow_up_due[(c, t)] for c in CENTERS),
+                    sum(self.follow_up_assessed[(c, t)] for c in CENTERS))
+            for t in FOLLOW_UP_WINDOWS
+        }
+        by_center = {c: {t: cell(self.follow_up_due[(c, t)], self.follow_up_assessed[(c, t)])
+                         for t in FOLLOW_UP_WINDOWS} for c in CENTERS}
+        return {**national, "by_center": by_center}
+
     def figures(self) -> dict[str, Any]:
         """The national figures in analysis.md's output shape (with exact means added)."""
         implanted = self.implanted
@@ -241,6 +283,7 @@ class Oracle:
                           "revised_pct": pct(self.leads["revised"], self.leads["placed"]),
                           "faulty_at_end": self.leads["faulty_at_end"]},
             },
+            "follow_up": self._follow_up_figures(),
         }
 
 

@@ -108,13 +108,15 @@ class RhRenderer(CenterRenderer):
             self.sink.write(self._row(record, "implant_arm_1", implant_date=implant.date.isoformat(),
                                       ipg_model=self._code("ipg_model", "ipg_model", ipg.model),
                                       ipg_serial=ipg.serial, implant_complete=2))
+        opened_empty = False
         for tp in ("month_3", "month_6", "month_12", "month_24", "month_36"):
             if tp in by_tp:
                 self.sink.write(self._row(record, EVENTS[tp], **self._prom(by_tp[tp])))
-            elif implant is not None and by_tp and self.rng.random() < 0.2:
-                # REDCap exports an event row when a form was opened and saved empty.
+            elif not opened_empty and implant is not None and by_tp and self.rng.random() < 0.2:
+                # REDCap exports an event row when a form was opened and saved empty (at most one per
+                # record); the later timepoints assessed (after a missed 12 months) are still written.
                 self.empty_rows.append(self.sink.write(self._row(record, EVENTS[tp], prom_complete=0)))
-                break
+                opened_empty = True
         for lead in facts["leads"]:
             record, n = self._instance(person, "lead")
             self.sink.write(self._row(
