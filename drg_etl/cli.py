@@ -19,11 +19,14 @@ from rich.text import Text
 from drg_etl import __version__
 from drg_etl.analysis.national import national_analysis, publishable
 from drg_etl.core.cpr import scrub_cpr
+from drg_etl.core.dictionary import undocumented
 from drg_etl.core.display import format_p
 from drg_etl.core.errors import EXIT_USAGE, DrgEtlError, interrupted_by
 from drg_etl.core.pseudonym import DEMO_KEY, KEY_VARIABLE, OLD_KEY_VARIABLE, key_from_environment
 from drg_etl.fhir.export import export_fhir
 from drg_etl.fhir.package import write_package
+from drg_etl.pipeline.analyst_release import write_release
+from drg_etl.pipeline.dictionary_document import FORMATS, dictionary_document
 from drg_etl.pipeline.load import FOLDER, LoadReport, load_inbox
 from drg_etl.pipeline.rekey import rekey
 from drg_etl.pipeline.warehouse import connect, require_current
@@ -309,6 +312,46 @@ def quality_command(
     rec = report["reconciliation"]
     console.print(f"rows read {rec['rows_read']} = loaded {rec['rows_loaded']} + quarantined "
                   f"{rec['rows_quarantined']}: {'balanced' if rec['balanced'] else 'OUT OF BALANCE'}")
+
+
+@app.command("dictionary")
+def dictionary_command(
+    warehouse: Annotated[Path, typer.Option(help="the DuckDB warehouse file")],
+    fmt: Annotated[str, typer.Option("--format", help="md (a section per table), csv (a row per column) or json")]
+    = "md",
+) -> None:
+    """The data dictionary: every table, view and column with its description and codes, as the warehouse holds
+    them (COMMENTs)."""
+    if fmt not in FORMATS:
+        _error_line(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+        raise typer.Exit(EXIT_USAGE)
+    with _errors():
+        con = connect(warehouse, read_only=True)
+        try:
+            document, missing = dictionary_document(con, fmt), undocumented(con)
+        finally:
+            con.close()
+    typer.echo(document, nl=False)
+    if missing:
+        _error_line(f"{len(missing)} tables or columns have no description (first: {missing[0]}); a load, or any "
+                    f"command that writes to {warehouse}, writes them")
+
+
+@app.command("release")
+def release_command(
+    warehouse: Annotated[Path, typer.Option(help="the DuckDB warehouse file")],
+    out: Annotated[Path, typer.Option(help="folder for the Parquet, CSV and Stata files and datapackage.json")],
+) -> None:
+    """The analysts' release: every mart and flat table as Parquet, CSV and Stata .dta with labels, and a
+    datapackage.json; pseudonymised, no free text."""
+    with _reading(warehouse) as con:
+        release = write_release(con, out)
+    for table in release.tables:
+        left_out = f"  (left out: {', '.join(table.left_out)})" if table.left_out else ""
+        console.print(f"{table.rows:>8}  {table.source}: {', '.join(table.files.values())}{left_out}")
+    if release.absent:
+        console.print(f"not in this warehouse (not released): {', '.join(release.absent)}")
+    console.print(f"datapackage: {release.package}")
 
 
 @contextmanager

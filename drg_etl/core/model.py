@@ -94,13 +94,17 @@ class Table:
 
 
 LINEAGE: tuple[Column, ...] = (
-    Column("delivery_id", "varchar", nullable=False),
-    Column("center", "varchar", nullable=False, isin=vocabulary.CENTERS),
-    Column("cutoff", "date", nullable=False),
-    Column("source_file", "varchar", nullable=False),
-    Column("source_row", "integer", nullable=False, low=0),
+    Column("delivery_id", "varchar", nullable=False,
+           doc="the delivery the row came from (quality.deliveries): SHA-256 over center, cutoff and files"),
+    Column("center", "varchar", nullable=False, isin=vocabulary.CENTERS, doc="the center that delivered the row"),
+    Column("cutoff", "date", nullable=False, doc="the delivery's cutoff: the day the center's extract holds at"),
+    Column("source_file", "varchar", nullable=False,
+           doc="the file (or workbook sheet, as file#sheet) of the delivery the row was read from"),
+    Column("source_row", "integer", nullable=False, low=0,
+           doc="the record's row in that file (the header is row 1; NDJSON: the line)"),
 )
-PATIENT_KEY = Column("patient_key", "varchar", nullable=False, length=64)
+PATIENT_KEY = Column("patient_key", "varchar", nullable=False, length=64,
+                     doc="the patient's pseudonym: a keyed hash (HMAC-SHA-256) of the CPR number, never the CPR")
 
 
 def _trial_is_complete(frame: pd.DataFrame) -> pd.Series:
@@ -118,63 +122,96 @@ def _nrs_in_range(frame: pd.DataFrame) -> pd.Series:
 TABLES: dict[str, Table] = {t.name: t for t in (
     Table("patients", "One patient's demographics as a center records them.", (
         PATIENT_KEY,
-        Column("sex", "varchar", nullable=False, isin=vocabulary.SEXES),
-        Column("birth_year", "integer", nullable=False, low=1850, high=2100),
-        Column("pain_location", "varchar", nullable=False, isin=vocabulary.PAIN_LOCATIONS),
-        Column("diagnosis", "varchar", nullable=False, isin=vocabulary.DIAGNOSES),
-        Column("recorded_sex", "varchar"),
+        Column("sex", "varchar", nullable=False, isin=vocabulary.SEXES, doc="the patient's sex"),
+        Column("birth_year", "integer", nullable=False, low=1850, high=2100, doc="the year of birth"),
+        Column("pain_location", "varchar", nullable=False, isin=vocabulary.PAIN_LOCATIONS,
+               doc="the primary pain location"),
+        Column("diagnosis", "varchar", nullable=False, isin=vocabulary.DIAGNOSES,
+               doc="the pain diagnosis (CRPS type 1 or 2, neuropathic pain by cause, or other)"),
+        Column("recorded_sex", "varchar", doc="the sex as the center recorded it, before mapping"),
     )),
     Table("procedures", "A procedure; a trial carries its end date and verdict.", (
         PATIENT_KEY,
-        Column("procedure", "varchar", nullable=False, isin=vocabulary.PROCEDURES),
-        Column("date", "date", nullable=False),
-        Column("end_date", "date"),
-        Column("trial_success", "boolean"),
-        Column("device_ref", "varchar", text="identifier"),
-        Column("reason", "varchar", text="free_text"),
+        Column("procedure", "varchar", nullable=False, isin=vocabulary.PROCEDURES, doc="the kind of procedure"),
+        Column("date", "date", nullable=False, doc="the day of the procedure (a trial: its start)"),
+        Column("end_date", "date", doc="a trial: the day it ended"),
+        Column("trial_success", "boolean", doc="a trial: whether it succeeded (the patient went on to an implant)"),
+        Column("device_ref", "varchar", text="identifier",
+               doc="the device the procedure concerns, in the source's own reference (canonical.devices)"),
+        Column("reason", "varchar", text="free_text", doc="free text: why, as the center wrote it"),
     ), {"trial.has_end_and_verdict": _trial_is_complete}, ("procedure", "date", "device_ref")),
     Table("devices", "A generator or lead; a lead has a level and side.", (
         PATIENT_KEY,
-        Column("device_ref", "varchar", nullable=False, text="identifier"),
-        Column("device_type", "varchar", nullable=False, isin=vocabulary.DEVICE_TYPES),
-        Column("model", "varchar", text="identifier"),
-        Column("serial", "varchar", nullable=False, text="identifier"),
-        Column("placed_date", "date"),
-        Column("level", "varchar", isin=tuple(SPINAL_LEVELS)),
-        Column("side", "varchar", isin=("left", "right")),
-        Column("status", "varchar", nullable=False, isin=vocabulary.LEAD_STATUSES),
-        Column("status_date", "date"),
+        Column("device_ref", "varchar", nullable=False, text="identifier",
+               doc="the device's reference in the source (unique per patient and center)"),
+        Column("device_type", "varchar", nullable=False, isin=vocabulary.DEVICE_TYPES,
+               doc="generator (the pulse generator) or lead"),
+        Column("model", "varchar", text="identifier", doc="the manufacturer's model"),
+        Column("serial", "varchar", nullable=False, text="identifier", doc="the manufacturer's serial number"),
+        Column("placed_date", "date", doc="the day the device was implanted"),
+        Column("level", "varchar", isin=tuple(SPINAL_LEVELS), doc="a lead: the spinal level (C1-S5)"),
+        Column("side", "varchar", isin=("left", "right"), doc="a lead: the side"),
+        Column("status", "varchar", nullable=False, isin=vocabulary.LEAD_STATUSES,
+               doc="the device's status as last recorded"),
+        Column("status_date", "date", doc="the day of that status"),
     ), {"lead.has_level_and_side": _lead_is_placed}, ("device_ref",)),
     Table("measurements", "One score at one date, with the study timepoint where the source gives one.", (
         PATIENT_KEY,
-        Column("date", "date", nullable=False),
-        Column("timepoint", "varchar", isin=vocabulary.TIMEPOINTS),
-        Column("measure", "varchar", nullable=False, isin=vocabulary.MEASURES),
-        Column("value", "double", nullable=False, low=0, high=52),
+        Column("date", "date", nullable=False, doc="the day of the assessment"),
+        Column("timepoint", "varchar", isin=vocabulary.TIMEPOINTS,
+               doc="the study timepoint the source labelled it with (null: none given)"),
+        Column("measure", "varchar", nullable=False, isin=vocabulary.MEASURES,
+               doc="the score: NRS pain (0-10) on average or at worst, or the Pain Catastrophizing Scale (0-52)"),
+        Column("value", "double", nullable=False, low=0, high=52, doc="the score's value"),
     ), {"nrs.range": _nrs_in_range}, ("date", "measure", "timepoint")),
     Table("complications", "A complication.", (
         PATIENT_KEY,
-        Column("date", "date", nullable=False),
-        Column("complication", "varchar", nullable=False, isin=vocabulary.COMPLICATIONS),
-        Column("permanent", "boolean"),
-        Column("device_ref", "varchar", text="identifier"),
-        Column("note", "varchar", text="free_text"),
+        Column("date", "date", nullable=False, doc="the day of the complication"),
+        Column("complication", "varchar", nullable=False, isin=vocabulary.COMPLICATIONS,
+               doc="the kind of complication"),
+        Column("permanent", "boolean", doc="whether the harm is lasting (null: not recorded)"),
+        Column("device_ref", "varchar", text="identifier",
+               doc="the device the complication concerns, where the source names it (canonical.devices)"),
+        Column("note", "varchar", text="free_text", doc="free text: the center's note"),
     ), {}, ("date", "complication", "device_ref")),
 )}
 CANONICAL_TABLES: tuple[str, ...] = tuple(TABLES)
-FACT_ORDER = Column("fact_seq", "integer", nullable=False)  # a fact's position in its delivery (staging only)
+# a fact's position in its delivery (staging only)
+FACT_ORDER = Column("fact_seq", "integer", nullable=False, doc="the fact's position in its staged delivery")
 # Facts a national rule held back, with the check that held them: re-examined when later deliveries arrive.
-HELD = (Column("national_check", "varchar", nullable=False), Column("rule_id", "varchar", nullable=False))
+HELD = (Column("national_check", "varchar", nullable=False, doc="the national check that holds the fact back"),
+        Column("rule_id", "varchar", nullable=False, doc="the rule it broke (quality.rules)"))
+
+
+@dataclass(frozen=True)
+class CanonicalCopy:
+    """A table per canonical table elsewhere (``<schema>.<prefix><name>``): its extra columns and what it holds."""
+
+    schema: str
+    prefix: str
+    extra: tuple[Column, ...]
+    description: str  # what a row is; "{table}" stands for canonical.<name>
+
+
+CANONICAL_COPIES: tuple[CanonicalCopy, ...] = (
+    CanonicalCopy("canonical", "", (), "{description} One row per fact as delivered, of every written delivery "
+                  "(in force or superseded); canonical.current_{name} keeps the deliveries in force."),
+    CanonicalCopy("staging", "pending_", (FACT_ORDER,), "The facts of staged deliveries not yet written, as they "
+                  "will enter canonical.{name}."),
+    CanonicalCopy("quality", "held_", HELD, "Facts for canonical.{name} a national rule holds back (re-examined "
+                  "when later deliveries arrive), with the check that holds them."),
+    CanonicalCopy("staging", "pending_held_", HELD, "The held facts of staged deliveries, as they will enter "
+                  "quality.held_{name}."),
+)
+CURRENT_VIEW = "{description} The facts of the deliveries in force only: canonical.{name} semi-joined with " \
+               "quality.deliveries_in_force. What an analysis of the current data reads."
 
 
 def canonical_ddl() -> str:
     """The DDL of ``canonical.*``, of the staging tables that hold facts of deliveries not yet written, and of
     the tables of facts held back by a national rule (``quality.held_*``, ``staging.pending_held_*``), and the
     views of the facts in force (``canonical.current_*``, over ``quality.deliveries_in_force``)."""
-    statements = [t.ddl() for t in TABLES.values()]
-    statements += [t.ddl("staging", "pending_", (FACT_ORDER,)) for t in TABLES.values()]
-    statements += [t.ddl("quality", "held_", HELD) for t in TABLES.values()]
-    statements += [t.ddl("staging", "pending_held_", HELD) for t in TABLES.values()]
+    statements = [t.ddl(copy.schema, copy.prefix, copy.extra) for copy in CANONICAL_COPIES for t in TABLES.values()]
     statements += [f"create or replace view canonical.current_{name} as select t.* from canonical.{name} t "
                    "semi join quality.deliveries_in_force using (delivery_id);" for name in TABLES]
     return "\n".join(statements)

@@ -22,6 +22,7 @@ import duckdb
 
 from drg_etl.core.model import CANONICAL_TABLES, Column, canonical_ddl
 from drg_etl.core.sql import read_sql
+from drg_etl.core.vocabulary import CODES_BY_COLUMN
 
 SCHEMAS = ("staging", "canonical", "quality", "fhir", "marts")
 
@@ -71,34 +72,53 @@ def _quoted(name: str) -> str:
     return f'"{name}"'
 
 
-def _col(name: str, sql_type: str, doc: str = "", *, nullable: bool = True) -> Column:
-    return Column(name, sql_type, nullable=nullable, doc=doc)
+# What a column of a name that recurs across the quality and staging tables holds, unless its table says otherwise.
+COMMON_DOCS = {
+    "load_id": "the load (quality.loads)",
+    "delivery_id": "the delivery (quality.deliveries): SHA-256 over center, cutoff and the files' contents",
+    "center": "the center",
+    "cutoff": "the delivery's cutoff: the day the center's extract holds at",
+    "file": "the delivery's file, or a workbook sheet as file#sheet",
+    "row": "the record's row in its file (the header is row 1; NDJSON: the line)",
+    "rule_id": "the data-quality rule (quality.rules)",
+    "kahn_category": "the rule's category in Kahn et al. 2016's harmonised terms",
+    "code_version": "the drg-etl version that wrote it",
+    "patient_key": "the pseudonym (a keyed hash of the CPR number); never the CPR number",
+    "record": "the source record as JSON, its CPR replaced by the pseudonym",
+}
+# The values a column of these tables takes, where it is coded.
+SEVERITIES, KAHN_CATEGORIES = CODES_BY_COLUMN["severity"], CODES_BY_COLUMN["kahn_category"]
 
 
-def _req(name: str, sql_type: str, doc: str = "") -> Column:
-    return Column(name, sql_type, nullable=False, doc=doc)
+def _col(name: str, sql_type: str, doc: str = "", *, nullable: bool = True,
+         isin: tuple[str, ...] | None = None) -> Column:
+    return Column(name, sql_type, nullable=nullable, doc=doc or COMMON_DOCS.get(name, ""), isin=isin)
+
+
+def _req(name: str, sql_type: str, doc: str = "", *, isin: tuple[str, ...] | None = None) -> Column:
+    return _col(name, sql_type, doc, nullable=False, isin=isin)
 
 
 RULES = WarehouseTable("quality", "rules", "The catalogue of data-quality rules (drg_etl/core/rules.py).", (
     _req("rule_id", "varchar", "stable id, never reused"),
-    _req("severity", "varchar", "error: the record is quarantined; warning: loaded and flagged"),
-    _req("kahn_category", "varchar", "conformance | completeness | plausibility (Kahn et al. 2016)"),
-    _req("description", "varchar"),
+    _req("severity", "varchar", "error: the record is quarantined; warning: loaded and flagged", isin=SEVERITIES),
+    _req("kahn_category", "varchar", "the rule's category (Kahn et al. 2016)", isin=KAHN_CATEGORIES),
+    _req("description", "varchar", "what the rule checks"),
 ), ("rule_id",))
 
 SETTINGS = WarehouseTable("quality", "settings", "Facts about the warehouse itself: the pseudonym key's "
                           "fingerprint (a keyed hash, never the key).", (
-    _req("name", "varchar"),
-    _req("value", "varchar"),
+    _req("name", "varchar", "the setting"),
+    _req("value", "varchar", "its value"),
 ), ("name",))
 
 LOADS = WarehouseTable("quality", "loads", "Each load: when, how long, by which code, from which inbox.", (
     _req("load_id", "varchar"),
-    _req("started_at", "timestamp"),
-    _col("finished_at", "timestamp"),
-    _col("seconds", "double"),
+    _req("started_at", "timestamp", "when the load began (UTC)"),
+    _col("finished_at", "timestamp", "when it finished (null: it did not)"),
+    _col("seconds", "double", "how long it took"),
     _req("code_version", "varchar"),
-    _req("inbox", "varchar"),
+    _req("inbox", "varchar", "the inbox folder it read"),
     _col("loaded", "integer", "deliveries written"),
     _col("skipped", "integer", "deliveries already loaded"),
     _col("rejected", "integer", "deliveries rejected whole"),
@@ -108,9 +128,9 @@ DELIVERIES = WarehouseTable("quality", "deliveries", "Each written delivery; one
     _req("delivery_id", "varchar", "SHA-256 over center, cutoff and the files' contents"),
     _req("center", "varchar"),
     _req("cutoff", "date"),
-    _req("status", "varchar", f"{IN_FORCE} | {SUPERSEDED}"),
+    _req("status", "varchar", "in force (the center's newest) or superseded", isin=(IN_FORCE, SUPERSEDED)),
     _req("load_id", "varchar"),
-    _req("loaded_at", "timestamp"),
+    _req("loaded_at", "timestamp", "when it was written (UTC)"),
     _req("code_version", "varchar"),
     _col("superseded_by", "varchar", "the delivery that superseded it"),
 ), ("delivery_id",))
@@ -119,10 +139,10 @@ DELIVERY_FILES = WarehouseTable("quality", "delivery_files", "Per file of a writ
                                 "quarantined (reconciled before the write).", (
     _req("delivery_id", "varchar"),
     _req("file", "varchar", "a file, or a workbook sheet as file#sheet"),
-    _col("sha256", "varchar"),
-    _req("rows_read", "integer"),
-    _req("rows_loaded", "integer"),
-    _req("rows_quarantined", "integer"),
+    _col("sha256", "varchar", "SHA-256 of the file's bytes"),
+    _req("rows_read", "integer", "records read (data lines, sheet rows, REDCap rows, NDJSON lines)"),
+    _req("rows_loaded", "integer", "records loaded"),
+    _req("rows_quarantined", "integer", "records quarantined (an error rule failed)"),
     _req("rows_ignored", "integer", "records the format says are not records (REDCap's empty forms)"),
 ), ("delivery_id", "file"))
 
@@ -134,8 +154,8 @@ REJECTIONS = WarehouseTable("quality", "rejections", "Deliveries rejected whole,
     _req("cutoff", "date"),
     _req("file", "varchar"),
     _req("rule_id", "varchar"),
-    _req("reason", "varchar"),
-    _req("rejected_at", "timestamp"),
+    _req("reason", "varchar", "why the delivery was rejected"),
+    _req("rejected_at", "timestamp", "when (UTC)"),
 ))
 
 QUARANTINE = WarehouseTable("quality", "quarantine", "Every finding: a rule broken by a record (errors are "
@@ -146,11 +166,11 @@ QUARANTINE = WarehouseTable("quality", "quarantine", "Every finding: a rule brok
     _req("file", "varchar"),
     _req("row", "integer", "the record's row in its file (the header is row 1; NDJSON: the line)"),
     _col("resource_id", "varchar", "an NDJSON resource's id"),
-    _col("column_name", "varchar"),
+    _col("column_name", "varchar", "the column the finding concerns (null: the whole record)"),
     _req("rule_id", "varchar"),
-    _req("severity", "varchar", "error: quarantined; warning: loaded and flagged"),
-    _req("kahn_category", "varchar"),
-    _req("message", "varchar"),
+    _req("severity", "varchar", "error: quarantined; warning: loaded and flagged", isin=SEVERITIES),
+    _req("kahn_category", "varchar", isin=KAHN_CATEGORIES),
+    _req("message", "varchar", "what is wrong, in words"),
     _col("patient_key", "varchar", "the pseudonym; never the CPR number"),
     _col("record", "json", "the source record, its CPR replaced by the pseudonym"),
 ))
@@ -163,7 +183,7 @@ RELEASES = WarehouseTable("quality", "releases", "Records a national rule quaran
     _req("rule_id", "varchar"),
     _req("released_by", "varchar", "the deliveries whose write released it"),
     _req("load_id", "varchar"),
-    _req("released_at", "timestamp"),
+    _req("released_at", "timestamp", "when (UTC)"),
 ))
 
 CHECK_RESULTS = WarehouseTable("quality", "check_results", "Every rule as a thresholded check of every written "
@@ -173,25 +193,27 @@ CHECK_RESULTS = WarehouseTable("quality", "check_results", "Every rule as a thre
     _req("center", "varchar"),
     _req("cutoff", "date"),
     _req("rule_id", "varchar"),
-    _req("severity", "varchar", "error | warning, from the rule catalogue"),
-    _req("kahn_category", "varchar"),
+    _req("severity", "varchar", "from the rule catalogue", isin=SEVERITIES),
+    _req("kahn_category", "varchar", isin=KAHN_CATEGORIES),
     _req("rows_checked", "integer", "rows read of the delivery's files"),
     _req("rows_failed", "integer", "distinct records of the delivery the rule flagged"),
     _req("share_failed", "double", "rows_failed / rows_checked (0 when nothing was checked)"),
     _req("threshold", "double", "share 0-1 (mappings/dq_thresholds.yaml)"),
     _req("passed", "boolean", "share_failed <= threshold"),
-    _req("checked_at", "timestamp"),
+    _req("checked_at", "timestamp", "when (UTC)"),
 ))
 
 FHIR_BUILDS = WarehouseTable("quality", "fhir_builds", "Each build of the FHIR layer: how many patients and "
                              "resources, validated by what.", (
-    _req("built_at", "timestamp"),
-    _req("mode", "varchar", "full | incremental"),
-    _req("validation", "varchar", "schema (R4 JSON Schema, every resource) | strict (also fhir.resources)"),
-    _req("patients", "integer"),
-    _req("resources", "integer"),
-    _req("invalid", "integer"),
-    _req("seconds", "double"),
+    _req("built_at", "timestamp", "when (UTC)"),
+    _req("mode", "varchar", "full (every patient) or incremental (the patients that changed)",
+         isin=("full", "incremental")),
+    _req("validation", "varchar", "schema (R4 JSON Schema, every resource) or strict (also fhir.resources)",
+         isin=("schema", "strict")),
+    _req("patients", "integer", "patients whose resources were built"),
+    _req("resources", "integer", "resources built"),
+    _req("invalid", "integer", "resources that failed validation"),
+    _req("seconds", "double", "how long it took"),
 ))
 
 SOURCE_RECORDS = WarehouseTable("staging", "source_records", "Source records as delivered (CPR replaced by the "
@@ -210,7 +232,7 @@ PENDING_DELIVERIES = WarehouseTable("staging", "pending_deliveries", "Deliveries
     _req("center", "varchar"),
     _req("cutoff", "date"),
     _req("load_id", "varchar"),
-    _req("staged_at", "timestamp"),
+    _req("staged_at", "timestamp", "when (UTC)"),
 ), ("delivery_id",))
 PENDING_ISSUES = QUARANTINE.twin("staging", "pending_issues", "The findings of staged deliveries.",
                                  without=("record",))
@@ -233,12 +255,19 @@ FHIR_RESOURCES = WarehouseTable("fhir", "resources", "The FHIR layer: the nation
                                 "rebuilt from the deliveries in force (ids are deterministic). No primary key: an "
                                 "index would be rewritten at every checkpoint of a rebuild; the rebuild checks "
                                 "(resource_type, id) unique itself (drg_etl/fhir/store.py).", (
-    _req("resource_type", "varchar"),
-    _req("id", "varchar"),
+    _req("resource_type", "varchar", "the FHIR resource type (Patient, Condition, Procedure, Device, ...)"),
+    _req("id", "varchar", "the resource's logical id: a UUID v5 of its type and natural key"),
     _col("patient_id", "varchar", "the Patient resource's id (the patient's own, for a Patient)"),
     _col("center", "varchar"),
     _req("resource", "json", "compact JSON, as the export writes it"),
 ))
+
+# -- the views of warehouse/views.sql, declared for the data dictionary: their columns are their tables' --
+DELIVERIES_IN_FORCE = DELIVERIES.twin("quality", "deliveries_in_force", "The deliveries in force: per center the "
+                                      "newest written delivery (the one place that says what in force means).")
+OPEN_QUARANTINE = QUARANTINE.twin("quality", "open_quarantine", "The quarantine without the records a later "
+                                  "delivery released (quality.releases).")
+WAREHOUSE_VIEWS: tuple[WarehouseTable, ...] = (DELIVERIES_IN_FORCE, OPEN_QUARANTINE)
 
 # -- the marts: the analysts' tables, rebuilt by drg_etl/pipeline/marts.py after every FHIR build (both doors) --
 MART_PATIENT_FLAGS_TABLE = WarehouseTable(
@@ -266,7 +295,7 @@ MART_FOLLOW_UP_TABLE = WarehouseTable(
         _req("observation_id", "varchar", "the Observation's id in the FHIR layer"),
         _req("patient_id", "varchar", "the Patient's id in the FHIR layer"),
         _req("center", "varchar", "the center that recorded the assessment"),
-        _req("measure", "varchar", "nrs_average, nrs_worst or pcs"),
+        _req("measure", "varchar", "the measure"),
         _req("date", "date", "the day of the assessment"),
         _req("value", "double", "the score"),
         _col("timepoint_label", "varchar", "the timepoint the source labelled it with (null: the source has none)"),

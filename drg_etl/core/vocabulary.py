@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from drg_etl.core.levels import SPINAL_LEVELS
+
 PAIN_LOCATIONS = ("lower_extremity", "upper_extremity", "thoracic_abdominal")
 DIAGNOSES = ("crps_1", "crps_2", "postsurgical", "posttraumatic", "postherpetic", "other")
 PROCEDURES = (
@@ -40,3 +42,31 @@ CENTER_NAMES = {
 FAULTY_LEAD_STATUSES = ("fractured", "malfunction")
 REMOVED_LEAD_STATUSES = ("removed", "removed_fragment_retained")
 LEAD_DEFECT_COMPLICATIONS = ("lead_fracture", "lead_malfunction")
+SIDES = ("left", "right")
+LEAD_STATES_AT_END = ("working", "faulty", "removed")  # marts.lead_history.state_at_end
+TIMEPOINT_RESOLUTIONS = ("label", "date_window")  # marts.follow_up.resolved_by
+
+# The code list of a coded column of the FHIR flat tables and the marts, by the column's name: the data dictionary
+# appends it to the column's description, the release turns it into an enum and a Stata value label set.
+CODES_BY_COLUMN: dict[str, tuple[str, ...]] = {
+    "center": CENTERS,
+    "trial_center": CENTERS,
+    "implant_center": CENTERS,
+    "managing_center": CENTERS,
+    "gender": SEXES,
+    "pain_location": PAIN_LOCATIONS,
+    "diagnosis": DIAGNOSES,
+    "procedure": PROCEDURES,
+    "device_type": DEVICE_TYPES,
+    "status": LEAD_STATUSES,
+    "level": SPINAL_LEVELS,
+    "side": SIDES,
+    "measure": MEASURES,
+    "timepoint": TIMEPOINTS,
+    "timepoint_label": TIMEPOINTS,
+    "complication": COMPLICATIONS,
+    "state_at_end": LEAD_STATES_AT_END,
+    "resolved_by": TIMEPOINT_RESOLUTIONS,
+    "severity": ("error", "warning"),
+    "kahn_category": ("conformance", "completeness", "plausibility"),
+}

@@ -22,10 +22,11 @@ import orjson
 import pandas as pd
 from fhir.resources.R4B import get_fhir_model_class
 
+from drg_etl.core.dictionary import flat_relations, write_comments
 from drg_etl.core.errors import DrgEtlError
 from drg_etl.core.model import TABLES
 from drg_etl.core.sql import read_sql
-from drg_etl.core.tables import FHIR_BUILDS, fhir_resources_ddl, insert_row
+from drg_etl.core.tables import FHIR_BUILDS, FHIR_RESOURCES, fhir_resources_ddl, insert_row
 from drg_etl.core.transaction import rollback_quietly
 from drg_etl.fhir.build import build_patient, organizations, resource_id
 from drg_etl.fhir.terminology import all_codeables
@@ -163,6 +164,8 @@ def _finish(con: duckdb.DuckDBPyConnection, mode: str, strict: bool, patients: i
     for (view,) in con.execute("select view_name from duckdb_views() where schema_name = 'fhir'").fetchall():
         con.execute(f"drop view fhir.{view}")  # warehouses of 0.1 had the flat tables as views
     con.execute(read_sql("fhir_flat.sql"))
+    # fhir.resources (after a full rebuild) and the flat tables are new tables: their data dictionary with them
+    write_comments(con, (FHIR_RESOURCES, *flat_relations()))
     insert_row(con, FHIR_BUILDS, {"built_at": dt.datetime.now(dt.UTC).replace(tzinfo=None), "mode": mode,
                                   "validation": "strict" if strict else "schema", "patients": patients,
                                   "resources": built, "invalid": 0, "seconds": time.perf_counter() - started})

@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 
 from drg_etl.core.dates import BASELINE_LOOKBACK_DAYS, FOLLOW_UP_WINDOWS, STUDY_END, STUDY_START
+from drg_etl.core.dictionary import write_comments
 from drg_etl.core.sql import read_sql
 from drg_etl.core.tables import (
     MART_FOLLOW_UP_TABLE,
@@ -104,6 +105,7 @@ def refresh_marts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
             if "patient_flags" in sql and table is not MART_PATIENT_FLAGS_TABLE:
                 sql = f"with patient_flags as (select * from {MART_PATIENT_FLAGS}) select * from ({sql})"
             con.execute(f"insert into {table.qualified} by name {sql}", bind(sql, parameters))
+        write_comments(con, MARTS)  # the data dictionary: each mart's and column's description
         con.execute("commit")
     except BaseException:
         con.execute("rollback")

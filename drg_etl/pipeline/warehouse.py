@@ -10,6 +10,7 @@ import duckdb
 
 from drg_etl import __version__
 from drg_etl.core import tables
+from drg_etl.core.dictionary import write_comments
 from drg_etl.core.errors import UsageError, WarehouseError
 from drg_etl.core.rules import RULES
 from drg_etl.core.tables import insert_row, insert_rows, warehouse_ddl
@@ -67,6 +68,7 @@ def connect(path: Path, *, read_only: bool = False, wait: float | None = None) -
         con.execute("delete from quality.rules")
         insert_rows(con, tables.RULES, [{"rule_id": r.rule_id, "severity": r.severity, "kahn_category": r.kahn_category,
                                          "description": r.description} for r in RULES.values()])
+        write_comments(con)  # the data dictionary, onto every table and view the warehouse has (DDL drops some)
     return con
 
 
