@@ -20,7 +20,6 @@ from test_dictionary import built_marts
 
 from drg_etl.core.dictionary import dictionary_rows
 from drg_etl.core.model import TABLES
-from drg_etl.core.tables import MART_NATIONAL_ANALYSIS_TABLE
 from drg_etl.pipeline.analyst_release import STATA_LABEL_LENGTH, released_relations
 
 CPR = re.compile(r"\b\d{6}-?\d{4}\b")
@@ -160,10 +159,6 @@ def test_absent_marts_are_named_and_a_json_mart_is_written_beside(warehouse: Pat
     con = duckdb.connect(str(path))
     try:
         con.execute("drop table if exists marts.quality_by_rule")
-        con.execute(f"drop table if exists {MART_NATIONAL_ANALYSIS_TABLE.qualified}")
-        con.execute(MART_NATIONAL_ANALYSIS_TABLE.ddl())
-        con.execute(f"insert into {MART_NATIONAL_ANALYSIS_TABLE.qualified} values ('{{\"cohort\": 43}}', "
-                    "date '2019-12-31')")
     finally:
         con.close()
     out = tmp_path / "release"
@@ -171,12 +166,8 @@ def test_absent_marts_are_named_and_a_json_mart_is_written_beside(warehouse: Pat
     assert result.returncode == 0, result.stderr
     assert "marts.quality_by_rule" in result.stdout.split("not in this warehouse")[1]
     assert not (out / "csv" / "quality_by_rule.csv").exists()
-    assert json.loads((out / "json" / "national_analysis.json").read_text()) == [
-        {"figures": {"cohort": 43}, "observation_end": "2019-12-31"}]
     package = json.loads((out / "datapackage.json").read_text())
-    resource = next(r for r in package["resources"] if r["name"] == "national_analysis")
-    assert resource["format"] == "json" and resource["path"] == "json/national_analysis.json"
-    assert not (out / "stata" / "national_analysis.dta").exists()
+    assert "quality_by_rule" not in {r["name"] for r in package["resources"]}
 
 
 def test_release_refuses_a_warehouse_never_loaded(tmp_path: Path) -> None:
