@@ -32,6 +32,7 @@ from dagster_project.resources import (
 )
 from dagster_project.sensors import new_deliveries
 from drg_etl.core.model import CANONICAL_TABLES
+from drg_etl.core.tables import MARTS
 from drg_etl.core.vocabulary import CENTERS
 from drg_etl.pipeline.load import load_inbox
 
@@ -82,6 +83,8 @@ def _counts(path: Path) -> dict[str, object]:
             from quality.delivery_files f join quality.deliveries d using (delivery_id)""").fetchall())
         out["rules"] = sorted(con.execute("select rule_id, count(*) from quality.quarantine group by 1").fetchall())
         out["fhir ids"] = sorted(r[0] for r in con.execute("select id from fhir.resources").fetchall())
+        for mart in MARTS:  # the marts, row for row: both doors build them
+            out[mart.qualified] = sorted(con.execute(f"select * from {mart.qualified}").fetchall(), key=repr)
         return out
     finally:
         con.close()

@@ -1,0 +1,87 @@
+"""The marts (issue 16): built by ``drg-etl load`` itself, declared once, read by the analysis, and answering an
+analyst's plain query with the official figures."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import pytest
+from helpers import Loaded, reading
+
+from drg_etl.analysis.national import national_analysis
+from drg_etl.core.paths import SQL_DIR
+from drg_etl.core.tables import MARTS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_load_alone_builds_every_declared_mart_with_its_declared_columns(loaded_demo: Loaded) -> None:
+    with reading(loaded_demo.warehouse) as con:
+        for mart in MARTS:
+            columns = con.execute("select column_name, data_type, is_nullable from information_schema.columns "
+                                  "where table_schema = ? and table_name = ? order by ordinal_position",
+                                  [mart.schema, mart.name]).fetchall()
+            assert [c[0] for c in columns] == list(mart.column_names), mart.qualified
+            assert [c[2] == "YES" for c in columns] == [c.nullable for c in mart.columns], mart.qualified
+            assert con.execute(f"select count(*) from {mart.qualified}").fetchone()[0] > 0, mart.qualified
+
+
+@pytest.mark.parametrize("fixture", ["loaded_demo", "loaded_other_seed"])
+def test_a_plain_query_of_the_follow_up_mart_gives_the_official_pairs(fixture: str,
+                                                                      request: pytest.FixtureRequest) -> None:
+    loaded: Loaded = request.getfixturevalue(fixture)
+    with reading(loaded.warehouse) as con:
+        figures = national_analysis(con)
+        for measure, outcome in figures["outcomes_12m"].items():
+            n, baseline, month12 = con.execute("""
+                select count(*), round(avg(b.value), 1), round(avg(m.value), 1)
+                from marts.follow_up b join marts.follow_up m using (patient_id, measure)
+                join marts.patient_flags f using (patient_id)
+                where f.fully_functional and b.measure = ? and b.official and b.timepoint = 'baseline'
+                  and m.official and m.timepoint = 'month_12'""", [measure]).fetchone()
+            assert (n, baseline, month12) == (outcome["n"], outcome["baseline_mean"], outcome["month12_mean"]), \
+                measure
+        unlabelled = con.execute("select count(*) from marts.follow_up where timepoint_label is null "
+                                 "and resolved_by = 'date_window'").fetchone()[0]
+        assert unlabelled > 0, "aauh's dated assessments are placed by the windows"
+
+
+def test_the_flags_mart_is_the_analysis_and_another_day_runs_its_query(loaded_demo: Loaded) -> None:
+    with reading(loaded_demo.warehouse) as con:
+        figures = national_analysis(con)
+        trial, implanted, functional, defect = con.execute("""
+            select count(*), count(*) filter (where implanted), count(*) filter (where fully_functional),
+                   count(*) filter (where lead_defect) from marts.patient_flags""").fetchone()
+        cohort = figures["cohort"]
+        assert (trial, implanted, functional) == (cohort["trial_patients"], cohort["implanted_patients"],
+                                                  cohort["fully_functional"])
+        assert defect == figures["complications"]["lead_defect_patients"]
+        earlier = national_analysis(con, dt.date(2016, 12, 31))
+        assert earlier["observation_end"] == "2016-12-31"
+        assert earlier["cohort"]["trial_patients"] <= trial
+
+
+def test_lead_history_links_the_complications_the_source_names(loaded_demo: Loaded) -> None:
+    with reading(loaded_demo.warehouse) as con:
+        linked = con.execute("""select count(*) from fhir.complication_flat
+            where device_id is not null and complication in ('lead_fracture', 'lead_malfunction')""").fetchone()[0]
+        in_mart = con.execute("select sum(defect_complications) from marts.lead_history").fetchone()[0]
+        assert linked == in_mart > 0
+        per_center = dict(con.execute("select center, sum(defect_complications) from marts.lead_history "
+                                      "group by 1").fetchall())
+        assert sum(1 for v in per_center.values() if v) >= 3, "lead defects per lead beyond aauh"
+        faulty = con.execute("select count(*) from marts.lead_history where state_at_end = 'faulty'").fetchone()[0]
+        assert faulty == national_analysis(con)["survival"]["leads"]["faulty_at_end"]
+
+
+def test_nothing_rebuilds_flags_and_the_study_constants_are_not_typed_into_sql() -> None:
+    python = "\n".join(p.read_text() for p in (ROOT / "drg_etl").rglob("*.py"))
+    assert "temp table flags" not in python
+    sql = {p.name: p.read_text() for folder in ("marts", "analysis") for p in (SQL_DIR / folder).glob("*.sql")}
+    for name, text in sql.items():
+        code = "\n".join(line.split("--")[0] for line in text.splitlines())
+        assert not re.search(r"date '\d{4}-\d{2}-\d{2}'", code), name
+        assert "'lead_fracture', 'lead_malfunction'" not in code, name
+        assert "interval 12 month" not in code and "interval 90 day" not in code, name
