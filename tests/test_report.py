@@ -166,6 +166,8 @@ def test_the_report_renders_in_chromium_with_every_plot_and_analyzes_figures(loa
         else:
             assert _same(shown, expected[key]), (key, shown, expected[key])
     assert {k for k in parsed.values} == {k for k in expected if k.endswith(".p_value")}
+    assert {f"follow_up.{t}.due" for t in ("month_3", "month_12", "month_36")} <= set(parsed.keys)
+    assert "follow_up.by_center.aauh.month_12.assessed" in parsed.keys
     assert parsed.keys["outcomes_12m.nrs_average.p_value"] == "< 0.001"  # 1/2048, not 0.00048828125
     assert parsed.keys["outcomes_12m.nrs_worst.p_value"] == "0.0039"
     tree = _Tree()

@@ -8,6 +8,7 @@ from typing import Any
 import jinja2
 
 from drg_etl import __version__
+from drg_etl.core.dates import FOLLOW_UP_WINDOWS
 from drg_etl.core.display import format_p
 from drg_etl.reference.compare import compare_with_paper
 from drg_etl.report import plots
@@ -125,6 +126,7 @@ def render(data: ReportData) -> str:
             comparison = rows
     page_plots = {
         "cohort_flow": plots.cohort_flow(figures["cohort"]),
+        "follow_up": plots.follow_up(figures["follow_up"]) if figures.get("follow_up") else None,
         "paired": {m: plots.paired(p, m) for m, p in sorted(data.pairs.items())},
         "survival": {name: plots.survival(name, curve, data.survival_times.get(name), mask_small=data.published)
                      for name, curve in data.survival_curves.items()},
@@ -137,7 +139,7 @@ def render(data: ReportData) -> str:
     template = environment.from_string(TEMPLATE.read_text(encoding="utf-8"))
     return template.render(
         figures=figures, published=data.published, deliveries=data.deliveries, load=data.load,
-        quality=data.quality, plots=page_plots, days=DAYS, grid=grid, trend=trend,
+        quality=data.quality, plots=page_plots, days=DAYS, grid=grid, trend=trend, windows=FOLLOW_UP_WINDOWS,
         cohort_rows=[(label, f"cohort.{key}", figures["cohort"][key]) for label, key in COHORT_ROWS],
         comparison=comparison, version=__version__)
 

@@ -46,6 +46,28 @@ def cohort_flow(cohort: dict[str, Any]) -> str:
     return _svg(fig)
 
 
+def follow_up(completeness: dict[str, Any]) -> str:
+    """Assessed share of the due assessments per timepoint: the nation and each center of the first implant.
+
+    A masked share ("<5" under ``--publish``) draws no bar.
+    """
+    timepoints = [t for t in completeness if t != "by_center"]
+    groups = {"national": {t: completeness[t] for t in timepoints}, **completeness["by_center"]}
+    fig, ax = plt.subplots(figsize=(7.5, 2.8))
+    width = 0.8 / len(groups)
+    for n, (group, cells) in enumerate(groups.items()):
+        xs = [i + (n - (len(groups) - 1) / 2) * width for i in range(len(timepoints))]
+        shares = [cells[t]["pct"] if isinstance(cells[t]["pct"], int | float) else 0.0 for t in timepoints]
+        ax.bar(xs, shares, width, label=group, color="#264653" if group == "national" else None)
+    ax.set_xticks(range(len(timepoints)), [t.replace("_", " ") for t in timepoints])
+    ax.set_ylim(0, 105)
+    ax.set_ylabel("% of due assessments done")
+    ax.set_xlabel("timepoint (months after the first implant)")
+    ax.set_title("Follow-up completeness")
+    ax.legend(fontsize=7, ncols=5, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
+    return _svg(fig)
+
+
 def paired(pairs: list[tuple[float, float]], measure: str) -> str:
     """Each patient's baseline and 12-month value joined by a line, with the means."""
     fig, ax = plt.subplots(figsize=(3.2, 3.2))
