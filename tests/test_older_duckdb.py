@@ -24,6 +24,15 @@ QUERIES = {
     "in force": "select count(*) from quality.deliveries_in_force",
     "quarantine": "select count(*) from quality.open_quarantine",
     "flat": "select count(*), count(distinct patient_id) from fhir.procedure_flat",
+    "flags": "select count(*), count(*) filter (where fully_functional) from marts.patient_flags",
+    "pairs": """select count(*), round(avg(b.value), 1), round(avg(m.value), 1)
+        from marts.follow_up b join marts.follow_up m using (patient_id, measure)
+        join marts.patient_flags f using (patient_id)
+        where f.fully_functional and b.measure = 'nrs_average' and b.official and b.timepoint = 'baseline'
+          and m.official and m.timepoint = 'month_12'""",
+    "lead history": "select count(*), sum(defect_complications) from marts.lead_history",
+    "comments": "select count(*), count(comment) from duckdb_columns() where schema_name in "
+                "('canonical', 'quality', 'fhir', 'marts')",
 }
 PROBE = """import json, sys, duckdb
 con = duckdb.connect(sys.argv[1], read_only=True)
