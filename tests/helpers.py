@@ -86,6 +86,12 @@ def generate_inbox(base: Path, **options: Any) -> Generated:
     return Generated(inbox, json.loads(truth.read_text(encoding="utf-8")), result)
 
 
+def copy_of(loaded: Loaded, folder: Path) -> Path:
+    """A copy of a loaded warehouse (its marts included: the load builds them) in ``folder``, to change freely."""
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(loaded.warehouse, folder / "wh.duckdb"))
+
+
 def load_generated(gen: Generated, base: Path) -> Loaded:
     """Load a generated inbox into a new warehouse, ``base/warehouse.duckdb``, under the test key."""
     from drg_etl.pipeline.load import load_inbox

@@ -15,8 +15,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pytest
-from helpers import Loaded, run_cli
-from test_dictionary import built_marts
+from helpers import Loaded, copy_of, run_cli
 
 from drg_etl.core.dictionary import dictionary_rows
 from drg_etl.core.model import TABLES
@@ -27,15 +26,8 @@ CPR = re.compile(r"\b\d{6}-?\d{4}\b")
 
 @pytest.fixture(scope="module")
 def warehouse(loaded_clean: Loaded, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the loaded clean demo warehouse with its marts (whichever the marts step builds)."""
-    path = tmp_path_factory.mktemp("release_wh") / "wh.duckdb"
-    shutil.copy(loaded_clean.warehouse, path)
-    con = duckdb.connect(str(path))
-    try:
-        built_marts(con)
-    finally:
-        con.close()
-    return path
+    """A copy of the loaded clean demo warehouse, with its marts."""
+    return copy_of(loaded_clean, tmp_path_factory.mktemp("release_wh"))
 
 
 @pytest.fixture(scope="module")

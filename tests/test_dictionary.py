@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from helpers import Loaded, run_cli
+from helpers import Loaded, copy_of, run_cli
 
 from drg_etl.core.dictionary import (
     DOCUMENTED_SCHEMAS,
@@ -26,27 +26,10 @@ from drg_etl.core.tables import MARTS
 from drg_etl.pipeline.warehouse import connect
 
 
-def built_marts(con: duckdb.DuckDBPyConnection) -> None:
-    """The marts as the marts step leaves them: built by ``drg-etl load`` once it builds them; until then built
-    here by ``refresh_marts`` and described as the marts step must (``write_comments(con, MARTS)``)."""
-    if con.execute("select count(*) from duckdb_tables() where schema_name = 'marts'").fetchone()[0] == 0:
-        from drg_etl.pipeline.marts import refresh_marts
-
-        refresh_marts(con)
-        write_comments(con, MARTS)
-
-
 @pytest.fixture(scope="module")
 def warehouse(loaded_clean: Loaded, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A copy of the loaded clean demo warehouse, with its marts."""
-    path = tmp_path_factory.mktemp("dictionary") / "wh.duckdb"
-    shutil.copy(loaded_clean.warehouse, path)
-    con = duckdb.connect(str(path))
-    try:
-        built_marts(con)
-    finally:
-        con.close()
-    return path
+    return copy_of(loaded_clean, tmp_path_factory.mktemp("dictionary"))
 
 
 def test_every_declared_column_has_a_description() -> None:
