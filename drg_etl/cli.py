@@ -24,7 +24,6 @@ from drg_etl.core.display import format_p
 from drg_etl.core.errors import EXIT_USAGE, DrgEtlError, interrupted_by
 from drg_etl.core.pseudonym import DEMO_KEY, KEY_VARIABLE, OLD_KEY_VARIABLE, key_from_environment
 from drg_etl.fhir.export import export_fhir
-from drg_etl.fhir.package import write_package
 from drg_etl.pipeline.analyst_release import write_release
 from drg_etl.pipeline.dictionary_document import FORMATS, dictionary_document
 from drg_etl.pipeline.load import FOLDER, LoadReport, load_inbox
@@ -273,6 +272,8 @@ def fhir_package_command(
 ) -> None:
     """The project's FHIR package: extensions, code systems, value sets, concept maps, SQL-on-FHIR views."""
     with _errors():
+        from drg_etl.fhir.package import write_package  # its URLs come from the canonical base, checked here
+
         files = write_package(out)
     console.print(f"{len(files)} files in {out / 'package'}")
 

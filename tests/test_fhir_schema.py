@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from drg_etl.fhir.terminology import canonical_base, system
 from drg_etl.fhir.validate import (
     SCHEMA_PATH,
     InvalidResource,
@@ -20,9 +21,9 @@ from drg_etl.fhir.validate import (
     schema_errors,
 )
 
-PROJECT = "https://drg-etl.example/fhir/CodeSystem/drg-etl"
-CENTER = "https://drg-etl.example/fhir/CodeSystem/center"
-EXTENSION = "https://drg-etl.example/fhir/StructureDefinition/"
+PROJECT = system("project")
+CENTER = system("center")
+EXTENSION = f"{canonical_base()}/StructureDefinition/"
 
 
 def _id(*key: Any) -> str:
@@ -55,7 +56,7 @@ def organization(i: int = 0) -> dict[str, Any]:
 
 def patient(i: int = 0) -> dict[str, Any]:
     return {"resourceType": "Patient", "id": _id("Patient", i), "meta": _meta(),
-            "identifier": [{"system": "https://drg-etl.example/fhir/NamingSystem/patient-pseudonym",
+            "identifier": [{"system": system("pseudonym"),
                             "value": f"P{i:08d}"}],
             "gender": "female", "birthDate": "1961", "managingOrganization": {"reference": "Organization/ouh"}}
 

@@ -20,6 +20,7 @@ import duckdb
 import pytest
 from helpers import Loaded
 
+from drg_etl.core.mappings import canonical_base, with_canonical_base
 from drg_etl.core.paths import SQL_DIR
 from drg_etl.fhir.export import export_fhir
 
@@ -30,8 +31,8 @@ except ImportError:  # _engine() fails the tests that need it
 
 VIEWS_DIR = SQL_DIR / "views"
 VIEW_FILES = sorted(VIEWS_DIR.glob("ViewDefinition-*.json"))
-URL_BASE = "https://drg-etl.example/fhir/ViewDefinition/"
-PROJECT_SYSTEM = "https://drg-etl.example/fhir/CodeSystem/drg-etl"
+URL_BASE = f"{canonical_base()}/ViewDefinition/"
+PROJECT_SYSTEM = f"{canonical_base()}/CodeSystem/drg-etl"
 # Columns that hold a project code. The view keeps the code whole ('diagnosis/crps_1': the portable
 # FHIRPath subset has no string function to cut it); the DuckDB table keeps the value after 'concept/'.
 PROJECT_CODES = {
@@ -76,7 +77,7 @@ def warehouse(loaded_demo: Loaded, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def _load_view(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
+    return json.loads(with_canonical_base(path.read_text(encoding="utf-8")))
 
 
 def _resources(warehouse: dict[str, Any], resource_type: str) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
 -- SQL-on-FHIR style flattening of fhir.resources: one row per resource, the columns the
 -- marts and the national analysis read. Codes are read from the project CodeSystem's coding
 -- (every CodeableConcept carries one, beside its SNOMED CT / LOINC codes).
--- They are tables, rebuilt in the transaction that changes fhir.resources, so a query reads
+-- Extension URLs are under {canonical_base}, the project's canonical base (mappings/terminology.yaml),
+-- filled in when the statements run. They are tables, rebuilt in the transaction that changes fhir.resources, so a query reads
 -- flat columns instead of parsing JSON (the analysis at registry scale).
 
 create or replace macro fhir_code(codes, concept) as
@@ -57,9 +58,9 @@ select
     fhir_code(json_extract_string(resource, '$.type.coding[*].code'), 'device_type')   as device_type,
     coalesce(fhir_code(json_extract_string(resource, '$.statusReason[0].coding[*].code'), 'lead_status'),
              'active')                                                                 as status,
-    cast(fhir_extension(resource, 'https://drg-etl.example/fhir/StructureDefinition/device-placed-date',
+    cast(fhir_extension(resource, '{canonical_base}/StructureDefinition/device-placed-date',
                         '$.valueDate') as date)                                        as placed_date,
-    cast(fhir_extension(resource, 'https://drg-etl.example/fhir/StructureDefinition/device-status-date',
+    cast(fhir_extension(resource, '{canonical_base}/StructureDefinition/device-status-date',
                         '$.valueDate') as date)                                        as status_date,
     json_extract_string(resource, '$.property[0].valueCode[0].text')                   as level,
     json_extract_string(resource, '$.property[1].valueCode[0].text')                   as side
@@ -74,7 +75,7 @@ select
     fhir_code(json_extract_string(resource, '$.code.coding[*].code'), 'measure')       as measure,
     cast(json_extract_string(resource, '$.effectiveDateTime') as date)                 as date,
     cast(json_extract_string(resource, '$.valueQuantity.value') as double)             as value,
-    fhir_code(fhir_extension(resource, 'https://drg-etl.example/fhir/StructureDefinition/study-timepoint',
+    fhir_code(fhir_extension(resource, '{canonical_base}/StructureDefinition/study-timepoint',
                              '$.valueCodeableConcept.coding[*].code'), 'timepoint')    as timepoint
 from fhir.resources
 where resource_type = 'Observation';

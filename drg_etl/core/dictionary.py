@@ -23,6 +23,7 @@ from typing import Any
 
 import duckdb
 
+from drg_etl.core.mappings import with_canonical_base
 from drg_etl.core.model import CANONICAL_COPIES, CURRENT_VIEW, TABLES, Column
 from drg_etl.core.paths import SQL_DIR
 from drg_etl.core.tables import MARTS, WAREHOUSE_TABLES, WAREHOUSE_VIEWS, WarehouseTable
@@ -129,7 +130,8 @@ def flat_relations() -> tuple[RelationDoc, ...]:
     """The FHIR flat tables (``fhir.*_flat``), described by their ViewDefinitions."""
     relations = []
     for name in FLAT_TABLES:
-        view = json.loads((SQL_DIR / "views" / f"ViewDefinition-{name}.json").read_text(encoding="utf-8"))
+        view = json.loads(with_canonical_base(
+            (SQL_DIR / "views" / f"ViewDefinition-{name}.json").read_text(encoding="utf-8")))
         columns: dict[str, ColumnDoc] = {}
         for column in _view_columns(view["select"]):
             columns.setdefault(column["name"], ColumnDoc(column["name"], column["description"],

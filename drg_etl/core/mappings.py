@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,29 @@ import yaml
 from drg_etl.core import vocabulary
 from drg_etl.core.errors import MappingSpecError
 from drg_etl.core.paths import MAPPINGS_DIR
+
+CANONICAL_BASE_VARIABLE = "DRG_ETL_CANONICAL_BASE"
+PLACEHOLDER = "{canonical_base}"
+_BASE = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d+)?(/[A-Za-z0-9._~-]+)*$")
+
+
+@functools.cache
+def canonical_base() -> str:
+    """The base of every URL of the project's namespace: ``canonical_base`` in mappings/terminology.yaml, or
+    ``DRG_ETL_CANONICAL_BASE`` for a run; an absolute http(s) URL without a trailing slash."""
+    spec = yaml.safe_load((MAPPINGS_DIR / "terminology.yaml").read_text(encoding="utf-8"))
+    base = os.environ.get(CANONICAL_BASE_VARIABLE) or spec.get("canonical_base", "")
+    if not _BASE.match(base):
+        where = CANONICAL_BASE_VARIABLE if os.environ.get(CANONICAL_BASE_VARIABLE) else "terminology.yaml"
+        raise MappingSpecError(f"{where}: the canonical base must be an absolute http(s) URL without a trailing "
+                               f"slash, such as https://registry.example.dk/fhir (got {base!r})")
+    return base
+
+
+def with_canonical_base(text: str) -> str:
+    """``text`` (SQL, a ViewDefinition, a mapping) with every ``{canonical_base}`` replaced by the base."""
+    return text.replace(PLACEHOLDER, canonical_base())
+
 
 # Which canonical value set each label table must land in.
 _VALUE_SETS: dict[str, tuple[Any, ...]] = {

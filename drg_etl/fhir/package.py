@@ -20,9 +20,18 @@ import yaml
 from drg_etl import __version__
 from drg_etl.core.paths import MAPPINGS_DIR, SQL_DIR
 from drg_etl.core.vocabulary import CENTER_NAMES, CENTERS
-from drg_etl.fhir.terminology import STANDARD, code_system_resource, codeable, project_code, system, terminology
+from drg_etl.fhir.terminology import (
+    STANDARD,
+    canonical_base,
+    code_system_resource,
+    codeable,
+    project_code,
+    system,
+    terminology,
+    with_canonical_base,
+)
 
-CANONICAL = "https://drg-etl.example/fhir"
+CANONICAL = canonical_base()  # mappings/terminology.yaml (or DRG_ETL_CANONICAL_BASE for a run)
 FHIR_VERSION = "4.0.1"
 PACKAGE_NAME = "example.drg-etl.fhir"
 EXTENSIONS = {  # short name in terminology.yaml -> (id, title, context, value type)
@@ -194,7 +203,8 @@ def concept_maps() -> list[dict[str, Any]]:
 
 def view_definitions() -> list[dict[str, Any]]:
     """The SQL-on-FHIR ViewDefinitions of the flat tables (warehouse/views/)."""
-    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted((SQL_DIR / "views").glob("*.json"))]
+    return [json.loads(with_canonical_base(p.read_text(encoding="utf-8")))
+            for p in sorted((SQL_DIR / "views").glob("*.json"))]
 
 
 def package_resources() -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ from drg_etl.core.sql import read_sql
 from drg_etl.core.tables import FHIR_BUILDS, FHIR_RESOURCES, fhir_resources_ddl, insert_row
 from drg_etl.core.transaction import rollback_quietly
 from drg_etl.fhir.build import build_patient, organizations, resource_id
-from drg_etl.fhir.terminology import all_codeables
+from drg_etl.fhir.terminology import all_codeables, canonical_base, with_canonical_base
 from drg_etl.fhir.validate import check_resources
 
 BATCH_PATIENTS = 2_000
@@ -163,7 +163,7 @@ def _finish(con: duckdb.DuckDBPyConnection, mode: str, strict: bool, patients: i
     con.execute("delete from staging.fhir_dirty")
     for (view,) in con.execute("select view_name from duckdb_views() where schema_name = 'fhir'").fetchall():
         con.execute(f"drop view fhir.{view}")  # warehouses of 0.1 had the flat tables as views
-    con.execute(read_sql("fhir_flat.sql"))
+    con.execute(with_canonical_base(read_sql("fhir_flat.sql")))
     # fhir.resources (after a full rebuild) and the flat tables are new tables: their data dictionary with them
     write_comments(con, (FHIR_RESOURCES, *flat_relations()))
     insert_row(con, FHIR_BUILDS, {"built_at": dt.datetime.now(dt.UTC).replace(tzinfo=None), "mode": mode,
@@ -183,7 +183,10 @@ def refresh_fhir(con: duckdb.DuckDBPyConnection, *, full: bool = False, strict: 
     """
     started = time.perf_counter()
     validate = _Validator(strict)
-    mode = _choose_mode(con, full)
+    base = canonical_base()
+    built_under = con.execute("select value from quality.settings where name = 'canonical_base'").fetchone()
+    # every project URL changes with the canonical base: a layer built under another is rebuilt whole
+    mode = _choose_mode(con, full or (built_under is not None and built_under[0] != base))
     con.execute("begin transaction")
     try:
         if mode == "full":
@@ -203,6 +206,7 @@ def refresh_fhir(con: duckdb.DuckDBPyConnection, *, full: bool = False, strict: 
             con.unregister("stale")
             patients, built = _build_into(con, "resources", validate, batch_patients, commit_each_batch=False)
         counts = _finish(con, mode, strict, patients, built, started)
+        con.execute("insert or replace into quality.settings values ('canonical_base', ?)", [base])
         con.execute("drop table if exists fhir_targets")
         con.execute("commit")
     except BaseException:

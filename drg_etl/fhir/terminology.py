@@ -8,15 +8,16 @@ from typing import Any
 import yaml
 
 from drg_etl.core.errors import MappingSpecError
-from drg_etl.core.mappings import MAPPINGS_DIR
+from drg_etl.core.mappings import MAPPINGS_DIR, canonical_base, with_canonical_base
+
+__all__ = ["STANDARD", "canonical_base", "with_canonical_base"]
 
 STANDARD = ("sks", "snomed", "loinc")  # in this order in every CodeableConcept, before the project code
-
-
 @functools.cache
 def terminology() -> dict[str, Any]:
     """The terminology map, checked: every standard code cites its source."""
     spec = yaml.safe_load((MAPPINGS_DIR / "terminology.yaml").read_text(encoding="utf-8"))
+    spec["systems"] = {name: with_canonical_base(uri) for name, uri in spec["systems"].items()}
     for concept, values in spec["concepts"].items():
         for value, entry in values.items():
             if "text" not in entry:
