@@ -443,12 +443,15 @@ def analyze_command(
 def export_fhir_command(
     warehouse: Annotated[Path, typer.Option(help="the DuckDB warehouse file")],
     out: Annotated[Path, typer.Option(help="folder for the NDJSON files and manifest.json")],
+    base_url: Annotated[str | None, typer.Option(
+        help="absolute URL the files will be served under (the manifest's output[].url and request); "
+             "default the folder's file:// URL")] = None,
 ) -> None:
-    """FHIR R4 Bulk Data NDJSON, one file per resource type, with manifest.json."""
+    """FHIR R4 Bulk Data NDJSON, one file per resource type, with the Bulk Data manifest.json."""
     with _reading(warehouse) as con:
-        manifest = export_fhir(con, out)
+        manifest = export_fhir(con, out, base_url)
     for entry in manifest["output"]:
-        console.print(f"{entry['count']:>8}  {out / entry['url']}")
+        console.print(f"{entry['count']:>8}  {out / entry['url'].rsplit('/', 1)[-1]}")
     console.print(f"manifest: {out / 'manifest.json'}")
 
 

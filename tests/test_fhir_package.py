@@ -19,6 +19,7 @@ from drg_etl.fhir.validate import first_error
 
 ROOT = Path(__file__).resolve().parents[1]
 SKS = "urn:oid:1.2.208.176.2.4"
+SKS_D = "urn:oid:1.2.208.176.2.4.12"
 CORE_TYPES = {"StructureDefinition", "CodeSystem", "ValueSet", "ConceptMap", "NamingSystem"}
 
 
@@ -113,7 +114,7 @@ def test_danish_sks_codes_sit_beside_snomed_where_sks_has_the_concept(export: li
     defects = [r for r in export if r["resourceType"] == "Condition"
                and any(c["code"] in ("complication/lead_fracture", "complication/lead_malfunction")
                        for c in r["code"]["coding"])]
-    assert defects and all((SKS, "DT851") in _codings(r, "code") for r in defects)
+    assert defects and all((SKS_D, "DT851") in _codings(r, "code") for r in defects)
 
 
 def test_permanence_is_an_outcome_never_a_severity_and_unknown_stays_unsaid(export: list[dict[str, Any]]) -> None:

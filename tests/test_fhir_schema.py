@@ -79,8 +79,9 @@ def procedure(i: int = 0) -> dict[str, Any]:
             "performer": [{"actor": {"reference": "Organization/ouh"}}],
             "performedPeriod": {"start": "2018-04-01", "end": "2018-04-08"},
             "outcome": _concept("trial_outcome/true", "Successful trial", snomed="385669000"),
-            "focalDevice": [{"action": {"coding": [{"system": "http://hl7.org/fhir/device-action",
-                                                    "code": "implanted"}]},
+            "focalDevice": [{"action": {"coding": [{"system": "http://snomed.info/sct", "code": "129336009",
+                                                    "display": "Implantation - action"}],
+                                        "text": "Device implanted"},
                              "manipulated": _ref("Device", i)}],
             "bodySite": [{"text": "dorsal root ganglion, L4 left"}], "complicationDetail": [_ref("Condition", i)]}
 

@@ -15,6 +15,8 @@ import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import duckdb
 import pytest
@@ -83,7 +85,7 @@ def _load_view(path: Path) -> dict[str, Any]:
 def _resources(warehouse: dict[str, Any], resource_type: str) -> list[dict[str, Any]]:
     """The resources of a type, from the file the Bulk manifest names for it."""
     [entry] = [o for o in warehouse["manifest"]["output"] if o["type"] == resource_type]
-    text = (warehouse["dir"] / entry["url"]).read_text(encoding="utf-8")
+    text = Path(url2pathname(urlsplit(entry["url"]).path)).read_text(encoding="utf-8")  # an absolute file:// URL
     return [json.loads(line) for line in text.splitlines() if line]
 
 

@@ -21,7 +21,7 @@ import yaml
 
 from drg_etl.core.paths import MAPPINGS_DIR
 from drg_etl.core.vocabulary import CENTER_NAMES, CENTERS, FAULTY_LEAD_STATUSES, REMOVED_LEAD_STATUSES
-from drg_etl.fhir.terminology import codeable, system
+from drg_etl.fhir.terminology import codeable, device_action, system
 
 NAMESPACE = uuid.UUID("6f1c2b0e-4d7a-5c3e-9b8f-2a1d0e9c7b65")
 _NAMESPACE_BYTES = NAMESPACE.bytes
@@ -183,7 +183,7 @@ def _procedure(p: dict[str, Any], mine: list[dict[str, Any]], device_ids: dict,
                   and all(d is not other for _, other in focal)]
     if focal:
         resource["focalDevice"] = [
-            {"action": {"coding": [{"system": system("device_action"), "code": action}]},
+            {"action": device_action(action),
              "manipulated": {"reference": f"Device/{device_ids[(center, d['device_ref'])]}"}}
             for action, d in focal]
         sites = sorted({f"{d['level']} {d['side']}" for _, d in focal if d["device_type"] == "lead"})

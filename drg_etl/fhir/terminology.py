@@ -12,7 +12,10 @@ from drg_etl.core.mappings import MAPPINGS_DIR, canonical_base, with_canonical_b
 
 __all__ = ["STANDARD", "canonical_base", "with_canonical_base"]
 
-STANDARD = ("sks", "snomed", "loinc")  # in this order in every CodeableConcept, before the project code
+STANDARD = ("sks", "sks_d", "snomed", "loinc")  # in this order in every CodeableConcept, before the project code
+SKS_PREFIX = {"sks": "K", "sks_d": "D"}  # SKS procedures (K-codes) and diagnoses (D-codes) have their own systems
+
+
 @functools.cache
 def terminology() -> dict[str, Any]:
     """The terminology map, checked: every standard code cites its source."""
@@ -25,6 +28,14 @@ def terminology() -> dict[str, Any]:
             for system in STANDARD:
                 if system in entry and not entry[system].get("source"):
                     raise MappingSpecError(f"terminology.yaml: {concept}.{value} {system} code cites no source")
+            for system, prefix in SKS_PREFIX.items():
+                if system in entry and not str(entry[system]["code"]).startswith(prefix):
+                    raise MappingSpecError(f"terminology.yaml: {concept}.{value} {entry[system]['code']} is not an "
+                                           f"SKS {prefix}-code, so it does not belong under {system}")
+    for action, entry in spec["device_actions"].items():
+        if not entry.get("snomed", {}).get("source") or "text" not in entry:
+            raise MappingSpecError(f"terminology.yaml: device action {action} needs a text and a SNOMED CT code "
+                                   "that cites its source")
     return spec
 
 
@@ -50,6 +61,17 @@ def codeable(concept: str, value: Any) -> dict[str, Any]:
                for s in STANDARD if s in entry]
     codings.append({"system": system("project"), "code": project_code(concept, value), "display": entry["text"]})
     return {"coding": codings, "text": entry["text"]}
+
+
+@functools.cache
+def device_action(action: str) -> dict[str, Any]:
+    """Procedure.focalDevice.action: the SNOMED CT action code of ``implanted``, ``explanted`` or ``manipulated``.
+
+    Cached and shared, as :func:`codeable`: callers must not change it.
+    """
+    entry = terminology()["device_actions"][action]
+    return {"coding": [{"system": system("snomed"), "code": entry["snomed"]["code"],
+                        "display": entry["snomed"]["display"]}], "text": entry["text"]}
 
 
 def all_codeables() -> list[dict[str, Any]]:
