@@ -268,14 +268,15 @@ def report_command(
 
 @app.command("fhir-package")
 def fhir_package_command(
-    out: Annotated[Path, typer.Option(help="folder to write the FHIR package into (as out/package/)")],
+    out: Annotated[Path, typer.Option(help="folder to write the FHIR package into (as out/package/ and "
+                                             "out/<name>-<version>.tgz)")],
 ) -> None:
-    """The project's FHIR package: extensions, code systems, value sets, concept maps, SQL-on-FHIR views."""
+    """The project's FHIR package: profiles, extensions, code systems, value sets, concept maps, SQL-on-FHIR views."""
     with _errors():
         from drg_etl.fhir.package import write_package  # its URLs come from the canonical base, checked here
 
         files = write_package(out)
-    console.print(f"{len(files)} files in {out / 'package'}")
+    console.print(f"{len(files) - 1} files in {out / 'package'}, and {files[-1].name}")
 
 
 @app.command("quality")

@@ -21,6 +21,7 @@ import yaml
 
 from drg_etl.core.paths import MAPPINGS_DIR
 from drg_etl.core.vocabulary import CENTER_NAMES, CENTERS, FAULTY_LEAD_STATUSES, REMOVED_LEAD_STATUSES
+from drg_etl.fhir.package import profile_url
 from drg_etl.fhir.terminology import codeable, device_action, system
 
 NAMESPACE = uuid.UUID("6f1c2b0e-4d7a-5c3e-9b8f-2a1d0e9c7b65")
@@ -46,8 +47,8 @@ def resource_id(resource_type: str, *natural_key: Any) -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def _meta(center: str, cutoff: Any) -> dict[str, Any]:
-    return {"source": f"urn:drg-etl:delivery:{center}:{_iso(cutoff)}",
+def _meta(resource_type: str, center: str, cutoff: Any) -> dict[str, Any]:
+    return {"profile": [profile_url(resource_type)], "source": f"urn:drg-etl:delivery:{center}:{_iso(cutoff)}",
             "tag": [{"system": system("center"), "code": center, "display": CENTER_NAMES[center]}]}
 
 
@@ -76,7 +77,8 @@ def organizations() -> Iterator[dict[str, Any]]:
             identifiers.insert(0, {"use": "official", "system": spec["sor_system"],
                                    "value": spec["sor"][center]["code"]})
         yield {"resourceType": "Organization", "id": center,
-               "meta": {"source": ORGANIZATION_SOURCE, "tag": [{"system": system("center"), "code": center}]},
+               "meta": {"profile": [profile_url("Organization")], "source": ORGANIZATION_SOURCE,
+                        "tag": [{"system": system("center"), "code": center}]},
                "identifier": identifiers, "active": True, "name": CENTER_NAMES[center]}
 
 
@@ -87,13 +89,13 @@ def build_patient(key: str, facts: PatientFacts) -> Iterator[dict[str, Any]]:
     if patients:
         home = _first_center(procedures, patients)
         fact = next((q for q in patients if q["center"] == home), patients[0])
-        yield {"resourceType": "Patient", "id": resource_id("Patient", key), "meta": _meta(fact["center"],
+        yield {"resourceType": "Patient", "id": resource_id("Patient", key), "meta": _meta("Patient", fact["center"],
                                                                                            fact["cutoff"]),
                "identifier": [{"system": system("pseudonym"), "value": key}],
                "gender": fact["sex"], "birthDate": str(fact["birth_year"]),
                "managingOrganization": {"reference": f"Organization/{home}"}}
         yield {"resourceType": "Condition", "id": resource_id("Condition", key, "pain"),
-               "meta": _meta(fact["center"], fact["cutoff"]),
+               "meta": _meta("Condition", fact["center"], fact["cutoff"]),
                "clinicalStatus": {"coding": [{"system": system("condition_clinical"), "code": "active"}]},
                "category": [{"coding": [{"system": system("condition_category"), "code": "problem-list-item"}]}],
                "code": codeable("diagnosis", fact["diagnosis"]),
@@ -132,7 +134,7 @@ def _subject(key: str) -> dict[str, str]:
 def _device(d: dict[str, Any], device_ids: dict) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "Device", "id": device_ids[(d["center"], d["device_ref"])],
-        "meta": _meta(d["center"], d["cutoff"]),
+        "meta": _meta("Device", d["center"], d["cutoff"]),
         "identifier": [{"system": system("device_reference"), "value": d["device_ref"]}],
         "type": codeable("device_type", d["device_type"]),
         "serialNumber": d["serial"], "patient": _subject(d["patient_key"]),
@@ -164,7 +166,8 @@ def _procedure(p: dict[str, Any], mine: list[dict[str, Any]], device_ids: dict,
     resource: dict[str, Any] = {
         "resourceType": "Procedure", "id": resource_id("Procedure", key, center, p["procedure"], _iso(p["date"]),
                                                        p["device_ref"]),
-        "meta": _meta(center, p["cutoff"]), "status": "completed", "code": codeable("procedure", p["procedure"]),
+        "meta": _meta("Procedure", center, p["cutoff"]), "status": "completed",
+        "code": codeable("procedure", p["procedure"]),
         "subject": _subject(key), "performer": [{"actor": {"reference": f"Organization/{center}"}}],
     }
     if p["procedure"] == "trial":
@@ -199,7 +202,7 @@ def _observation(m: dict[str, Any]) -> dict[str, Any]:
     resource: dict[str, Any] = {
         "resourceType": "Observation",
         "id": resource_id("Observation", m["patient_key"], m["center"], _iso(m["date"]), m["measure"], m["timepoint"]),
-        "meta": _meta(m["center"], m["cutoff"]), "status": "final",
+        "meta": _meta("Observation", m["center"], m["cutoff"]), "status": "final",
         "category": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
                                   "code": "survey"}]}],
         "code": codeable("measure", m["measure"]), "subject": _subject(m["patient_key"]),
@@ -239,7 +242,7 @@ def _complication_device(c: dict[str, Any], mine: list[dict[str, Any]], device_i
 def _complication(c: dict[str, Any], device: str | None) -> Iterator[dict[str, Any]]:
     cid = _complication_id(c)
     condition: dict[str, Any] = {
-        "resourceType": "Condition", "id": cid, "meta": _meta(c["center"], c["cutoff"]),
+        "resourceType": "Condition", "id": cid, "meta": _meta("Condition", c["center"], c["cutoff"]),
         "category": [{"coding": [{"system": system("condition_category"), "code": "encounter-diagnosis"}]}],
         "code": codeable("complication", c["complication"]), "subject": _subject(c["patient_key"]),
         "onsetDateTime": _iso(c["date"]),
@@ -254,8 +257,8 @@ def _complication(c: dict[str, Any], device: str | None) -> Iterator[dict[str, A
     yield condition
     event: dict[str, Any] = {
         "resourceType": "AdverseEvent", "id": resource_id("AdverseEvent", *_complication_key(c)),
-        "meta": _meta(c["center"], c["cutoff"]), "actuality": "actual", "event": codeable("complication",
-                                                                                           c["complication"]),
+        "meta": _meta("AdverseEvent", c["center"], c["cutoff"]), "actuality": "actual",
+        "event": codeable("complication", c["complication"]),
         "subject": _subject(c["patient_key"]), "date": _iso(c["date"]),
         "resultingCondition": [{"reference": f"Condition/{cid}"}],
     }

@@ -1,17 +1,23 @@
 """The project's FHIR package: what a validator needs to resolve the export, generated from ``mappings/``.
 
 One JSON resource a file, in the FHIR package layout (``package/package.json`` and
-``package/.index.json``): a StructureDefinition per extension the export uses, the project's
-CodeSystems (every project code the export uses is defined there), a NamingSystem for the
-pseudonym identifier, a ValueSet per coded element, ConceptMaps from each center's local codes
-and labels to the canonical and standard codes, and the SQL-on-FHIR ViewDefinitions of the
-flat tables (``warehouse/views/``). ``drg-etl fhir-package --out DIR`` writes it; a test keeps
-the committed copy (``fhir-package/``) in sync.
+``package/.index.json``), as a folder and as the ``.tgz`` the FHIR package spec defines: a
+profile per exported resource type (``mappings/profiles.yaml``; every exported resource names it
+in ``meta.profile``), a StructureDefinition per extension the export uses, the project's
+CodeSystems (every project code the export uses is defined there), NamingSystems for the
+identifiers, a ValueSet per coded element, ConceptMaps from each center's local codes and labels
+to the canonical and standard codes; and, beside the R4 resources in ``package/other/`` (not
+R4 resources, so not in ``.index.json``), the SQL-on-FHIR ViewDefinitions of the flat tables
+(``warehouse/views/``). ``drg-etl fhir-package --out DIR`` writes it; a test keeps the committed
+copy (``fhir-package/``) in sync.
 """
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +37,15 @@ from drg_etl.fhir.terminology import (
     with_canonical_base,
 )
 
-CANONICAL = canonical_base()  # mappings/terminology.yaml (or DRG_ETL_CANONICAL_BASE for a run)
 FHIR_VERSION = "4.0.1"
 PACKAGE_NAME = "example.drg-etl.fhir"
+# Every code system the export uses outside the project's own: R4 core, and HL7 Terminology (THO) for
+# condition-category, condition-clinical, observation-category, adverse-event-seriousness and -outcome.
+# SKS, SNOMED CT, LOINC and UCUM are external systems identified by their URIs (no package defines their codes).
+DEPENDENCIES = {"hl7.fhir.r4.core": FHIR_VERSION, "hl7.terminology.r4": "6.5.0"}
+INDEX_KEYS = ("url", "version", "kind", "type", "derivation", "content", "supplements")  # .index.json, version 2
+OTHER = "other"  # what is not an R4 resource (the SQL-on-FHIR ViewDefinitions): not in .index.json
+TAR_MTIME = 946684800  # 2000-01-01: the tarball's entries carry a fixed time, so the same package is the same bytes
 EXTENSIONS = {  # short name in terminology.yaml -> (id, title, context, value type)
     "timepoint_extension": ("study-timepoint", "The study timepoint of a measurement (baseline, month_3 ...)",
                             "Observation", "CodeableConcept"),
@@ -72,43 +84,48 @@ def extension_definitions() -> list[dict[str, Any]]:
     return out
 
 
-# Profiles: what the export guarantees per resource type (required elements, the value sets they draw on).
-PROFILES: dict[str, list[tuple[str, int, str | None, str | None]]] = {  # path, min, type, value set
-    "Procedure": [("Procedure.status", 1, None, None), ("Procedure.code", 1, None, "procedure"),
-                  ("Procedure.subject", 1, None, None), ("Procedure.performed[x]", 1, None, None),
-                  ("Procedure.performer", 1, None, None), ("Procedure.outcome", 0, None, "trial-outcome")],
-    "Device": [("Device.identifier", 1, None, None), ("Device.type", 1, None, "device-type"),
-               ("Device.serialNumber", 1, None, None), ("Device.patient", 1, None, None),
-               ("Device.status", 1, None, None), ("Device.statusReason", 0, None, "lead-status")],
-    "Observation": [("Observation.status", 1, None, None), ("Observation.code", 1, None, "measure"),
-                    ("Observation.subject", 1, None, None), ("Observation.effective[x]", 1, "dateTime", None),
-                    ("Observation.value[x]", 1, "Quantity", None)],
-    "AdverseEvent": [("AdverseEvent.event", 1, None, "complication"), ("AdverseEvent.subject", 1, None, None),
-                     ("AdverseEvent.date", 1, None, None), ("AdverseEvent.resultingCondition", 1, None, None)],
-}
+def profile_url(resource_type: str) -> str:
+    """The canonical URL of the project's profile of ``resource_type`` (what ``meta.profile`` names)."""
+    return f"{canonical_base()}/StructureDefinition/drg-etl-{resource_type.lower()}"
+
+
+def profile_declarations() -> dict[str, dict[str, dict[str, Any]]]:
+    """Per exported resource type, what the export guarantees of its elements (mappings/profiles.yaml)."""
+    return yaml.safe_load((MAPPINGS_DIR / "profiles.yaml").read_text(encoding="utf-8"))
+
+
+def _value_set_url(concept: str) -> str:
+    return f"{canonical_base()}/ValueSet/{concept.replace('_', '-')}"
 
 
 def profiles() -> list[dict[str, Any]]:
-    """StructureDefinitions constraining Procedure, Device, Observation and AdverseEvent to what the export emits."""
+    """A StructureDefinition per exported resource type: a constraint on the R4 base, differential only.
+
+    The differential fixes what the export guarantees: required elements, the one type of a choice, the system of
+    an identifier and the ValueSet a code comes from (mappings/profiles.yaml).
+    """
     out = []
-    for resource_type, elements in PROFILES.items():
+    for resource_type, elements in profile_declarations().items():
         rid = f"drg-etl-{resource_type.lower()}"
         differential = [{"id": resource_type, "path": resource_type,
                          "short": f"A {resource_type} of the national DRG data set"}]
-        for path, minimum, type_code, value_set in elements:
+        for path, spec in elements.items():
             element: dict[str, Any] = {"id": path, "path": path}
-            if minimum:
-                element["min"] = minimum
-            if type_code:
-                element["type"] = [{"code": type_code}]
-            if value_set:
-                element["binding"] = {"strength": "extensible",
-                                      "valueSet": f"{CANONICAL}/ValueSet/{value_set}"}
+            if spec.get("min"):
+                element["min"] = spec["min"]
+            if "max" in spec:
+                element["max"] = str(spec["max"])
+            if "type" in spec:
+                element["type"] = [{"code": spec["type"]}]
+            if "fixedUri" in spec:
+                element["fixedUri"] = system(spec["fixedUri"])
+            if "valueset" in spec:
+                element["binding"] = {"strength": "extensible", "valueSet": _value_set_url(spec["valueset"])}
             differential.append(element)
-        out.append({**_common("StructureDefinition", rid, f"{CANONICAL}/StructureDefinition/{rid}",
-                              f"DrgEtl{resource_type}", f"drg-etl {resource_type}"),
+        out.append({**_common("StructureDefinition", rid, profile_url(resource_type), f"DrgEtl{resource_type}",
+                              f"drg-etl {resource_type}"),
                     "description": f"The {resource_type} resources drg-etl exports: the elements always present "
-                                   "and the value sets their codes come from (fhir.md).",
+                                   "and the value sets their codes come from (fhir.md, mappings/profiles.yaml).",
                     "fhirVersion": FHIR_VERSION, "kind": "resource", "abstract": False, "type": resource_type,
                     "baseDefinition": f"http://hl7.org/fhir/StructureDefinition/{resource_type}",
                     "derivation": "constraint", "differential": {"element": differential}})
@@ -150,7 +167,7 @@ def value_sets() -> list[dict[str, Any]]:
                     includes[coding["system"]].append(entry)
         rid = concept.replace("_", "-")
         title = f"drg-etl {concept.replace('_', ' ')}"
-        out.append({**_common("ValueSet", rid, f"{CANONICAL}/ValueSet/{rid}", f"DrgEtl{rid.title().replace('-', '')}",
+        out.append({**_common("ValueSet", rid, _value_set_url(concept), f"DrgEtl{rid.title().replace('-', '')}",
                               title),
                     "description": f"The codes of the {concept.replace('_', ' ')} element of the national DRG data "
                                    "set: the project's code and the standard codes mapped to it.",
@@ -179,10 +196,11 @@ def concept_maps() -> list[dict[str, Any]]:
                         for label, value in labels.items()]
             groups.append({"source": _local_system(center, local_concept, spec), "target": system("project"),
                            "element": elements})
-        out.append({**_common("ConceptMap", f"{center}-to-drg-etl", f"{CANONICAL}/ConceptMap/{center}-to-drg-etl",
+        url = f"{canonical_base()}/ConceptMap/{center}-to-drg-etl"
+        out.append({**_common("ConceptMap", f"{center}-to-drg-etl", url,
                               f"DrgEtl{center.title()}Map", f"{CENTER_NAMES[center]}: local codes to drg-etl codes"),
                     "description": f"How drg-etl reads {CENTER_NAMES[center]}'s delivery (mappings/{center}.yaml).",
-                    "targetUri": f"{CANONICAL}/CodeSystem/drg-etl", "group": groups})
+                    "targetUri": f"{canonical_base()}/CodeSystem/drg-etl", "group": groups})
     standard = []
     for name in STANDARD:
         elements = []
@@ -194,7 +212,7 @@ def concept_maps() -> list[dict[str, Any]]:
                                                  "equivalence": entry[name].get("equivalence", "equivalent")}]})
         if elements:
             standard.append({"source": system("project"), "target": system(name), "element": elements})
-    out.append({**_common("ConceptMap", "drg-etl-to-standard", f"{CANONICAL}/ConceptMap/drg-etl-to-standard",
+    out.append({**_common("ConceptMap", "drg-etl-to-standard", f"{canonical_base()}/ConceptMap/drg-etl-to-standard",
                           "DrgEtlToStandard", "drg-etl codes to SKS, SNOMED CT and LOINC"),
                 "description": "The standard codes carried beside each project code (mappings/terminology.yaml, "
                                "where each cites its source).", "group": standard})
@@ -208,34 +226,75 @@ def view_definitions() -> list[dict[str, Any]]:
 
 
 def package_resources() -> list[dict[str, Any]]:
-    """Every resource of the package."""
+    """Every R4 resource of the package (the ViewDefinitions are not R4 resources: ``view_definitions``)."""
     return [*extension_definitions(), *profiles(), code_system_resource(), center_code_system(), *naming_systems(),
-            *value_sets(), *concept_maps(), *view_definitions()]
+            *value_sets(), *concept_maps()]
 
 
 def _file_name(resource: dict[str, Any]) -> str:
     return f"{resource['resourceType']}-{resource['id']}.json"
 
 
-def write_package(out: Path) -> list[Path]:
-    """Write the package into ``out/package/``; return the files written."""
-    folder = out / "package"
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("*.json"):
-        stale.unlink()
+def _index_entry(resource: dict[str, Any]) -> dict[str, Any]:
+    """A file's entry in ``.index.json`` (index-version 2): the keys the resource has, none null."""
+    entry = {"filename": _file_name(resource), "resourceType": resource["resourceType"], "id": resource["id"]}
+    for key in INDEX_KEYS:
+        if resource.get(key) is not None:
+            entry[key] = resource[key]
+    return entry
+
+
+def manifest() -> dict[str, Any]:
+    """``package/package.json``: the package and what it depends on."""
+    return {"name": PACKAGE_NAME, "version": __version__, "canonical": canonical_base(), "fhirVersions": [FHIR_VERSION],
+            "type": "fhir.ig", "title": "drg-etl: the national DRG-stimulation data set",
+            "description": "Profiles, extensions, code systems, value sets and concept maps of the drg-etl FHIR R4 "
+                           "export; its SQL-on-FHIR views in other/.",
+            "author": "drg-etl", "license": "CC0-1.0", "dependencies": DEPENDENCIES}
+
+
+def package_files() -> dict[str, dict[str, Any]]:
+    """Every file of the package by its path under ``package/``."""
     resources = package_resources()
-    manifest = {"name": PACKAGE_NAME, "version": __version__, "canonical": CANONICAL, "fhirVersions": [FHIR_VERSION],
-                "type": "fhir.ig", "title": "drg-etl: the national DRG-stimulation data set",
-                "description": "Extensions, code systems, value sets, concept maps and SQL-on-FHIR views of the "
-                               "drg-etl FHIR R4 export.",
-                "author": "drg-etl", "license": "CC0-1.0", "dependencies": {"hl7.fhir.r4.core": FHIR_VERSION}}
-    index = {"index-version": 1, "files": [
-        {"filename": _file_name(r), "resourceType": r["resourceType"], "id": r["id"], "url": r.get("url"),
-         "version": r.get("version")} for r in resources]}
+    index = {"index-version": 2, "files": [_index_entry(r) for r in resources]}
+    return {"package.json": manifest(), ".index.json": index, **{_file_name(r): r for r in resources},
+            **{f"{OTHER}/{_file_name(v)}": v for v in view_definitions()}}
+
+
+def tarball_name() -> str:
+    return f"{PACKAGE_NAME}-{__version__}.tgz"
+
+
+def _dump(content: dict[str, Any]) -> bytes:
+    return (json.dumps(content, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def write_package(out: Path) -> list[Path]:
+    """Write the package into ``out/package/`` and as ``out/<name>-<version>.tgz``; return the files written.
+
+    The tarball is the FHIR package layout (every entry under ``package/``), reproducible: entries sorted, a fixed
+    modification time, no owner, and no timestamp in the gzip header.
+    """
+    folder = out / "package"
+    for stale in {*folder.glob("*.json"), *folder.glob(".index.json"), *(folder / OTHER).glob("*.json")}:
+        stale.unlink()
+    files = {name: _dump(content) for name, content in sorted(package_files().items())}
     written = []
-    for name, content in [("package.json", manifest), (".index.json", index),
-                          *((_file_name(r), r) for r in resources)]:
+    for name, data in files.items():
         path = folder / name
-        path.write_text(json.dumps(content, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
         written.append(path)
+    tarball = out / tarball_name()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"package/{name}")
+            info.size, info.mtime, info.mode = len(data), TAR_MTIME, 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            tar.addfile(info, io.BytesIO(data))
+    with tarball.open("wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as gz:
+        gz.write(buffer.getvalue())
+    written.append(tarball)
     return written
