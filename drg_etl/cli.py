@@ -102,13 +102,26 @@ def generate_command(
     patients: Annotated[int | None, typer.Option(help="scale to N trial patients (default: the demo cohort)")] = None,
     clean: Annotated[bool, typer.Option("--clean", help="write no injected defects")] = False,
     truth: Annotated[Path | None, typer.Option(help="write the generator's truth (JSON) here")] = None,
+    model_failure_ratio: Annotated[float | None, typer.Option(
+        help="patients whose course brings a lead defect get --failing-model R times as often "
+             "as the other generator model (from 2017); default: no difference")] = None,
+    failing_model: Annotated[str, typer.Option(help="the generator model that fails more often: "
+                                                    "Axium or 'Proclaim DRG'")] = "Proclaim DRG",
 ) -> None:
     """Write the four centers' synthetic deliveries (extracts.md)."""
     if patients is not None and patients < 1:
         _error_line("--patients must be at least 1")
         raise typer.Exit(EXIT_USAGE)
+    if model_failure_ratio is not None and not model_failure_ratio > 0:
+        _error_line("--model-failure-ratio must be above 0")
+        raise typer.Exit(EXIT_USAGE)
+    if failing_model not in ("Axium", "Proclaim DRG"):
+        _error_line("--failing-model must be Axium or 'Proclaim DRG'")
+        raise typer.Exit(EXIT_USAGE)
     with _errors():
-        result = generate(out, seed=seed, patients=patients, clean=clean, truth=truth)
+        result = generate(out, seed=seed, patients=patients, clean=clean, truth=truth,
+                          model_failure_ratio=model_failure_ratio,
+                          failing_model=failing_model if model_failure_ratio is not None else None)
     _print_generated(result, out)
     if truth:
         console.print(f"Truth: {truth}")

@@ -24,6 +24,8 @@ from drg_etl.synth.scores import (
     worst_for_average,
 )
 
+#: The courses that bring a lead defect (the model-failure setting steers their generator model).
+LEAD_DEFECT_PROFILES = frozenset({"functional_replaced", "broken", "explanted_lead_defect"})
 FULLY_FUNCTIONAL_PROFILES = ("functional", "functional_migration", "functional_replaced")
 LEVELS_BY_LOCATION = {
     "lower_extremity": ["L2", "L3", "L4", "L5", "S1"],
@@ -75,9 +77,14 @@ def _days(n: int) -> dt.timedelta:
 class _Builder:
     """Builds one person's course; keeps the running state (leads, ids) of that person."""
 
-    def __init__(self, person: Person, rng: random.Random, design: Design, targets: dict[str, Any]):
+    def __init__(self, person: Person, rng: random.Random, design: Design, targets: dict[str, Any],
+                 model_rng: random.Random | None = None):
         self.p = person
         self.rng = rng
+        # The model-failure setting's own stream: the person's stream draws exactly as without it.
+        self.model_rng = model_rng
+        self.failure_ratio = design.model_failure_ratio
+        self.failing_model = design.failing_model
         self.cutoff = design.cutoff
         self.targets = targets
         self.next_lead = 1
@@ -108,8 +115,12 @@ class _Builder:
         )
         return lead_id
 
-    def place_generator(self, center: str, day: dt.date) -> str:
+    def place_generator(self, center: str, day: dt.date, first: bool = False) -> str:
         model = "Axium" if day.year < 2017 else self.rng.choice(["Axium", "Proclaim DRG"])
+        if first and day.year >= 2017 and self.model_rng is not None and self.p.profile in LEAD_DEFECT_PROFILES:
+            other = "Axium" if self.failing_model == "Proclaim DRG" else "Proclaim DRG"
+            ratio = self.failure_ratio
+            model = self.failing_model if self.model_rng.random() < ratio / (ratio + 1) else other
         prefix = "AX" if model == "Axium" else "PD"
         device_id = f"ipg-{len(self.p.generators) + 1}"
         self.p.generators.append(
@@ -128,7 +139,7 @@ class _Builder:
 
     def implant(self, center: str, day: dt.date) -> None:
         count = self.rng.choice([1, 2, 2, 3])
-        ipg = self.place_generator(center, day)
+        ipg = self.place_generator(center, day, first=True)
         leads = self.place_leads(center, day, count)
         self.p.procedures.append(
             Procedure("implant", center, day, leads_placed=leads, generator_placed=ipg)
@@ -341,7 +352,8 @@ def iter_blocks(design: Design, seed: int, n_patients: int | None) -> Iterator[l
         for slot in slots:
             rng = random.Random(f"{seed}:person:{person_no}")
             person = _new_person(person_no, slot, rng, seed, block_rng)
-            _course(_Builder(person, rng, design, design.score_targets), slot)
+            model_rng = None if design.model_failure_ratio is None else random.Random(f"{seed}:model:{person_no}")
+            _course(_Builder(person, rng, design, design.score_targets, model_rng), slot)
             persons.append(person)
             person_no += 1
         for center, count in design.screened_only.items():

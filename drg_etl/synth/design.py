@@ -12,6 +12,8 @@ import yaml
 from drg_etl.core import vocabulary
 from drg_etl.core.errors import MappingSpecError
 
+#: The pulse generator models the generator places.
+IPG_MODELS = ("Axium", "Proclaim DRG")
 DESIGN_PATH = Path(__file__).with_name("demo_cohort.yaml")
 
 
@@ -50,6 +52,11 @@ class Design:
     score_targets: dict[str, dict[str, float]]
     defects: dict[str, list[str]]
     phantom_defects: dict[str, list[str]]
+    #: None: the generator model is drawn alike for all. R: a patient whose course brings a lead defect
+    #: gets ``failing_model`` at the first implant R times as often as the other model (where both are on
+    #: the market, from 2017), from a random stream of its own, so the rest of the cohort is unchanged.
+    model_failure_ratio: float | None = None
+    failing_model: str = "Proclaim DRG"
 
     def profile_slots(self) -> list[tuple[str, int, dict[str, Any]]]:
         """One (profile, index within profile, variant) per trial patient of a block."""
@@ -75,6 +82,8 @@ def load_design(path: Path = DESIGN_PATH) -> Design:
         score_targets=dict(spec["score_targets"]),
         defects={c: list(k) for c, k in spec.get("defects", {}).items()},
         phantom_defects={c: list(k) for c, k in spec.get("phantom_defects", {}).items()},
+        model_failure_ratio=spec.get("model_failure_ratio"),
+        failing_model=spec.get("failing_model", "Proclaim DRG"),
     )
     problems = []
     if sum(design.centers.values()) != design.block:
@@ -90,6 +99,18 @@ def load_design(path: Path = DESIGN_PATH) -> Design:
     unknown = {k for kinds in design.defects.values() for k in kinds} - set(KIND_RULES)
     if unknown:
         problems.append(f"unknown defect kinds {sorted(unknown)}")
+    problems += design_setting_problems(design)
     if problems:
         raise MappingSpecError(f"{path}: " + "; ".join(problems))
     return design
+
+
+def design_setting_problems(design: Design) -> list[str]:
+    """What is wrong with the model-failure setting, if anything."""
+    problems = []
+    ratio = design.model_failure_ratio
+    if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, int | float) or not ratio > 0):
+        problems.append("model_failure_ratio must be a number above 0")
+    if design.failing_model not in IPG_MODELS:
+        problems.append(f"failing_model must be one of {list(IPG_MODELS)}")
+    return problems

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import tempfile
@@ -11,7 +12,7 @@ from typing import IO, Any
 
 from drg_etl.synth.cohort import iter_blocks
 from drg_etl.synth.defects import plan_block
-from drg_etl.synth.design import Design, load_design
+from drg_etl.synth.design import Design, design_setting_problems, load_design
 from drg_etl.synth.oracle import Oracle
 from drg_etl.synth.render.aauh import AauhRenderer
 from drg_etl.synth.render.auh import AuhRenderer
@@ -43,13 +44,23 @@ def generate(
     clean: bool = False,
     truth: Path | None = None,
     design: Design | None = None,
+    model_failure_ratio: float | None = None,
+    failing_model: str | None = None,
 ) -> GenerateResult:
     """Write the deliveries under ``out``; stream the truth to ``truth`` when given.
 
     ``patients=None`` is the demo cohort; otherwise ``patients`` trial patients in the
-    design's proportions. ``clean`` writes no defects.
+    design's proportions. ``clean`` writes no defects. ``model_failure_ratio`` (with ``failing_model``)
+    makes one generator model fail more often (design.py); without it the cohort is the design's.
     """
     design = design or load_design()
+    if model_failure_ratio is not None or failing_model is not None:
+        design = dataclasses.replace(
+            design,
+            model_failure_ratio=design.model_failure_ratio if model_failure_ratio is None else model_failure_ratio,
+            failing_model=failing_model or design.failing_model)
+        if problems := design_setting_problems(design):
+            raise ValueError("; ".join(problems))
     if patients is not None and patients < 1:
         raise ValueError("--patients must be at least 1")
     renderers = {c: cls(out, design.cutoff, seed) for c, cls in RENDERERS.items()}
@@ -95,6 +106,8 @@ def generate(
                 "patients_requested": patients,
                 "clean": clean,
                 "cutoff": design.cutoff.isoformat(),
+                **({} if design.model_failure_ratio is None else
+                   {"model_failure_ratio": design.model_failure_ratio, "failing_model": design.failing_model}),
                 "deliveries": [
                     {"center": c, "delivery": r.delivery, "records": r.record_counts(),
                      "ignored_rows": r.ignored_rows()}

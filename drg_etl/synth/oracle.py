@@ -37,6 +37,12 @@ SURVIVAL_DAYS = (365, 730, 1095)
 Z_95 = NormalDist().inv_cdf(0.975)
 #: Centers whose source gives no timepoint label (dates only): their assessments are placed by the windows.
 UNLABELLED_CENTERS = frozenset({"aauh"})
+#: The pulse generator models of device performance; "unknown" where a source gives none.
+IPG_MODELS = ("Axium", "Proclaim DRG", "unknown")
+#: Competing events: the first of a lead defect and the explantation of the complete system.
+COMPETING_EVENTS = ("lead_defect", "explant_without_defect")
+#: Days per patient-year.
+DAYS_PER_YEAR = Fraction(1461, 4)
 
 
 def round_half_up(value: Fraction, places: int = 1) -> float:
@@ -103,6 +109,10 @@ class Oracle:
         # Follow-up completeness: (center of the first implant, timepoint) -> due / assessed patients.
         self.follow_up_due: Counter[tuple[str, str]] = Counter()
         self.follow_up_assessed: Counter[tuple[str, str]] = Counter()
+        # Competing risks: (days, first event or None when censored) -> patients.
+        self.competing: Counter[tuple[int, str | None]] = Counter()
+        # Device performance: (grouping, group) -> patients, days observed, lead-defect complications.
+        self.device: dict[tuple[str, str], Counter[str]] = {}
 
     @staticmethod
     def _in_window(day: dt.date) -> bool:
@@ -129,6 +139,7 @@ class Oracle:
         self.nerve += any(c.kind == "nerve_damage" and c.permanent for c in comps)
         first = min(implants, key=lambda x: x.date)
         self._add_survival(p, first.date)
+        self._add_device(p, first)
         self._add_follow_up(p, first.date, first.center)
         if any(x.kind == "explant" and x.date <= self.end for x in p.procedures):
             return
@@ -190,6 +201,56 @@ class Oracle:
         else:
             self.defect_free[((censor - first_implant).days, False)] += 1
         self.explant_free[((censor - first_implant).days, explant is not None)] += 1
+
+    def _add_device(self, p: Person, first: Any) -> None:
+        """Competing risks and device performance of one implanted patient (analysis.md "Beyond the paper:
+        competing risks and device performance").
+
+        The end is the explantation of the complete system (on or after the first implant, on or before the
+        observation end) or the observation end; the lead-defect complications counted are those dated from
+        the first implant to that end inclusive, so a defect on the explant day is a defect. The model is
+        that of the generator placed at the first implant, as its center records it (every source carries
+        it: REDCap's ipg_model, AUH's device rows, OUH's IPG model column, AaUH's Device.modelNumber).
+        Injected defects only add rows the pipeline quarantines, so the truth is what it holds.
+        """
+        start, end = first.date, self.end
+        if start > end:
+            return
+        explant = min((x.date for x in p.procedures if x.kind == "explant" and start <= x.date <= end),
+                      default=None)
+        stop = explant or end
+        defects = sorted(c.date for c in p.complications
+                         if c.kind in LEAD_DEFECT_COMPLICATIONS and start <= c.date <= stop)
+        if defects:
+            self.competing[((defects[0] - start).days, "lead_defect")] += 1
+        elif explant is not None:
+            self.competing[((explant - start).days, "explant_without_defect")] += 1
+        else:
+            self.competing[((end - start).days, None)] += 1
+        generator = next((g for g in p.generators if g.device_id == first.generator_placed), None)
+        model = (generator.model if generator is not None else None) or "unknown"
+        for key in (("by_ipg_model", model), ("by_center", first.center)):
+            group = self.device.setdefault(key, Counter())
+            group["patients"] += 1
+            group["days"] += (stop - start).days
+            group["events"] += len(defects)
+
+    def _device_figures(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for grouping, names in (("by_ipg_model", IPG_MODELS), ("by_center", CENTERS)):
+            groups = {name: self.device.get((grouping, name), Counter()) for name in names}
+            groups.update({name: c for (g, name), c in self.device.items() if g == grouping and name not in groups})
+            if grouping == "by_ipg_model" and not groups["unknown"]["patients"]:
+                del groups["unknown"]
+            total = Counter()
+            for c in groups.values():
+                total.update(c)
+            out[grouping] = {
+                name: device_group(c["patients"], c["days"], c["events"],
+                                   total["days"] - c["days"], total["events"] - c["events"])
+                for name, c in groups.items()
+            }
+        return out
 
     def _add_follow_up(self, p: Person, first_implant: dt.date, center: str) -> None:
         """Due and assessed timepoints of one implanted patient (analysis.md "Follow-up completeness").
@@ -284,6 +345,8 @@ class Oracle:
                           "faulty_at_end": self.leads["faulty_at_end"]},
             },
             "follow_up": self._follow_up_figures(),
+            "competing_risks": competing_risks(self.competing),
+            "device_performance": self._device_figures(),
         }
 
 
@@ -326,6 +389,146 @@ def kaplan_meier(counts: Counter[tuple[int, bool]], days: tuple[int, ...] = SURV
         at_days[str(day)] = {"s": round_half_up(s, 3), "lo": _three(lo), "hi": _three(hi), "at_risk": risk}
     return {"patients": sum(counts.values()), "events": sum(n for (_, e), n in counts.items() if e),
             "at_days": at_days}
+
+
+def competing_risks(counts: Counter[tuple[int, str | None]],
+                    days: tuple[int, ...] = SURVIVAL_DAYS) -> dict[str, Any]:
+    """Aalen-Johansen cumulative incidence from (days, first event or None when censored) -> patients.
+
+    CIF_k(t) = sum over event days t_j <= t of S(t_j-) d_kj / n_j, S the Kaplan-Meier estimate of being
+    free of either event, n_j those whose time is t_j or more (the censored of t_j are still at risk).
+    Beside the defect's, one_minus_km = 1 - the Kaplan-Meier estimate that censors at the explant (the
+    lead-defect-free curve), computed exactly and rounded once. Three decimals, half up; a day on which
+    nobody is at risk (time >= day) is None.
+    """
+    at_risk = sum(counts.values())
+    free, km = Fraction(1), Fraction(1)
+    cif = dict.fromkeys(COMPETING_EVENTS, Fraction(0))
+    steps: list[tuple[int, dict[str, Fraction], Fraction]] = []
+    for time in sorted({t for t, _ in counts}):
+        d = {k: counts[(time, k)] for k in COMPETING_EVENTS}
+        if any(d.values()):
+            for k in COMPETING_EVENTS:
+                cif[k] += free * Fraction(d[k], at_risk)
+            free *= Fraction(at_risk - sum(d.values()), at_risk)
+            km *= Fraction(at_risk - d["lead_defect"], at_risk)
+            steps.append((time, dict(cif), km))
+        at_risk -= sum(d.values()) + counts[(time, None)]
+    out: dict[str, Any] = {k: {"events": sum(n for (_, e), n in counts.items() if e == k), "at_days": {}}
+                           for k in COMPETING_EVENTS}
+    for day in days:
+        risk = sum(n for (t, _), n in counts.items() if t >= day)
+        step = next((s for s in reversed(steps) if s[0] <= day), None)
+        incidence, survival = (dict.fromkeys(COMPETING_EVENTS, Fraction(0)), Fraction(1)) if step is None \
+            else (step[1], step[2])
+        for k in COMPETING_EVENTS:
+            if risk == 0:
+                out[k]["at_days"][str(day)] = None
+                continue
+            cell = {"cif": round_half_up(incidence[k], 3)}
+            if k == "lead_defect":
+                cell["one_minus_km"] = round_half_up(1 - survival, 3)
+            out[k]["at_days"][str(day)] = cell
+    return out
+
+
+def poisson_pmf(k: int, mu: float) -> float:
+    """P(X = k) for X ~ Poisson(mu), in log space."""
+    if k < 0:
+        return 0.0
+    if mu == 0:
+        return 1.0 if k == 0 else 0.0
+    return math.exp(-mu + k * math.log(mu) - math.lgamma(k + 1))
+
+
+def poisson_cdf(k: int, mu: float) -> float:
+    """P(X <= k), summed term by term."""
+    return min(1.0, math.fsum(poisson_pmf(i, mu) for i in range(k + 1)))
+
+
+def poisson_sf(k: int, mu: float) -> float:
+    """P(X >= k); the upper tail summed directly where it is small, so small p keep their digits."""
+    if k <= 0:
+        return 1.0
+    if mu == 0:
+        return 0.0
+    if k <= mu:
+        return max(0.0, 1.0 - poisson_cdf(k - 1, mu))
+    terms, i = [], k
+    while True:
+        term = poisson_pmf(i, mu)
+        terms.append(term)
+        if term == 0.0 or term < 1e-17 * terms[0]:
+            break
+        i += 1
+    return min(1.0, math.fsum(terms))
+
+
+def _bisect(f: Any, lo: float, hi: float) -> float:
+    """The root of an increasing f on [lo, hi] (f(lo) <= 0 <= f(hi)), to float precision."""
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        if mid in (lo, hi):
+            break
+        if f(mid) < 0:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def garwood(events: int, alpha: float = 0.05) -> tuple[float, float]:
+    """The exact Poisson interval for a count (Garwood 1936), by bisection on the exact Poisson CDF.
+
+    The lower limit is the mean at which P(X >= events) = alpha/2 (0 for no events), the upper the mean
+    at which P(X <= events) = alpha/2: the chi-square quantiles alpha/2 at 2 x events and 1 - alpha/2 at
+    2 x events + 2, halved, without the chi-square.
+    """
+    top = events + 20 * math.sqrt(events + 1) + 20
+    lo = 0.0 if events == 0 else _bisect(lambda mu: poisson_sf(events, mu) - alpha / 2, 0.0, top)
+    hi = _bisect(lambda mu: alpha / 2 - poisson_cdf(events, mu), 0.0, top)
+    return lo, hi
+
+
+def device_group(patients: int, days: int, events: int, others_days: int, others_events: int) -> dict[str, Any]:
+    """One group of device performance: patient-years, the rate per 100 with its exact interval, the ratio
+    to all other implanted patients, the one-sided Poisson p and the first-stage flag.
+
+    With no patient-years the rate and its interval are None; with the others' rate zero or undefined the
+    ratio is None; with no others' patient-years the p is None (otherwise P(X >= events), X ~ Poisson of
+    the others' rate x the group's patient-years, 1 for no events). Flagged: ratio > 2 (exactly) and
+    p < 0.05 and patients >= 10.
+    """
+    years = Fraction(days) / DAYS_PER_YEAR
+    others_years = Fraction(others_days) / DAYS_PER_YEAR
+    rate = None if days == 0 else 100 * events / years
+    others_rate = None if others_days == 0 else 100 * others_events / others_years
+    ratio = None if rate is None or not others_rate else rate / others_rate
+    if others_rate is None:
+        p_value = None
+    else:
+        p_value = poisson_sf(events, float(others_rate * years / 100))
+    lo = hi = None
+    if days:
+        low, high = garwood(events)
+        lo, hi = _two(100 * low / float(years)), _two(100 * high / float(years))
+    return {
+        "patients": patients,
+        "patient_years": round_half_up(years, 2),
+        "events": events,
+        "rate_per_100": None if rate is None else round_half_up(rate, 2),
+        "lo": lo,
+        "hi": hi,
+        "ratio": None if ratio is None else round_half_up(ratio, 2),
+        "p_value": p_value,
+        "flagged": bool(ratio is not None and ratio > 2 and p_value is not None and p_value < 0.05
+                        and patients >= 10),
+    }
+
+
+def _two(value: float) -> float:
+    """Two decimals, half up, after snapping away float noise (1e-10)."""
+    return round_half_up(Fraction(f"{value:.10f}"), 2)
 
 
 def _three(value: float) -> float:
