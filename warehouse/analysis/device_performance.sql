@@ -30,13 +30,16 @@ ended as (
     from cohort c left join explant e using (patient_id), params
 ),
 generator as (
-    select
-        d.patient_id,
-        arg_min(coalesce(nullif(trim(d.model), ''), 'unknown'),
-                (coalesce(d.placed_date, date '9999-12-31'), d.id))                    as ipg_model
-    from fhir.device_flat d join cohort c using (patient_id)
-    where d.device_type = 'generator'
-    group by d.patient_id
+    select patient_id, ipg_model
+    from (
+        select
+            d.patient_id,
+            coalesce(nullif(trim(d.model), ''), 'unknown')                             as ipg_model,
+            row_number() over (partition by d.patient_id order by d.placed_date asc nulls last, d.id) as nth
+        from fhir.device_flat d join cohort c using (patient_id)
+        where d.device_type = 'generator'
+    )
+    where nth = 1
 ),
 defects as (
     select e.patient_id, count(*) as events
