@@ -63,7 +63,8 @@ select
     cast(fhir_extension(resource, '{canonical_base}/StructureDefinition/device-status-date',
                         '$.valueDate') as date)                                        as status_date,
     json_extract_string(resource, '$.property[0].valueCode[0].text')                   as level,
-    json_extract_string(resource, '$.property[1].valueCode[0].text')                   as side
+    json_extract_string(resource, '$.property[1].valueCode[0].text')                   as side,
+    json_extract_string(resource, '$.deviceName[0].name')                              as model
 from fhir.resources
 where resource_type = 'Device';
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import duckdb
 
+from drg_etl.analysis.competing_risks import competing_risks_figures, mask_competing_risks
+from drg_etl.analysis.device_performance import device_performance_figures, mask_device_performance
 from drg_etl.analysis.survival import mask_survival, survival_figures
 from drg_etl.analysis.wilcoxon import signed_rank_p
 from drg_etl.core.dates import FOLLOW_UP_WINDOWS
@@ -87,6 +89,8 @@ def national_analysis(con: duckdb.DuckDBPyConnection, observation_end: dt.date |
         "by_center": by_center,
         "survival": survival_figures(con, end),
         "follow_up": follow_up_completeness(con, end),
+        "competing_risks": competing_risks_figures(con, end),
+        "device_performance": device_performance_figures(con, end),
     }
 
 
@@ -156,6 +160,11 @@ def publishable(figures: dict[str, Any]) -> dict[str, Any]:
         out["survival"] = mask_survival(figures["survival"])
     if "follow_up" in figures:
         out["follow_up"] = _mask_follow_up(figures["follow_up"], small)
+    if "competing_risks" in figures:
+        patients = figures.get("survival", {}).get("lead_defect_free", {}).get("patients")
+        out["competing_risks"] = mask_competing_risks(figures["competing_risks"], patients)
+    if "device_performance" in figures:
+        out["device_performance"] = mask_device_performance(figures["device_performance"])
     return out
 
 

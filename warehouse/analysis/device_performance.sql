@@ -1,0 +1,60 @@
+-- Device performance (analysis.md, "Beyond the paper: competing risks and device performance"): one row per
+-- implanted patient whose first implant lies on or before $observation_end, with
+--   ipg_model: the model of the patient's first pulse generator (device_type 'generator', the earliest
+--              placed_date, then the smallest id; a generator with no placed_date comes last), 'unknown'
+--              where the source gives no model or no generator;
+--   center:    the center of the first implant (patient_flags.implant_center);
+--   days:      first implant -> the explantation of the complete system or $observation_end, whichever
+--              is first;
+--   events:    every lead-defect complication ($defect_types) dated on or after the first implant and
+--              on or before that end (all of them, not only the first).
+-- Reads the relation `patient_flags` at the same $observation_end (drg_etl/pipeline/marts.py) and the FHIR
+-- layer's flat tables.
+with
+params as (
+    select cast($observation_end as date) as obs_end
+),
+cohort as (
+    select f.patient_id, f.first_implant, f.implant_center
+    from patient_flags f, params
+    where f.implanted and f.first_implant <= params.obs_end
+),
+explant as (
+    select c.patient_id, min(p.date) as explant_date
+    from cohort c join fhir.procedure_flat p using (patient_id), params
+    where p.procedure = 'explant' and p.date >= c.first_implant and p.date <= params.obs_end
+    group by c.patient_id
+),
+ended as (
+    select c.*, coalesce(e.explant_date, params.obs_end) as end_date
+    from cohort c left join explant e using (patient_id), params
+),
+generator as (
+    select patient_id, ipg_model
+    from (
+        select
+            d.patient_id,
+            coalesce(nullif(trim(d.model), ''), 'unknown')                             as ipg_model,
+            row_number() over (partition by d.patient_id order by d.placed_date asc nulls last, d.id) as nth
+        from fhir.device_flat d join cohort c using (patient_id)
+        where d.device_type = 'generator'
+    )
+    where nth = 1
+),
+defects as (
+    select e.patient_id, count(*) as events
+    from ended e join fhir.complication_flat x using (patient_id)
+    where list_contains($defect_types, x.complication)
+      and x.date >= e.first_implant and x.date <= e.end_date
+    group by e.patient_id
+)
+select
+    e.patient_id,
+    coalesce(g.ipg_model, 'unknown')                                                   as ipg_model,
+    e.implant_center                                                                   as center,
+    datediff('day', e.first_implant, e.end_date)                                       as days,
+    coalesce(x.events, 0)                                                              as events
+from ended e
+left join generator g using (patient_id)
+left join defects x using (patient_id)
+order by e.patient_id
