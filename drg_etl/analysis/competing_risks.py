@@ -58,8 +58,8 @@ def competing_risks_figures(con: duckdb.DuckDBPyConnection, observation_end: dt.
     """analysis.md's ``competing_risks`` object.
 
     ``cif`` to three decimals; ``one_minus_km`` beside the defect's is 1 minus the published (three-decimal)
-    lead-defect-free estimate of ``survival`` that day, so the two tables agree to the digit. Where no one is
-    at risk on a day both are null (``{"cif": null, "one_minus_km": null}``), as ``survival`` has no entry.
+    lead-defect-free estimate of ``survival`` that day, so the two tables agree to the digit. A day on which
+    no one is at risk is null, as it is in ``survival``.
     """
     rows = day_counts(con, observation_end)
     cif = aalen_johansen(rows)
@@ -67,9 +67,12 @@ def competing_risks_figures(con: duckdb.DuckDBPyConnection, observation_end: dt.
     km = kaplan_meier([r[0] for r in times], [bool(r[1]) for r in times])["at_days"]
     out: dict[str, Any] = {}
     for index, kind in enumerate(KINDS):
-        at_days: dict[str, dict[str, float | None]] = {}
+        at_days: dict[str, dict[str, float | None] | None] = {}
         for day, value in zip(AT_DAYS, cif[kind], strict=True):
-            entry: dict[str, float | None] = {"cif": None if value is None else three_decimals(value)}
+            if value is None:
+                at_days[str(day)] = None
+                continue
+            entry: dict[str, float | None] = {"cif": three_decimals(value)}
             if kind == "lead_defect":
                 survival_entry = km[str(day)]
                 entry["one_minus_km"] = None if survival_entry is None else three_decimals(1 - survival_entry["s"])
@@ -97,6 +100,9 @@ def mask_competing_risks(figures: dict[str, Any], patients: int | None = None) -
         few = few_patients or _small(entry["events"])
         at_days = {}
         for day, values in entry["at_days"].items():
+            if values is None:
+                at_days[day] = None
+                continue
             values = dict(values)
             if few and values["cif"] is not None:
                 values["cif"] = MASK

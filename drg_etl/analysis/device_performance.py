@@ -18,8 +18,9 @@ from drg_etl.core.sql import read_sql
 from drg_etl.core.vocabulary import CENTERS
 from drg_etl.pipeline.marts import with_flags
 
-#: The pulse generators' models (analysis.md); ``unknown`` where the source gives none. Each is always listed.
-IPG_MODELS = ("Axium", "Proclaim DRG", "unknown")
+#: The pulse generators' models (analysis.md), always listed; ``unknown`` (a source that names none) and any other
+#: model a source names are listed where some patient has them.
+IPG_MODELS = ("Axium", "Proclaim DRG")
 DAYS_PER_YEAR = 365.25
 #: The first-stage screen (AOANJRR): flagged when the ratio exceeds this, p is below ALPHA and there are
 #: at least MIN_PATIENTS patients.
@@ -88,8 +89,8 @@ def group_figures(patients: int, days: int, events: int, total_days: int, total_
 
 
 def device_performance_figures(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> dict[str, Any]:
-    """analysis.md's ``device_performance`` object: every model of IPG_MODELS and every center listed (a group
-    without patients has zeros and nulls), and any other model the sources name."""
+    """analysis.md's ``device_performance`` object: both models of IPG_MODELS and every center listed (a group
+    without patients has zeros and nulls), and ``unknown`` or any other model where some patient has it."""
     sums = group_sums(con, observation_end)
     out: dict[str, Any] = {}
     for grouping, listed in (("by_ipg_model", IPG_MODELS), ("by_center", CENTERS)):
