@@ -398,7 +398,7 @@ def competing_risks(counts: Counter[tuple[int, str | None]],
     CIF_k(t) = sum over event days t_j <= t of S(t_j-) d_kj / n_j, S the Kaplan-Meier estimate of being
     free of either event, n_j those whose time is t_j or more (the censored of t_j are still at risk).
     Beside the defect's, one_minus_km = 1 - the Kaplan-Meier estimate that censors at the explant (the
-    lead-defect-free curve), computed exactly and rounded once. Three decimals, half up; a day on which
+    lead-defect-free curve) as survival publishes it (three decimals). Three decimals, half up; a day on which
     nobody is at risk (time >= day) is None.
     """
     at_risk = sum(counts.values())
@@ -427,7 +427,8 @@ def competing_risks(counts: Counter[tuple[int, str | None]],
                 continue
             cell = {"cif": round_half_up(incidence[k], 3)}
             if k == "lead_defect":
-                cell["one_minus_km"] = round_half_up(1 - survival, 3)
+                # 1 minus the estimate "Device survival" publishes that day (three decimals), as analysis.md says
+                cell["one_minus_km"] = round_half_up(1 - Fraction(str(round_half_up(survival, 3))), 3)
             out[k]["at_days"][str(day)] = cell
     return out
 
