@@ -183,7 +183,7 @@ def _poisson_limit(p: float, mu: float) -> float:
 
     r = float(poisson.ppf(p, mu))
     below, at = float(poisson.cdf(r - 1, mu)), float(poisson.cdf(r, mu))
-    return r - ((at - p) / (at - below) if at > below else 0.0)
+    return max(0.0, r - ((at - p) / (at - below) if at > below else 0.0))  # a rate is never below 0
 
 
 #: The funnel plot's control limits: two-sided coverage and line style.
