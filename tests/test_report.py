@@ -133,7 +133,9 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 def _same(shown: str, value: Any) -> bool:
     if value is None:
         return shown in ("None", "")
-    if isinstance(value, bool) or isinstance(value, str):
+    if isinstance(value, bool):  # a flag reads yes or no
+        return shown == ("yes" if value else "no")
+    if isinstance(value, str):
         return shown == str(value)
     return float(shown) == pytest.approx(float(value), rel=1e-9)
 
@@ -177,8 +179,9 @@ def test_the_report_renders_in_chromium_with_every_plot_and_analyzes_figures(loa
     if not publish:
         for name in ("lead_defect_free", "system_explant_free"):
             _check_km_plot(tree.root.find(id=f"plot-km-{name}"), name, figures["survival"][name])
+    _check_device_surveillance(tree.root, parsed.keys, publish)
     if not publish:
-        assert "Beside the paper" in html and html.count(">yes<") == 21
+        assert "Beside the paper" in html and html.count('<span class="pass">yes<') == 21
     if screenshot is not None and updating_screenshot():
         shutil.copyfile(screenshot, SCREENSHOT)
 
@@ -231,6 +234,29 @@ def _check_km_plot(plot: _Node, name: str, figures: dict[str, Any]) -> None:
     expected = [figures["patients"]] + [(figures["at_days"][d] or {}).get("at_risk", 0) for d in ("365", "730", "1095")]
     shown = [plot.find(id=f"km-{name}-at-risk-{year}").text() for year in range(4)]
     assert shown == [str(n) for n in expected], (name, shown, expected)
+
+
+def _check_device_surveillance(page: _Node, keys: dict[str, str], publish: bool) -> None:
+    """Issue 17, item 4: the section, its tables (their cells are among the keys checked against
+    ``analyze --json``), the disclaimer; the curves and the funnel plot only when not published."""
+    ids = {n.attrs.get("id") for n in page.walk()}
+    assert "device-surveillance" in ids
+    assert page.find(id="device-surveillance").text() == "Device surveillance"
+    assert "a screen for expert review, not a verdict" in page.find(id="flag-disclaimer").text()
+    for d in ("365", "730", "1095"):
+        assert {f"competing_risks.lead_defect.at_days.{d}.cif", f"competing_risks.lead_defect.at_days.{d}.one_minus_km",
+                f"competing_risks.explant_without_defect.at_days.{d}.cif"} <= set(keys)
+    for group in ("by_ipg_model.Axium", "by_ipg_model.Proclaim DRG", "by_center.auh", "by_center.aauh"):
+        assert {f"device_performance.{group}.{f}" for f in ("patients", "patient_years", "events", "rate_per_100",
+                                                             "lo", "hi", "ratio", "p_value", "flagged")} <= set(keys)
+    if publish:
+        assert not {"plot-funnel", "plot-cumulative-incidence"} & ids
+        assert keys["device_performance.by_ipg_model.Proclaim DRG.events"] == "<5"  # 1 event on the demo
+        return
+    texts = [n.text() for n in page.find(id="plot-funnel").walk() if n.tag == "text"]
+    assert {"patient-years", "lead defects per 100 patient-years", "auh", "ouh", "rh", "aauh"} <= set(texts)
+    texts = [n.text() for n in page.find(id="plot-cumulative-incidence").walk() if n.tag == "text"]
+    assert {"years since the first implant", "cumulative probability", "lead defect: 1 - Kaplan-Meier"} <= set(texts)
 
 
 def test_p_values_as_a_reader_expects_them_in_the_report_and_the_terminal(loaded_demo: Loaded) -> None:

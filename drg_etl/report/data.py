@@ -8,6 +8,7 @@ from typing import Any
 
 import duckdb
 
+from drg_etl.analysis.competing_risks import day_counts
 from drg_etl.analysis.national import default_observation_end, national_analysis, publishable
 from drg_etl.analysis.survival import patient_times, survival_curves
 from drg_etl.core.sql import read_sql
@@ -30,6 +31,9 @@ class ReportData:
     # issue 16, item 6 (the readable report): the data-quality grid and the Kaplan-Meier plots' marks
     checks_in_force: list[dict[str, Any]] = field(default_factory=list)
     survival_times: dict[str, list[tuple[int, bool]]] = field(default_factory=dict)
+    # issue 17, item 4 (device surveillance): per day (day, lead defects, explants without one, times ending),
+    # competing_risks.day_counts' rows, for the cumulative-incidence curves; none under --publish
+    competing_risk_days: list[tuple[int, int, int, int]] = field(default_factory=list)
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> list[dict[str, Any]]:
@@ -66,7 +70,8 @@ def read_report_data(con: duckdb.DuckDBPyConnection, *, publish: bool = False) -
                       deliveries=deliveries, load=load[0] if load else {}, quality=quality_report(con),
                       survival_curves={} if publish else survival_curves(con, end), published=publish,
                       checks_in_force=latest_checks(con),
-                      survival_times={} if publish else survival_times(con, end))
+                      survival_times={} if publish else survival_times(con, end),
+                      competing_risk_days=[] if publish else day_counts(con, end))
 
 
 # -- issue 16, item 6: what the readable report adds ----------------------------------------------------------

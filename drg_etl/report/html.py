@@ -131,6 +131,12 @@ def render(data: ReportData) -> str:
         "survival": {name: plots.survival(name, curve, data.survival_times.get(name), mask_small=data.published)
                      for name, curve in data.survival_curves.items()},
         "checks": plots.check_trend(trend) if trend else None,
+        # issue 17, item 4: per-patient step curves and the funnel are left out under --publish (no data for them)
+        "cumulative_incidence": plots.cumulative_incidence(data.competing_risk_days,
+                                                           data.survival_curves.get("lead_defect_free", []))
+        if data.competing_risk_days else None,
+        "funnel": plots.funnel(figures["device_performance"]["by_center"])
+        if not data.published and figures.get("device_performance") else None,
     }
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     environment.filters["pvalue"] = format_p

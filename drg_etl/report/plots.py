@@ -142,6 +142,85 @@ def survival(name: str, curve: list[dict[str, float]], times: list[tuple[int, bo
     return _svg(fig)
 
 
+def cumulative_incidence(days: list[tuple[int, int, int, int]], km_curve: list[dict[str, float]]) -> str:
+    """The cumulative incidence (Aalen-Johansen, explant as the competing risk) of a lead defect and of an
+    explant without one, beside 1 - the lead-defect-free Kaplan-Meier curve, as step functions over the years
+    since the first implant.
+
+    ``days``: competing_risks.day_counts' rows; the curves are competing_risks.aalen_johansen read at each
+    of those days (the estimator is the analysis's, not redrawn here).
+    """
+    from drg_etl.analysis.competing_risks import aalen_johansen
+
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    times = tuple(int(r[0]) for r in days)
+    cif = aalen_johansen(days, times) if days else {}
+    labels = {"lead_defect": ("lead defect: cumulative incidence", "#e76f51"),
+              "explant_without_defect": ("explant without a defect: cumulative incidence", "#8d99ae")}
+    for kind, values in cif.items():
+        label, colour = labels[kind]
+        ax.step([0.0, *(t / DAYS_PER_YEAR for t in times)], [0.0, *(v or 0.0 for v in values)], where="post",
+                color=colour, label=label, gid=f"cif-{kind}")
+    if km_curve:
+        ax.step([p["t"] / DAYS_PER_YEAR for p in km_curve], [1 - p["s"] for p in km_curve], where="post",
+                color="#1d3557", linestyle="--", label="lead defect: 1 - Kaplan-Meier", gid="cif-one-minus-km")
+    last = max([*(t / DAYS_PER_YEAR for t in times), *(p["t"] / DAYS_PER_YEAR for p in km_curve), 1.0])
+    ticks = list(range(0, int(last) + 1 + (last > int(last))))
+    ax.set_xticks(ticks)
+    ax.set_xlim(0, ticks[-1])
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("years since the first implant")
+    ax.set_ylabel("cumulative probability")
+    ax.set_title("Lead defect: cumulative incidence beside 1 - KM")
+    ax.legend(loc="upper left", frameon=False, fontsize=7)
+    return _svg(fig)
+
+
+def _poisson_limit(p: float, mu: float) -> float:
+    """The p-quantile of Poisson(mu), interpolated between integers as Spiegelhalter's funnel plots draw the
+    exact limits (Statist. Med. 2005;24:1185-1202)."""
+    from scipy.stats import poisson
+
+    r = float(poisson.ppf(p, mu))
+    below, at = float(poisson.cdf(r - 1, mu)), float(poisson.cdf(r, mu))
+    return max(0.0, r - ((at - p) / (at - below) if at > below else 0.0))  # a rate is never below 0
+
+
+#: The funnel plot's control limits: two-sided coverage and line style.
+FUNNEL_LIMITS = ((0.95, "--"), (0.998, ":"))
+
+
+def funnel(by_center: dict[str, dict[str, Any]]) -> str:
+    """Each center's lead-defect rate per 100 patient-years against its patient-years, with the 95% and 99.8%
+    exact Poisson control limits around the national rate (all centers' events over their patient-years)."""
+    centers = {c: g for c, g in by_center.items() if isinstance(g.get("patient_years"), int | float)
+               and g["patient_years"] > 0 and isinstance(g.get("rate_per_100"), int | float)}
+    years = sum(g["patient_years"] for g in centers.values())
+    events = sum(g["events"] for g in centers.values())
+    national = events / years if years else 0.0
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    top = max([g["patient_years"] for g in centers.values()] + [1.0]) * 1.15
+    grid = [top * i / 200 for i in range(1, 201)]
+    for coverage, style in FUNNEL_LIMITS:
+        tail = (1 - coverage) / 2
+        for p in (tail, 1 - tail):
+            ax.plot(grid, [100 * _poisson_limit(p, national * e) / e for e in grid], color="#8d99ae",
+                    linestyle=style, linewidth=1, label=f"{coverage:.1%} limits".replace(".0%", "%") if p > 0.5
+                    else None)
+    ax.axhline(100 * national, color="#1d3557", linewidth=1, label="national rate")
+    for center, g in centers.items():
+        ax.plot(g["patient_years"], g["rate_per_100"], marker="o", color="#e76f51", linestyle="none")
+        ax.annotate(center, (g["patient_years"], g["rate_per_100"]), textcoords="offset points", xytext=(4, 4),
+                    fontsize=8)
+    ax.set_xlim(0, top)  # the limits rise without bound at few patient-years: the y axis stops above the centers
+    ax.set_ylim(0, max([3 * 100 * national, *(1.5 * g["rate_per_100"] for g in centers.values()), 1.0]))
+    ax.set_xlabel("patient-years")
+    ax.set_ylabel("lead defects per 100 patient-years")
+    ax.set_title("Lead-defect rate per center (funnel plot)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncols=3, frameon=False, fontsize=7)
+    return _svg(fig)
+
+
 def check_trend(trend: list[dict[str, Any]]) -> str:
     """Failed data-quality checks per center and delivery (html.quality_trend: centers with two deliveries or
     more): how each center's trend goes."""
