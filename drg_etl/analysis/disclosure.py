@@ -3,7 +3,7 @@
 ``publishable`` masks every count from 1 to 4 as "<5" (primary suppression). A masked cell of an additive
 table (cells that sum to a published total) could still be recovered by subtraction: the total minus the
 published cells. Here, for every such table, declared in one place (``tables``), while a table has exactly one
-masked cell, or a masked cell the table's arithmetic pins to one value, or masked cells whose recoverable sum
+masked cell, or a masked cell the table's arithmetic pins to one value above 0, or masked cells whose recoverable sum
 is 1-4, the next-smallest unmasked cell is suppressed too, marked ``SUPPRESSED`` (it need not be below 5, so
 it is not "<5"), with what is computed from it (``derived``) and the same count published elsewhere
 (``links``). Repeated until no table changes. Unmasked figures are never changed.
@@ -113,25 +113,32 @@ def _set(tree: dict[str, Any], path: Path, value: Any) -> None:
         tree[path[-1]] = value
 
 
-def bounds(value: Any, unknown_max: int) -> tuple[int, int]:
-    """What a reader knows of a published cell: its value, 1-4 for "<5", anything from 0 for a suppressed one."""
+def bounds(value: Any, unknown_max: int, zero_possible: bool = False) -> tuple[int, int]:
+    """What a reader knows of a published cell: its value; 1-4 for "<5" (0-4 where "<5" may stand for a 0: a
+    device-performance group's events when its patients are masked); 0 or more for a suppressed one."""
     if value == MASK:
-        return 1, 4
+        return (0 if zero_possible else 1), 4
     if value == SUPPRESSED:
         return 0, unknown_max
     return value, value
 
 
-def pinned(signed: list[tuple[int, tuple[int, int]]]) -> list[bool]:
-    """For sum(sign * x) == 0 with each x within its bounds: is each x pinned to one value by this equation
-    alone? (A published x is pinned, trivially.)"""
+def zero_possible(published: dict[str, Any], path: Path) -> bool:
+    """Whether a "<5" at ``path`` may hide a 0."""
+    return (path[0] == "device_performance" and path[-1] == "events"
+            and _get(published, (*path[:-1], "patients")) in (MASK, SUPPRESSED))
+
+
+def intervals(signed: list[tuple[int, tuple[int, int]]]) -> list[tuple[int, int]]:
+    """For sum(sign * x) == 0 with each x within its bounds: the values each x can take by this equation alone
+    (lowest, highest; one value if they meet)."""
     out = []
     for i, (sign_i, (lo_i, hi_i)) in enumerate(signed):
-        # sign_i * x_i == -sum of the others: the range of the others' sum
+        # sign_i * x_i == -(the others' signed sum): its range
         others_lo = sum(-s * (hi if s > 0 else lo) for j, (s, (lo, hi)) in enumerate(signed) if j != i)
         others_hi = sum(-s * (lo if s > 0 else hi) for j, (s, (lo, hi)) in enumerate(signed) if j != i)
         low, high = (others_lo, others_hi) if sign_i > 0 else (-others_hi, -others_lo)
-        out.append(max(lo_i, low) >= min(hi_i, high))
+        out.append((max(lo_i, low), min(hi_i, high)))
     return out
 
 
@@ -163,10 +170,11 @@ def suppress(published: dict[str, Any], original: dict[str, Any]) -> dict[str, A
             hidden = [p for p, v in zip(members, shown, strict=True) if v in (MASK, SUPPRESSED)]
             if not hidden:
                 continue
-            signed = [(1 if p == table.total else -1, bounds(v, unknown_max))
+            signed = [(1 if p == table.total else -1, bounds(v, unknown_max, zero_possible(out, p)))
                       for p, v in zip(members, shown, strict=True)]
-            is_pinned = pinned(signed)
-            exposed = any(is_pinned[members.index(p)] for p in hidden)
+            ranges = intervals(signed)
+            # a masked count pinned to one value above 0 (a 0 is no small count to protect)
+            exposed = any(ranges[members.index(p)][0] >= ranges[members.index(p)][1] > 0 for p in hidden)
             if table.total not in hidden:
                 recovered = _get(original, table.total) - sum(_get(original, c) for c in table.cells if c not in hidden)
                 exposed = exposed or 1 <= recovered <= 4
