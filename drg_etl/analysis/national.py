@@ -10,6 +10,7 @@ import duckdb
 
 from drg_etl.analysis.competing_risks import competing_risks_figures, mask_competing_risks
 from drg_etl.analysis.device_performance import device_performance_figures, mask_device_performance
+from drg_etl.analysis.disclosure import suppress
 from drg_etl.analysis.survival import mask_survival, survival_figures
 from drg_etl.analysis.wilcoxon import signed_rank_p
 from drg_etl.core.dates import FOLLOW_UP_WINDOWS
@@ -120,8 +121,10 @@ def _outcome(baseline: list[float], month12: list[float]) -> dict[str, Any]:
             "p_value": signed_rank_p(baseline, month12), "test": "exact Wilcoxon signed-rank, two-sided"}
 
 
-def publishable(figures: dict[str, Any]) -> dict[str, Any]:
-    """Mask every count from 1 to 4 (and the percentages and means computed from it) as "<5"."""
+def publishable(figures: dict[str, Any], *, complementary: bool = True) -> dict[str, Any]:
+    """Mask every count from 1 to 4 (and the percentages and means computed from it) as "<5"; then, unless
+    ``complementary`` is off, suppress whatever would let a masked count be recovered by subtraction
+    (``disclosure.suppress``)."""
     def small(n: Any) -> bool:
         return isinstance(n, int) and 1 <= n <= 4
 
@@ -165,7 +168,7 @@ def publishable(figures: dict[str, Any]) -> dict[str, Any]:
         out["competing_risks"] = mask_competing_risks(figures["competing_risks"], patients)
     if "device_performance" in figures:
         out["device_performance"] = mask_device_performance(figures["device_performance"])
-    return out
+    return suppress(out, figures) if complementary else out
 
 
 def _mask_follow_up(follow_up: dict[str, Any], small: Any) -> dict[str, Any]:
