@@ -46,7 +46,8 @@ def significant(value: float, digits: int = 3) -> float:
 
 def group_sums(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> dict[str, dict[str, tuple[int, int, int]]]:
     """Per grouping (``by_ipg_model``, ``by_center``) and group: (patients, days, events)."""
-    sql = f"with rows as ({read_sql('analysis/device_performance.sql')}) {_GROUPS_SQL}"
+    sql = (f"with survival as ({read_sql('analysis/survival.sql')}), "
+           f"rows as ({read_sql('analysis/device_performance.sql')}) {_GROUPS_SQL}")
     statement, parameters = with_flags(con, sql, observation_end)
     out: dict[str, dict[str, tuple[int, int, int]]] = {"by_ipg_model": {}, "by_center": {}}
     for grouping, group, patients, days, events in con.execute(statement, parameters).fetchall():

@@ -8,26 +8,14 @@
 --              is first;
 --   events:    every lead-defect complication ($defect_types) dated on or after the first implant and
 --              on or before that end (all of them, not only the first).
--- Reads the relation `patient_flags` at the same $observation_end (drg_etl/pipeline/marts.py) and the FHIR
--- layer's flat tables.
+-- Reads the relations `survival` (warehouse/analysis/survival.sql's rows: the implanted patients and each
+-- one's days from the first implant to the explantation or $observation_end) and `patient_flags` at the same
+-- $observation_end (drg_etl/pipeline/marts.py), and the FHIR layer's flat tables.
 with
-params as (
-    select cast($observation_end as date) as obs_end
-),
-cohort as (
-    select f.patient_id, f.first_implant, f.implant_center
-    from patient_flags f, params
-    where f.implanted and f.first_implant <= params.obs_end
-),
-explant as (
-    select c.patient_id, min(p.date) as explant_date
-    from cohort c join fhir.procedure_flat p using (patient_id), params
-    where p.procedure = 'explant' and p.date >= c.first_implant and p.date <= params.obs_end
-    group by c.patient_id
-),
 ended as (
-    select c.*, coalesce(e.explant_date, params.obs_end) as end_date
-    from cohort c left join explant e using (patient_id), params
+    select s.patient_id, s.first_implant, f.implant_center, s.explant_days as days,
+           s.first_implant + to_days(cast(s.explant_days as integer)) as end_date
+    from survival s join patient_flags f using (patient_id)
 ),
 generator as (
     select patient_id, ipg_model
@@ -36,7 +24,7 @@ generator as (
             d.patient_id,
             coalesce(nullif(trim(d.model), ''), 'unknown')                             as ipg_model,
             row_number() over (partition by d.patient_id order by d.placed_date asc nulls last, d.id) as nth
-        from fhir.device_flat d join cohort c using (patient_id)
+        from fhir.device_flat d join ended c using (patient_id)
         where d.device_type = 'generator'
     )
     where nth = 1
@@ -52,7 +40,7 @@ select
     e.patient_id,
     coalesce(g.ipg_model, 'unknown')                                                   as ipg_model,
     e.implant_center                                                                   as center,
-    datediff('day', e.first_implant, e.end_date)                                       as days,
+    e.days,
     coalesce(x.events, 0)                                                              as events
 from ended e
 left join generator g using (patient_id)
