@@ -4,11 +4,13 @@ analyst's plain query with the official figures."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from pathlib import Path
 
+import duckdb
 import pytest
-from helpers import Loaded, reading
+from helpers import Loaded, copy_of, reading, run_cli
 
 from drg_etl.analysis.national import national_analysis
 from drg_etl.core.paths import SQL_DIR
@@ -85,3 +87,20 @@ def test_nothing_rebuilds_flags_and_the_study_constants_are_not_typed_into_sql()
         assert not re.search(r"date '\d{4}-\d{2}-\d{2}'", code), name
         assert "'lead_fracture', 'lead_malfunction'" not in code, name
         assert "interval 12 month" not in code and "interval 90 day" not in code, name
+
+
+def test_a_warehouse_built_by_an_earlier_version_is_named_and_one_load_brings_it_up_to_date(
+        loaded_clean: Loaded, tmp_path: Path) -> None:
+    path = copy_of(loaded_clean, tmp_path)
+    with duckdb.connect(str(path)) as con:  # as an earlier drg-etl left it: no follow-up mart, no device model
+        con.execute("drop table marts.follow_up")
+        con.execute("alter table fhir.device_flat drop column model")
+    refused = run_cli("analyze", "--warehouse", str(path), "--json")
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert "built by an earlier drg-etl" in refused.stderr and "marts.follow_up" in refused.stderr
+    assert f"drg-etl load INBOX --warehouse {path}" in refused.stderr
+    reloaded = run_cli("load", str(loaded_clean.gen.inbox), "--warehouse", str(path))
+    assert reloaded.returncode == 0, reloaded.stderr
+    done = run_cli("analyze", "--warehouse", str(path), "--json")
+    assert done.returncode == 0, done.stderr
+    assert "follow_up" in json.loads(done.stdout)

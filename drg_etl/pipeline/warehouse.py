@@ -10,7 +10,7 @@ import duckdb
 
 from drg_etl import __version__
 from drg_etl.core import tables
-from drg_etl.core.dictionary import write_comments
+from drg_etl.core.dictionary import flat_relations, mart_relations, write_comments
 from drg_etl.core.errors import UsageError, WarehouseError
 from drg_etl.core.rules import RULES
 from drg_etl.core.tables import insert_row, insert_rows, warehouse_ddl
@@ -96,6 +96,21 @@ def require_current(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     if stale:
         raise WarehouseError(f"the FHIR layer of {path} is older than its deliveries ({stale} patients changed "
                              "since it was built: a load was interrupted); run `drg-etl load` again to finish it")
+    if outdated := outdated_layers(con):
+        raise WarehouseError(f"the warehouse {path} was built by an earlier drg-etl ({', '.join(outdated[:3])}"
+                             f"{', ...' if len(outdated) > 3 else ''} not as this version builds them): run "
+                             f"`drg-etl load INBOX --warehouse {path}` once; it rebuilds the flat tables and the "
+                             "marts even when nothing new is to be loaded")
+
+
+def outdated_layers(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The flat tables and marts that are missing, or lack a column this version gives them."""
+    present: dict[str, set[str]] = {}
+    for schema, table, column in con.execute("select schema_name, table_name, column_name from duckdb_columns() "
+                                             "where schema_name in ('fhir', 'marts')").fetchall():
+        present.setdefault(f"{schema}.{table}", set()).add(column)
+    expected = {f"{r.schema}.{r.name}": {c.name for c in r.columns} for r in (*flat_relations(), *mart_relations())}
+    return [name for name, columns in expected.items() if not columns <= present.get(name, set())]
 
 
 class KeyMismatch(UsageError):
