@@ -144,8 +144,9 @@ def test_no_free_text_and_no_pseudonym(warehouse: Path, release: Path) -> None:
     assert "pseudonym" in left_out
 
 
-def test_absent_marts_are_named_and_a_json_mart_is_written_beside(warehouse: Path, tmp_path: Path) -> None:
-    """A declared mart the warehouse lacks is named, not an error; one with JSON columns is a JSON file."""
+def test_a_warehouse_without_a_declared_mart_is_refused_with_the_fix(warehouse: Path, tmp_path: Path) -> None:
+    """A warehouse an earlier drg-etl built (a declared mart missing) is not released half: one load brings its
+    marts up to date, and the release says so."""
     path = tmp_path / "wh.duckdb"
     shutil.copy(warehouse, path)
     con = duckdb.connect(str(path))
@@ -155,11 +156,8 @@ def test_absent_marts_are_named_and_a_json_mart_is_written_beside(warehouse: Pat
         con.close()
     out = tmp_path / "release"
     result = run_cli("release", "--warehouse", str(path), "--out", str(out))
-    assert result.returncode == 0, result.stderr
-    assert "marts.quality_by_rule" in result.stdout.split("not in this warehouse")[1]
-    assert not (out / "csv" / "quality_by_rule.csv").exists()
-    package = json.loads((out / "datapackage.json").read_text())
-    assert "quality_by_rule" not in {r["name"] for r in package["resources"]}
+    assert result.returncode == 2 and "marts.quality_by_rule" in result.stderr
+    assert "drg-etl load INBOX" in result.stderr and not (out / "datapackage.json").exists()
 
 
 def test_release_refuses_a_warehouse_never_loaded(tmp_path: Path) -> None:
