@@ -10,7 +10,7 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from drg_etl.analysis.survival import AT_DAYS, MASK, kaplan_meier, patient_times, three_decimals
+from drg_etl.analysis.survival import AT_DAYS, MASK, three_decimals
 from drg_etl.core.sql import read_sql
 from drg_etl.pipeline.marts import with_flags
 
@@ -54,17 +54,18 @@ def aalen_johansen(rows: list[tuple[int, int, int, int]], days: tuple[int, ...] 
     return out
 
 
-def competing_risks_figures(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> dict[str, Any]:
+def competing_risks_figures(con: duckdb.DuckDBPyConnection, observation_end: dt.date,
+                            lead_defect_free: dict[str, Any]) -> dict[str, Any]:
     """analysis.md's ``competing_risks`` object.
 
     ``cif`` to three decimals; ``one_minus_km`` beside the defect's is 1 minus the published (three-decimal)
     lead-defect-free estimate of ``survival`` that day, so the two tables agree to the digit. A day on which
-    no one is at risk is null, as it is in ``survival``.
+    no one is at risk is null, as it is in ``survival``. ``lead_defect_free``: that curve of ``survival``,
+    already computed (the estimate is not fitted twice).
     """
     rows = day_counts(con, observation_end)
     cif = aalen_johansen(rows)
-    times = patient_times(con, observation_end)
-    km = kaplan_meier([r[0] for r in times], [bool(r[1]) for r in times])["at_days"]
+    km = lead_defect_free["at_days"]
     out: dict[str, Any] = {}
     for index, kind in enumerate(KINDS):
         at_days: dict[str, dict[str, float | None] | None] = {}

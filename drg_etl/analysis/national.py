@@ -67,6 +67,7 @@ def national_analysis(con: duckdb.DuckDBPyConnection, observation_end: dt.date |
     by_center = {c: {"trial_patients": 0, "implanted_patients": 0} for c in CENTERS}
     for center, trials, implants in _query(con, _sql("by_center"), end).fetchall():
         by_center[center] = {"trial_patients": trials, "implanted_patients": implants}
+    survival = survival_figures(con, end)
     return {
         "observation_end": end.isoformat(),
         "cohort": {
@@ -88,9 +89,9 @@ def national_analysis(con: duckdb.DuckDBPyConnection, observation_end: dt.date |
             "permanent_nerve_damage_patients": nerve,
         },
         "by_center": by_center,
-        "survival": survival_figures(con, end),
+        "survival": survival,
         "follow_up": follow_up_completeness(con, end),
-        "competing_risks": competing_risks_figures(con, end),
+        "competing_risks": competing_risks_figures(con, end, survival["lead_defect_free"]),
         "device_performance": device_performance_figures(con, end),
     }
 

@@ -102,7 +102,7 @@ def refresh_marts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
             if end is None:
                 continue  # nothing loaded: the marts exist, empty
             sql = read_sql(query)
-            if "patient_flags" in sql and table is not MART_PATIENT_FLAGS_TABLE:
+            if table is not MART_PATIENT_FLAGS_TABLE:  # the later marts read the flags mart built first
                 sql = f"with patient_flags as (select * from {MART_PATIENT_FLAGS}) select * from ({sql})"
             con.execute(f"insert into {table.qualified} by name {sql}", bind(sql, parameters))
         write_comments(con, MARTS)  # the data dictionary: each mart's and column's description

@@ -30,6 +30,7 @@ from drg_etl.pull.http import (
     PullError,
     Retryable,
     RetryBudget,
+    http_date,
     new_client,
     public_url,
     with_retries,
@@ -190,18 +191,9 @@ class BulkExport:
             manifest["transactionTime"], manifest["output"]
         except (ValueError, KeyError, TypeError) as exc:
             raise PullError("the export's manifest is not the Bulk Data IG's JSON (transactionTime, output)") from exc
-        expires = response.headers.get("Expires")
-        if expires:
-            try:
-                import email.utils
-
-                when = email.utils.parsedate_to_datetime(expires)
-                if when.tzinfo is None:
-                    when = when.replace(tzinfo=dt.UTC)
-                if when.timestamp() < time.time():
-                    raise Expired("the manifest has expired")
-            except (TypeError, ValueError):
-                pass
+        expires = http_date(response.headers.get("Expires"))
+        if expires is not None and expires.timestamp() < time.time():
+            raise Expired("the manifest has expired")
         return manifest
 
     def download(self, entry: dict[str, Any], into: Path, requires_token: bool, kind: str) -> tuple[Path, str]:
@@ -397,8 +389,8 @@ def _build(export: BulkExport, work: Path, manifest: dict[str, Any], files: dict
             for rtype in types:
                 if (base / names[rtype]).exists():
                     snapshot.add((rtype, rid, rid, line) for rid, line in _lines(base / names[rtype]))
-        for rtype, path, _digest, _count in files["output"]:
-            snapshot.stage((rtype, rid, rid, line) for rid, line in _lines(path))
+        staged_lines = [snapshot.stage((rtype, rid, rid, line) for rid, line in _lines(path))
+                        for rtype, path, _digest, _count in files["output"]]
         deleted = [key for _t, path, _d, _c in files["deleted"] for key in _deleted(path)]
         changes = snapshot.apply(deleted)
         if twice := snapshot.duplicates():
@@ -426,8 +418,8 @@ def _build(export: BulkExport, work: Path, manifest: dict[str, Any], files: dict
         "mode": mode, "transactionTime": manifest["transactionTime"],
         "pulled_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "received": {
-            "output": [{"type": t, "count": c, "lines": sum(1 for _ in _lines(p)), "sha256": d}
-                       for t, p, d, c in files["output"]],
+            "output": [{"type": t, "count": c, "lines": n, "sha256": d}
+                       for (t, _p, d, c), n in zip(files["output"], staged_lines, strict=True)],
             "deleted": len(deleted), "error": errors,
             "ignored": [{"type": t, "count": c} for t, c in files["ignored"]],
         },

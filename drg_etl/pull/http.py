@@ -43,6 +43,17 @@ class Retryable(Exception):
         self.wait = wait if wait is not None else (retry_after(response) if response is not None else None)
 
 
+def http_date(value: str | None) -> dt.datetime | None:
+    """An HTTP date header (``Date``, ``Expires``, ``Retry-After``) as an aware UTC time, or None when it is none."""
+    if not value:
+        return None
+    try:
+        when = email.utils.parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError):
+        return None
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+
+
 def retry_after(response: httpx.Response, now: dt.datetime | None = None) -> float | None:
     """The seconds a ``Retry-After`` header asks the client to wait (delta-seconds or an HTTP date), or None."""
     value = response.headers.get("Retry-After")
@@ -51,13 +62,8 @@ def retry_after(response: httpx.Response, now: dt.datetime | None = None) -> flo
     value = value.strip()
     if value.isdigit():
         return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
+    when = http_date(value)
+    return None if when is None else max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
 
 
 @dataclass

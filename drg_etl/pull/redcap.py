@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import email.utils
 import io
 import os
 import re
@@ -34,6 +33,7 @@ from drg_etl.pull.http import (
     CredentialRefused,
     PullError,
     RetryBudget,
+    http_date,
     new_client,
     public_url,
     with_retries,
@@ -112,11 +112,7 @@ class RedcapApi:
             response.close()
             raise PullError(f"REDCap's API ({content}) answered an HTML page, not {expect} (is --url the API's "
                             "address, ending in /api/?); nothing was written")
-        if date := response.headers.get("Date"):
-            try:
-                self.last_date = email.utils.parsedate_to_datetime(date).astimezone(dt.UTC)
-            except (TypeError, ValueError):
-                pass
+        self.last_date = http_date(response.headers.get("Date")) or self.last_date
         return response
 
     def json(self, content: str, **params: str) -> Any:
