@@ -11,7 +11,6 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import duckdb
-from scipy.stats import chi2, poisson
 
 from drg_etl.analysis.survival import MASK
 from drg_etl.core.sql import read_sql
@@ -63,6 +62,8 @@ def group_figures(patients: int, days: int, events: int, total_days: int, total_
     patient-years), is null only when the others have no patient-years (their rate is undefined); with
     expectation 0 it is 1 for no events, else 0. ``flagged`` compares the unrounded ratio and p.
     """
+    from scipy.stats import chi2, poisson  # here, not at import: scipy.stats costs analyze half a second to start
+
     years = days / DAYS_PER_YEAR
     other_years, other_events = (total_days - days) / DAYS_PER_YEAR, total_events - events
     rate = lo = hi = ratio = p = None
