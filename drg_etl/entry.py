@@ -30,10 +30,14 @@ def main() -> None:
         from drg_etl.cli import app
 
         app()
-    except Interrupted as stop:
-        _interrupted(stop.signum)
     except KeyboardInterrupt:  # raised by a library that installed its own handler
-        _interrupted(signal.SIGINT)
+        _interrupted(Interrupted.received or signal.SIGINT)
+    except BaseException:
+        # The handler's exception may reach here wrapped: raised inside a class body during an import,
+        # Python turns it into "RuntimeError: Error calling __set_name__". A signal received is the cause.
+        if Interrupted.received is None:
+            raise
+        _interrupted(Interrupted.received)
     finally:  # the command is done: a signal during the interpreter's teardown changes nothing
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

@@ -41,6 +41,34 @@ def test_an_interrupt_is_one_line_and_the_signals_exit_status(demo: Generated, t
     assert rerun.returncode == 0, err  # the warehouse was left as it was: the next load completes it
 
 
+_WRAPPED_BY_AN_IMPORT = """
+import os, signal, sys, time, types
+
+def app():  # the signal arrives while a class body is being built, as it did in numpy's import
+    class Descriptor:
+        def __set_name__(self, owner, name):
+            os.kill(os.getpid(), signal.{signal})
+            time.sleep(5)
+
+    class Owner:
+        attribute = Descriptor()
+
+cli = types.ModuleType("drg_etl.cli")
+cli.app = app
+sys.modules["drg_etl.cli"] = cli
+from drg_etl.entry import main
+main()
+"""
+
+
+@pytest.mark.parametrize(("signal_name", "status"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_an_interrupt_that_python_wraps_in_another_error_is_still_one_line(signal_name: str, status: int) -> None:
+    run = subprocess.run([sys.executable, "-c", _WRAPPED_BY_AN_IMPORT.format(signal=signal_name)],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == status, run.stderr
+    assert run.stderr == MESSAGE + "\n"
+
+
 def test_a_failed_transaction_reports_its_first_cause_not_the_rollbacks() -> None:
     con = duckdb.connect()
     con.execute("create table t (x integer)")

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from drg_etl.core.delivery import PULL_FOLDER, PULL_RECORD, Delivery
+from drg_etl.core.delivery import PULL_FOLDER, PULL_RECORD, Delivery, registry_today
 from drg_etl.core.errors import UsageError
 from drg_etl.pull.bulk import check_ndjson, cutoff_of
 from drg_etl.pull.http import PullError, RetryBudget, public_url, retry_after, with_retries
@@ -79,6 +79,17 @@ def test_a_downloaded_file_must_be_whole_of_its_type_and_count(tmp_path: Path) -
 def test_the_cutoff_is_the_copenhagen_date_of_the_snapshot() -> None:
     assert cutoff_of("2026-11-30T23:30:00Z") == dt.date(2026, 12, 1)
     assert cutoff_of("2026-11-30T10:00:00+00:00") == dt.date(2026, 11, 30)
+
+
+def test_a_load_takes_the_delivery_a_pull_wrote_tonight_whatever_the_machines_clock_zone(tmp_path: Path) -> None:
+    """At 23:30 UTC it is already tomorrow in Denmark: the pull names its folder so, and the load agrees."""
+    tonight = dt.datetime(2026, 11, 30, 23, 30, tzinfo=dt.UTC)
+    assert registry_today(tonight) == cutoff_of(tonight.isoformat()) == dt.date(2026, 12, 1)
+    folder = tmp_path / "rh" / registry_today().isoformat()  # what a pull writes at this moment
+    folder.mkdir(parents=True)
+    (folder / f"DRGDK_DATA_{folder.name}.csv").write_text("record_id\n")
+    deliveries, problems = survey(tmp_path)
+    assert [d.label for d in deliveries] == [f"rh/{folder.name}"] and problems == []
 
 
 def test_the_survey_passes_over_the_pull_folder_and_pull_json_is_no_part_of_a_delivery(tmp_path: Path) -> None:

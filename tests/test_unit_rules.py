@@ -24,7 +24,7 @@ import openpyxl
 import pytest
 
 from drg_etl.core.cpr import parse_cpr
-from drg_etl.core.delivery import Delivery, DeliveryRejected
+from drg_etl.core.delivery import Delivery, DeliveryRejected, registry_today
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.rules import RULES
 from drg_etl.pipeline.load import LoadReport, load_inbox
@@ -587,7 +587,7 @@ def test_rule_a_cpr_in_an_identifier_quarantines_and_in_free_text_is_replaced(wh
 def test_rule_a_cutoff_after_today_is_not_read(wh: Loaded) -> None:
     """A delivery dated after the day of the load is a typo: reported, never in force."""
     write_auh(wh.inbox)
-    write_auh(wh.inbox, cutoff=(dt.date.today() + dt.timedelta(days=1)).isoformat())
+    write_auh(wh.inbox, cutoff=(registry_today() + dt.timedelta(days=1)).isoformat())
     wh.load()
     assert wh.report is not None and wh.report.exit_code == 1
     assert {f.rule_id for f in wh.report.files if f.rejected} == {"delivery.in_the_future"}

@@ -13,6 +13,7 @@ import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from drg_etl.core.cpr import scrub_cpr
 from drg_etl.core.rules import rule
@@ -22,6 +23,15 @@ from drg_etl.core.rules import rule
 PULL_RECORD = "pull.json"
 # The pulls' own folder in the inbox (their state and work folders); the survey passes over it.
 PULL_FOLDER = ".pull"
+
+# Deliveries are named by the Danish calendar date of their cutoff (extracts.md), whatever the machine's
+# clock zone: a pull names its folder by it, and a load's "today" is the same day.
+REGISTRY_ZONE = ZoneInfo("Europe/Copenhagen")
+
+
+def registry_today(now: dt.datetime | None = None) -> dt.date:
+    """Today's date in Denmark (at ``now``, an aware time, or this moment): the latest cutoff a delivery may carry."""
+    return (now or dt.datetime.now(dt.UTC)).astimezone(REGISTRY_ZONE).date()
 
 
 class FileRejected(Exception):

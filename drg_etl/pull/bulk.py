@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
-from zoneinfo import ZoneInfo
 
 import httpx
 import orjson
 
 from drg_etl import __version__
 from drg_etl.core.cpr import scrub_cpr
+from drg_etl.core.delivery import REGISTRY_ZONE
 from drg_etl.core.formats import FORMATS
 from drg_etl.pull.http import (
     CredentialRefused,
@@ -41,7 +41,6 @@ from drg_etl.pull.snapshot import Landed, Snapshot, describe, land, write_text_f
 from drg_etl.pull.state import PullState, pull_lock
 
 CENTER = "aauh"
-COPENHAGEN = ZoneInfo("Europe/Copenhagen")
 FHIR_JSON = "application/fhir+json"
 DOWNLOAD_ATTEMPTS = 3
 KICKOFF_RESTARTS = 3
@@ -304,7 +303,7 @@ def cutoff_of(transaction_time: str) -> dt.date:
     when = dt.datetime.fromisoformat(transaction_time.replace("Z", "+00:00"))
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
-    return when.astimezone(COPENHAGEN).date()
+    return when.astimezone(REGISTRY_ZONE).date()
 
 
 def pull_fhir(inbox: Path, base_url: str, credentials: BackendCredentials, *, group: str | None = None,

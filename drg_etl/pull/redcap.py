@@ -27,6 +27,7 @@ import orjson
 
 from drg_etl import __version__
 from drg_etl.core.cpr import scrub_cpr
+from drg_etl.core.delivery import REGISTRY_ZONE
 from drg_etl.core.errors import UsageError
 from drg_etl.core.formats import FORMATS, REDCAP_API_METADATA_COLUMNS, REDCAP_DICTIONARY_COLUMNS
 from drg_etl.pull.http import (
@@ -327,7 +328,7 @@ def pull_redcap(inbox: Path, url: str, token: str, *, full: bool = False, center
         exported = api.last_date or dt.datetime.now(dt.UTC)
         deleted = deleted_records(api, since_local) if since_local else []
         fmt = FORMATS[center]
-        data_name = fmt.file("export").file_name(exported.astimezone(ZoneInfo("Europe/Copenhagen")).date())
+        data_name = fmt.file("export").file_name(exported.astimezone(REGISTRY_ZONE).date())
         snapshot = Snapshot(work / "snapshot.duckdb")
         try:
             if base is not None:
@@ -350,7 +351,7 @@ def pull_redcap(inbox: Path, url: str, token: str, *, full: bool = False, center
             counts = {data_name: snapshot.count(PART)}
         finally:
             snapshot.close()
-        cutoff = exported.astimezone(ZoneInfo("Europe/Copenhagen")).date()
+        cutoff = exported.astimezone(REGISTRY_ZONE).date()
         dictionary_name = fmt.file("dictionary").file_name(cutoff)
         write_text_file(staged / dictionary_name, (format_row(r) for r in design.dictionary), head=BOM)
         counts[dictionary_name] = len(design.dictionary) - 1

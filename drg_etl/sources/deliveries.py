@@ -8,7 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from drg_etl.core.cpr import scrub_cpr
-from drg_etl.core.delivery import PULL_FOLDER, Delivery, DeliveryRejected, FileRejected, InboxProblem, Issue
+from drg_etl.core.delivery import (
+    PULL_FOLDER,
+    Delivery,
+    DeliveryRejected,
+    FileRejected,
+    InboxProblem,
+    Issue,
+    registry_today,
+)
 from drg_etl.core.formats import FORMATS
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.vocabulary import CENTERS
@@ -64,10 +72,10 @@ def survey(inbox: Path, today: dt.date | None = None) -> tuple[list[Delivery], l
     Only the four centers' lower-case folders and real dates are deliveries; a case variant,
     an unknown center, a bad date, a stray file and a link out of the inbox are reported, never
     read and never silently skipped; the pulls' own folder ``.pull`` is passed over. A cutoff after ``today``
-    (the day of the load) is a typo,
+    (the day of the load, in Denmark) is a typo,
     not a delivery: loaded, it would become the delivery in force and the observation end.
     """
-    today = today or dt.date.today()
+    today = today or registry_today()
     found, problems = [], []
     try:
         tops = sorted(inbox.iterdir())
