@@ -9,6 +9,7 @@ not applied: numbers issued since 2007 need not pass it.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
 import re
 import unicodedata
@@ -84,13 +85,30 @@ def _cpr_spans(text: str) -> list[tuple[int, int]]:
     return merged
 
 
+# The fewest decimal digits a match of either pattern holds: _CPR_LIKE's six of the date and one of the
+# sequence (_CPR_STRICT needs ten). Text with fewer (most values: codes, scores, names) is passed at once.
+SHORTEST_CPR_TEXT = 7
+_ENOUGH_DIGITS = re.compile(rf"(?:\d\D*){{{SHORTEST_CPR_TEXT}}}")
+_UUID_LENGTH = 36
+_UUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+_TEN_DIGITS = re.compile(r"(?:\d\D*){10}")
+
+
 def scrub_cpr(text: str) -> str:
     """``text`` with everything that could be a CPR number replaced: for messages, reasons and records kept.
 
     Any spelling: with or without a hyphen, dash, space or dot; digit pairs; a dotted date; glued to
     letters; Unicode digits (full-width, Arabic-Indic, ...) and hyphens (non-breaking, en dash, ...).
+    A registry's values repeat (dates, codes, column names): each distinct text is searched once.
     """
-    if not any(c.isdigit() for c in text):
+    if len(text) < SHORTEST_CPR_TEXT or (len(text) == _UUID_LENGTH and _UUID.fullmatch(text)):
+        return text  # a UUID (a FHIR id, each one distinct) is a machine identifier: never one, never cached
+    return _scrubbed_text(text)
+
+
+@functools.lru_cache(maxsize=1 << 16)  # in memory only, for this process: never written anywhere
+def _scrubbed_text(text: str) -> str:
+    if _ENOUGH_DIGITS.search(text) is None:
         return text
     spans = _cpr_spans(text)
     if not spans:
@@ -110,7 +128,7 @@ def holds_cpr(text: str) -> bool:
     so that a serial of other digits is not taken for one (a CPR in an identifier is a data error
     that quarantines the record; in free text it is scrubbed).
     """
-    if not any(c.isdigit() for c in text):
+    if len(text) < 10 or _TEN_DIGITS.search(text) is None:
         return False
     for match in _matches(_CPR_STRICT, fold_text(text)):
         digits = re.sub(r"\D", "", match.group(0))

@@ -16,7 +16,14 @@ from typing import Any
 
 import orjson
 
-from drg_etl.core.cpr import CPR_PLACEHOLDER, CprError, holds_cpr, parse_cpr, scrub_cpr
+from drg_etl.core.cpr import (
+    CPR_PLACEHOLDER,
+    SHORTEST_CPR_TEXT,
+    CprError,
+    holds_cpr,
+    parse_cpr,
+    scrub_cpr,
+)
 from drg_etl.core.delivery import Delivery, Issue
 from drg_etl.core.mappings import SourceMap
 from drg_etl.core.model import CANONICAL_TABLES, TABLES
@@ -273,8 +280,11 @@ class RowContext:
         """Keep the source record for staging, its CPR replaced by the pseudonym, every other CPR scrubbed (a
         pseudonym's hex digits are never taken for one: :func:`drg_etl.core.cpr.scrub_cpr`)."""
         self.record = record
-        clean = {scrub_cpr(k): (self.patient_key if k in cpr_columns else _scrubbed(v)) for k, v in record.items()}
-        self.staged.source_rows.append((self.file, self.row, orjson.dumps(clean).decode()))
+        clean = {scrub_cpr(k): (self.patient_key if k in cpr_columns
+                                else v if type(v) is str and len(v) < SHORTEST_CPR_TEXT else _scrubbed(v))
+                 for k, v in record.items()}  # a short text (most values of a wide export are empty) holds none
+        text = orjson.dumps(clean).decode()
+        self.staged.source_rows.append((self.file, self.row, text))
 
 
 def _scrubbed(value: Any) -> Any:
