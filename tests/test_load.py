@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
-from helpers import TEST_KEY, Loaded
+from helpers import TEST_KEY, Loaded, copy_of
 
 
 def key_of(cpr: str) -> str:
@@ -137,3 +138,28 @@ def test_the_load_audit_records_hashes_counts_timing_and_code_version(loaded_dem
     assert seconds > 0 and (loaded, skipped, rejected) == (4, 0, 0) and version.startswith("drg-etl ")
     hashes = query(loaded_demo, "select file, sha256 from quality.delivery_files where file = 'prom.csv'")
     assert len(hashes) == 1 and len(hashes[0][1]) == 64
+
+
+def test_a_load_with_nothing_new_writes_nothing(loaded_demo: Loaded, tmp_path: Path) -> None:
+    """A nightly load that finds no new delivery leaves the file byte for byte as it was (no audit row, no rebuild)."""
+    from drg_etl.pipeline.load import load_inbox
+
+    warehouse = copy_of(loaded_demo, tmp_path)
+    before = hashlib.sha256(warehouse.read_bytes()).hexdigest()
+    report = load_inbox(loaded_demo.gen.inbox, warehouse, TEST_KEY)
+    assert report.exit_code == 0 and report.loaded == [] and len(report.skipped) == 4
+    assert report.fhir_counts == dict(query(loaded_demo, "select resource_type, count(*) from fhir.resources "
+                                                         "group by 1"))
+    assert hashlib.sha256(warehouse.read_bytes()).hexdigest() == before
+
+
+def test_a_load_with_nothing_new_still_finishes_an_interrupted_fhir_build(loaded_demo: Loaded, tmp_path: Path) -> None:
+    from drg_etl.pipeline.load import load_inbox
+
+    warehouse = copy_of(loaded_demo, tmp_path)
+    with duckdb.connect(str(warehouse)) as con:  # as a load killed between its write and its FHIR build leaves it
+        con.execute("insert into staging.fhir_dirty select distinct patient_key from canonical.patients limit 3")
+    load_inbox(loaded_demo.gen.inbox, warehouse, TEST_KEY)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("select count(*) from staging.fhir_dirty").fetchone() == (0,)
+        assert con.execute("select count(*) from quality.fhir_builds").fetchone() == (2,)

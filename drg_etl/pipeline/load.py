@@ -252,6 +252,8 @@ def load_inbox(inbox: Path, warehouse_path: Path, key: bytes, progress: Callable
                                            "reason": p.reason} for p in problems]
         warehouse.bind_key(con, pseudonymize.fingerprint)  # before any reading: a wrong key costs nothing
         new = [d for d in found if (i := _content_id(d)) is not None and not warehouse.known_delivery(con, i)]
+        if not new and warehouse.up_to_date(con):  # nothing new: nothing is written, not even the audit's row
+            return load_report(con, load_id, [d.label for d in found], rejected)
         if progress:
             progress(f"reading {len(new)} new deliveries")
         with prefetched(new, key) as reader:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -10,10 +12,11 @@ import duckdb
 
 from drg_etl import __version__
 from drg_etl.core import tables
-from drg_etl.core.dictionary import flat_relations, mart_relations, write_comments
+from drg_etl.core.dictionary import all_relations, flat_relations, mart_relations, write_comments
 from drg_etl.core.errors import UsageError, WarehouseError
 from drg_etl.core.rules import RULES
 from drg_etl.core.tables import insert_row, insert_rows, warehouse_ddl
+from drg_etl.fhir.terminology import canonical_base
 
 CODE_VERSION = f"drg-etl {__version__}"
 MEMORY_VARIABLE = "DRG_ETL_DUCKDB_MEMORY"
@@ -63,13 +66,34 @@ def connect(path: Path, *, read_only: bool = False, wait: float | None = None) -
     if not read_only:
         # checkpoint at the end of a load, not after every batch of a rebuild (see drg_etl/pipeline/load.py)
         con.execute(f"set checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
-    if not read_only:
+    if not read_only and not _schema_current(con):
         con.execute(warehouse_ddl())
         con.execute("delete from quality.rules")
         insert_rows(con, tables.RULES, [{"rule_id": r.rule_id, "severity": r.severity, "kahn_category": r.kahn_category,
                                          "description": r.description} for r in RULES.values()])
         write_comments(con)  # the data dictionary, onto every table and view the warehouse has (DDL drops some)
+        con.execute("insert or replace into quality.settings values (?, ?)", [SCHEMA_SETTING, schema_fingerprint()])
     return con
+
+
+SCHEMA_SETTING = "schema_fingerprint"
+
+
+@functools.cache
+def schema_fingerprint() -> str:
+    """A hash of everything ``connect`` writes into a warehouse: the DDL, the rules and the data dictionary."""
+    rules = sorted((r.rule_id, r.severity, r.kahn_category, r.description) for r in RULES.values())
+    text = "\n".join([CODE_VERSION, warehouse_ddl(), repr(rules), repr(all_relations())])
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _schema_current(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the warehouse already has this code's schema, rules and dictionary (then opening writes nothing)."""
+    try:
+        row = con.execute("select value from quality.settings where name = ?", [SCHEMA_SETTING]).fetchone()
+    except duckdb.CatalogException:  # a new file, or one an early drg-etl wrote
+        return False
+    return row is not None and row[0] == schema_fingerprint()
 
 
 def known_delivery(con: duckdb.DuckDBPyConnection, delivery_id: str) -> bool:
@@ -101,6 +125,22 @@ def require_current(con: duckdb.DuckDBPyConnection, path: Path) -> None:
                              f"{', ...' if len(outdated) > 3 else ''} not as this version builds them): run "
                              f"`drg-etl load INBOX --warehouse {path}` once; it rebuilds the flat tables and the "
                              "marts even when nothing new is to be loaded")
+
+
+def up_to_date(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether a load with nothing new has nothing to do: nothing staged or changed since the last build, the FHIR
+    layer built by this code under the canonical base in force, every flat table and mart as this version builds it."""
+    try:
+        pending = con.execute("select (select count(*) from staging.pending_deliveries) "
+                              "+ (select count(*) from staging.fhir_dirty)").fetchone()[0]
+        built = con.execute("select code_version from quality.loads where finished_at is not null "
+                            "order by finished_at desc limit 1").fetchone()
+        base = con.execute("select value from quality.settings where name = 'canonical_base'").fetchone()
+        resources = con.execute("select count(*) from fhir.resources").fetchone()[0]
+    except duckdb.CatalogException:
+        return False
+    return (not pending and built is not None and built[0] == CODE_VERSION and base is not None
+            and base[0] == canonical_base() and resources > 0 and not outdated_layers(con))
 
 
 def outdated_layers(con: duckdb.DuckDBPyConnection) -> list[str]:
