@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import duckdb
@@ -113,3 +115,35 @@ def test_a_shape_the_schema_misses_is_caught_by_fhir_resources(loaded_demo: Load
     with pytest.raises(ValidationError, match="status"):
         refresh_fhir(con, full=True)
     con.close()
+
+
+def test_a_build_on_every_core_gives_the_same_layer_as_one_in_process(loaded_2000: Loaded, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers (drg_etl.fhir.worker) build the same bytes, in batches taken back in order."""
+    monkeypatch.setattr(store, "PARALLEL_PATIENTS", 0)
+    monkeypatch.setenv("DRG_ETL_FHIR_WORKERS", "2")
+    parallel = _rebuilt(loaded_2000.warehouse, tmp_path, "parallel", full=True, batch_patients=300)
+    con = duckdb.connect(str(parallel), read_only=True)
+    table = "select resource_type, id, patient_id, center, resource::varchar from fhir.resources order by all"
+    with duckdb.connect(str(loaded_2000.warehouse), read_only=True) as serial:
+        assert con.execute(table).fetchall() == serial.execute(table).fetchall()
+    assert con.execute("select mode, patients from quality.fhir_builds order by built_at desc limit 1").fetchone() == (
+        "full", con.execute("select count(*) from fhir.resources where resource_type = 'Patient'").fetchone()[0])
+    con.close()
+    assert not list(Path(tempfile.gettempdir()).glob(f"drg-etl-read-{os.getpid()}-fhir-*"))  # the folder is gone
+
+
+def test_a_failing_fhir_worker_stops_the_build_with_its_reason(tmp_path: Path) -> None:
+    from drg_etl.core.model import TABLES
+    from drg_etl.fhir.pool import FhirWorkerFailed, built_batches
+
+    sources = tmp_path / "sources.duckdb"
+    with duckdb.connect(str(sources)) as con:
+        con.execute("create table src_targets as select 'k1' as patient_key")
+        for name, table in TABLES.items():
+            columns = ", ".join(f'null::{c.sql_type} as "{c.name}"' for c in table.all_columns
+                                if c.name != "patient_key")
+            con.execute(f"create table src_{name} as select 'k1' as patient_key, {columns} limit 0")
+        con.execute("insert into src_measurements (patient_key, center, measure) values ('k1', 'auh', 'no-such')")
+    with pytest.raises(FhirWorkerFailed, match="a FHIR worker failed: KeyError"):
+        list(built_batches(sources, tmp_path, [("k1", "k1")], 1, False))

@@ -367,6 +367,51 @@ def test_a_killed_parallel_load_leaves_no_reader_and_no_folder(tmp_path: Path) -
     assert list(tmp.iterdir()) == []  # ... and the next load removes it
 
 
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc (Linux)")
+def test_a_load_killed_while_building_fhir_on_every_core_leaves_no_worker_and_no_folder(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from drg_etl.synth.generate import generate
+
+    generate(tmp_path / "inbox", seed=3, patients=1500)
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, **ENV, "DRG_ETL_READ_WORKERS": "1", "DRG_ETL_FHIR_PARALLEL_PATIENTS": "0",
+           "DRG_ETL_FHIR_WORKERS": "2", "TMPDIR": str(tmp)}
+    load = subprocess.Popen([sys.executable, "-m", "drg_etl.entry", "load", str(tmp_path / "inbox"), "--warehouse",
+                             str(tmp_path / "w.duckdb")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, workers = time.monotonic() + 120, []
+    while time.monotonic() < deadline and not workers and load.poll() is None:
+        workers = [pid for pid in _children_of(load.pid) if b"drg_etl.fhir.worker" in _command_line(pid)]
+        time.sleep(0.02)
+    if not workers:
+        load.kill()
+        pytest.skip("the load finished before a FHIR worker was seen")
+    load.send_signal(signal.SIGKILL)
+    load.wait()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers)  # the workers died with their load
+    assert [p.name for p in tmp.iterdir() if "-fhir-" in p.name]  # a killed load leaves its folder ...
+    rerun = subprocess.run([sys.executable, "-m", "drg_etl.entry", "load", str(tmp_path / "inbox"), "--warehouse",
+                            str(tmp_path / "w.duckdb")], env={**env, "DRG_ETL_FHIR_WORKERS": "1"},
+                           capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert list(tmp.iterdir()) == []  # ... and the next load removes it
+
+
+def _command_line(pid: int) -> bytes:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def test_extra_and_hidden_sheets_are_reported_like_extra_files(demo_clean: Generated, tmp_path: Path) -> None:
     inbox = _copy(demo_clean, tmp_path)
     path = inbox / "ouh" / CUTOFF / "DRG_registrering.xlsx"

@@ -12,95 +12,52 @@ compact JSON the export writes, serialised once with orjson.
 from __future__ import annotations
 
 import datetime as dt
-import functools
+import os
+import tempfile
 import time
-from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
 
 import duckdb
-import orjson
 import pandas as pd
-from fhir.resources.R4B import get_fhir_model_class
 
 from drg_etl.core.dictionary import flat_relations, write_comments
 from drg_etl.core.errors import DrgEtlError
 from drg_etl.core.model import TABLES
+from drg_etl.core.process import FOLDER_PREFIX
 from drg_etl.core.sql import read_sql
 from drg_etl.core.tables import FHIR_BUILDS, FHIR_RESOURCES, fhir_resources_ddl, insert_row
 from drg_etl.core.transaction import rollback_quietly
-from drg_etl.fhir.build import build_patient, organizations, resource_id
-from drg_etl.fhir.terminology import all_codeables, canonical_base, with_canonical_base
-from drg_etl.fhir.validate import check_resources
+from drg_etl.fhir.batch import READ_ROWS, Row, Validator, batch_facts, build_rows, row_of, rows_frame
+from drg_etl.fhir.build import organizations, resource_id
+from drg_etl.fhir.pool import built_batches, worker_count
+from drg_etl.fhir.terminology import canonical_base, with_canonical_base
+from drg_etl.fhir.worker import SOURCE_PREFIX
 
 BATCH_PATIENTS = 2_000
-Row = tuple[str, str, str | None, str | None, str]
+# A rebuild of at least this many patients runs on every core (drg_etl.fhir.pool); fewer are built in process,
+# where starting the workers would cost more than it saves.
+PARALLEL_PATIENTS = int(os.environ.get("DRG_ETL_FHIR_PARALLEL_PATIENTS", 4_000))
+TARGETS = "fhir_src_targets"  # the patients a build is for (a temp table of the load's connection)
 
 
-def _source_sql(table: str) -> str:
+def _source_select(table: str, targets: str) -> str:
+    """A key-sorted copy of the canonical table's facts of the target patients."""
     order = ", ".join(f'"{c.name}"' for c in TABLES[table].all_columns)
-    return (f"create or replace temp table fhir_src_{table} as select t.* from canonical.current_{table} t "
-            f"semi join fhir_targets k using (patient_key) order by patient_key, {order}")
+    return (f"select t.* from canonical.current_{table} t semi join {targets} k using (patient_key) "
+            f"order by patient_key, {order}")
 
 
-def _batches(con: duckdb.DuckDBPyConnection, size: int) -> Iterator[tuple[list[str], dict[str, dict[str, list]]]]:
-    """Target patients in key order, ``size`` at a time, with their facts per table."""
-    keys = [k for (k,) in con.execute("select patient_key from fhir_targets order by patient_key").fetchall()]
-    for start in range(0, len(keys), size):
-        chunk = keys[start:start + size]
-        facts: dict[str, dict[str, list]] = {k: {t: [] for t in TABLES} for k in chunk}
-        for table in TABLES:
-            cursor = con.execute(f"select * from fhir_src_{table} where patient_key between ? and ?",
-                                 [chunk[0], chunk[-1]])
-            names = [d[0] for d in cursor.description]
-            for row in cursor.fetchall():
-                fact = dict(zip(names, row, strict=True))
-                facts[fact["patient_key"]][table].append(fact)
-        yield chunk, facts
-
-
-def _shape(resource: dict[str, Any]) -> tuple:
-    return resource["resourceType"], tuple(resource), tuple(e["url"] for e in resource.get("extension", ()))
-
-
-@functools.cache
-def _codeables_validated() -> int:
-    """Validate every coded concept of the terminology map once with fhir.resources."""
-    model = get_fhir_model_class("CodeableConcept")
-    for concept in all_codeables():
-        model.model_validate(concept)
-    return len(all_codeables())
-
-
-class _Validator:
-    """Every resource against the R4 JSON Schema; fhir.resources per shape (or per resource if strict)."""
-
-    def __init__(self, strict: bool) -> None:
-        self.strict = strict
-        self.shapes: set[tuple] = set()
-
-    def __call__(self, resources: list[dict[str, Any]]) -> None:
-        check_resources(resources)
-        _codeables_validated()
-        for resource in resources:
-            if self.strict or (shape := _shape(resource)) not in self.shapes:
-                get_fhir_model_class(resource["resourceType"]).model_validate(resource)
-                if not self.strict:
-                    self.shapes.add(shape)
-
-
-def _row(resource: dict[str, Any]) -> Row:
-    reference = (resource.get("subject") or resource.get("patient") or {}).get("reference")
-    patient = resource["id"] if resource["resourceType"] == "Patient" else (
-        reference.split("/")[1] if reference else None)
-    tags = resource.get("meta", {}).get("tag", [])
-    return (resource["resourceType"], resource["id"], patient, tags[0]["code"] if tags else None,
-            orjson.dumps(resource).decode())
+def _batch_bounds(con: duckdb.DuckDBPyConnection, targets: str, size: int) -> list[tuple[str, str]]:
+    """The first and last key of each batch of ``size`` target patients, in key order."""
+    return con.execute(f"""
+        select min(patient_key), max(patient_key) from (
+            select patient_key, (row_number() over (order by patient_key) - 1) // $size as batch from {targets})
+        group by batch order by batch""", {"size": size}).fetchall()
 
 
 def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[Row]) -> None:
     if rows:
-        frame = pd.DataFrame.from_records(rows, columns=["resource_type", "id", "patient_id", "center", "resource"])
-        con.register("incoming", frame)
+        con.register("incoming", rows_frame(rows))
         con.execute(f"insert into fhir.{table} select resource_type, id, patient_id, center, resource::json "
                     "from incoming")
         con.unregister("incoming")
@@ -114,6 +71,12 @@ def _stale_ids(con: duckdb.DuckDBPyConnection) -> pd.DataFrame:
     return pd.DataFrame({"patient_id": [resource_id("Patient", k) for k in keys]}, dtype=object)
 
 
+def _every_patient() -> str:
+    """Every patient with a fact in force."""
+    keys = " union ".join(f"select patient_key from canonical.current_{t}" for t in TABLES)
+    return f"select distinct patient_key from ({keys})"
+
+
 def _choose_mode(con: duckdb.DuckDBPyConnection, full: bool) -> str:
     """``full`` (every patient, into a new table) or ``incremental`` (the patients marked dirty)."""
     if full or not con.execute("select count(*) from fhir.resources").fetchone()[0]:
@@ -123,31 +86,67 @@ def _choose_mode(con: duckdb.DuckDBPyConnection, full: bool) -> str:
     return "full" if dirty > INCREMENTAL_SHARE * max(patients, 1) else "incremental"
 
 
-def _build_into(con: duckdb.DuckDBPyConnection, table: str, validate: _Validator, batch_patients: int,
+def _build_into(con: duckdb.DuckDBPyConnection, table: str, validate: Validator, batch_patients: int,
                 commit_each_batch: bool) -> tuple[int, int]:
-    """Build the target patients' resources into ``fhir.<table>``; return (patients, resources)."""
-    for name in TABLES:
-        con.execute(_source_sql(name))
+    """Build the target patients' resources into ``fhir.<table>``; return (patients, resources).
+
+    ``commit_each_batch`` (a full rebuild into a new table): each batch is committed, and a large rebuild runs
+    on every core. Otherwise (an incremental build, one transaction) the batches are built here.
+    """
     orgs = list(organizations())
     validate(orgs)
     con.execute(f"delete from fhir.{table} where resource_type = 'Organization'")
-    _insert(con, table, [_row(r) for r in orgs])
-    built, patients = len(orgs), 0
-    for chunk, facts in _batches(con, batch_patients):
-        rows: list[Row] = []
-        for key in chunk:
-            resources = list(build_patient(key, facts.pop(key)))
-            validate(resources)
-            rows += [_row(r) for r in resources]
+    _insert(con, table, [row_of(r) for r in orgs])
+    bounds = _batch_bounds(con, TARGETS, batch_patients)
+    patients = con.execute(f"select count(*) from {TARGETS}").fetchone()[0]
+    if commit_each_batch and patients >= PARALLEL_PATIENTS and worker_count() > 1:
+        return patients, len(orgs) + _build_on_every_core(con, table, bounds, validate.strict)
+    for name in TABLES:
+        con.execute(f"create or replace temp table fhir_src_{name} as {_source_select(name, TARGETS)}")
+    built = len(orgs)
+    for first, last in bounds:
+        keys, facts = batch_facts(con, "fhir_src", first, last)
+        rows = build_rows(keys, facts, validate)
         _insert(con, table, rows)
         if commit_each_batch:
             con.execute("commit")
             con.execute("begin transaction")
         built += len(rows)
-        patients += len(chunk)
     for name in TABLES:
         con.execute(f"drop table if exists fhir_src_{name}")
     return patients, built
+
+
+def _build_on_every_core(con: duckdb.DuckDBPyConnection, table: str, bounds: list[tuple[str, str]],
+                         strict: bool) -> int:
+    """Build the batches in worker processes, taking their results in batch order; return the resources built.
+
+    The workers read a scratch copy of the target patients' facts (written by a second connection: the load's
+    own transaction writes the FHIR layer, and a transaction writes one database) and each answers with a file
+    of its batch's resources, inserted here and committed batch by batch.
+    """
+    prefix = f"{FOLDER_PREFIX}{os.getpid()}-fhir-"  # the pid tells a later load whether this one still lives
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
+        sources = Path(folder) / "sources.duckdb"
+        scratch = con.cursor()
+        try:
+            scratch.execute("attach $path as fhir_scratch", {"path": str(sources)})  # a path is never in the text
+            scratch.execute(f"create table fhir_scratch.{SOURCE_PREFIX}_targets as select patient_key from "
+                            f"({_every_patient()})")  # a full rebuild's targets
+            for name in TABLES:
+                scratch.execute(f"create table fhir_scratch.{SOURCE_PREFIX}_{name} as "
+                                f"{_source_select(name, f'fhir_scratch.{SOURCE_PREFIX}_targets')}")
+            scratch.execute("detach fhir_scratch")
+        finally:
+            scratch.close()
+        built = 0
+        for result, _, resources in built_batches(sources, Path(folder), bounds, worker_count(), strict):
+            con.execute(f"insert into fhir.{table} {READ_ROWS}", {"path": str(result)})
+            con.execute("commit")
+            con.execute("begin transaction")
+            result.unlink()
+            built += resources
+    return built
 
 
 class DuplicateResource(DrgEtlError):
@@ -182,7 +181,7 @@ def refresh_fhir(con: duckdb.DuckDBPyConnection, *, full: bool = False, strict: 
     readers see the old layer or the new one, never half of one; a crash leaves the old layer.
     """
     started = time.perf_counter()
-    validate = _Validator(strict)
+    validate = Validator(strict)
     base = canonical_base()
     built_under = con.execute("select value from quality.settings where name = 'canonical_base'").fetchone()
     # every project URL changes with the canonical base: a layer built under another is rebuilt whole
@@ -190,8 +189,7 @@ def refresh_fhir(con: duckdb.DuckDBPyConnection, *, full: bool = False, strict: 
     con.execute("begin transaction")
     try:
         if mode == "full":
-            keys = " union ".join(f"select patient_key from canonical.current_{t}" for t in TABLES)
-            con.execute(f"create or replace temp table fhir_targets as select distinct patient_key from ({keys})")
+            con.execute(f"create or replace temp table {TARGETS} as {_every_patient()}")
             con.execute("drop table if exists fhir.resources_next")
             con.execute(fhir_resources_ddl("resources_next"))
             con.execute("commit")
@@ -200,14 +198,14 @@ def refresh_fhir(con: duckdb.DuckDBPyConnection, *, full: bool = False, strict: 
             con.execute("drop table fhir.resources")
             con.execute("alter table fhir.resources_next rename to resources")
         else:
-            con.execute("create or replace temp table fhir_targets as select patient_key from staging.fhir_dirty")
+            con.execute(f"create or replace temp table {TARGETS} as select patient_key from staging.fhir_dirty")
             con.register("stale", _stale_ids(con))
             con.execute("delete from fhir.resources where patient_id in (select patient_id from stale)")
             con.unregister("stale")
             patients, built = _build_into(con, "resources", validate, batch_patients, commit_each_batch=False)
         counts = _finish(con, mode, strict, patients, built, started)
         con.execute("insert or replace into quality.settings values ('canonical_base', ?)", [base])
-        con.execute("drop table if exists fhir_targets")
+        con.execute(f"drop table if exists {TARGETS}")
         con.execute("commit")
     except BaseException:
         rollback_quietly(con)

@@ -25,6 +25,7 @@ import duckdb
 
 from drg_etl.core.delivery import Delivery, DeliveryRejected, FileRejected
 from drg_etl.core.errors import DrgEtlError
+from drg_etl.core.process import FOLDER_PREFIX
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.tables import PENDING, PENDING_DELIVERIES
 from drg_etl.pipeline.reader import KEY_HANDOVER, LOAD_PID_VARIABLE, WORK_FILE
@@ -33,7 +34,6 @@ from drg_etl.pipeline.staging import StageReader, discard, read_into
 WORKERS_VARIABLE = "DRG_ETL_READ_WORKERS"  # how many deliveries are read at once (default: the cores; 1: in process)
 # Below this much new data, reading in process is faster than starting workers (DRG_ETL_PARALLEL_BYTES sets it).
 PARALLEL_BYTES = int(os.environ.get("DRG_ETL_PARALLEL_BYTES", 8 << 20))
-FOLDER_PREFIX = "drg-etl-read-"
 WORKER_TABLES = [t for t in PENDING if t != PENDING_DELIVERIES.name]  # what a worker reads a delivery into
 
 

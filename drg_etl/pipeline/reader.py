@@ -7,38 +7,15 @@ dies (Linux's ``PR_SET_PDEATHSIG``), and a watchdog thread ends it wherever that
 
 from __future__ import annotations
 
-import ctypes
 import os
-import signal
 import sys
-import threading
-import time
 
-PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
-LOAD_PID_VARIABLE = "DRG_ETL_LOAD_PID"
+from drg_etl.core.process import LOAD_PID_VARIABLE, die_with_parent
+
+__all__ = ["KEY_HANDOVER", "LOAD_PID_VARIABLE", "WORK_FILE", "die_with_parent", "read_one"]
+
 KEY_HANDOVER = "DRG_ETL_WORKER_KEY"  # the key reaches a worker in its environment, never on its command line
 WORK_FILE = "read.duckdb"  # the DuckDB file a worker reads its delivery into, in the folder the load gave it
-
-
-def die_with_parent() -> None:
-    """Tie this process's life to its parent's (set first: the parent may die while we still import)."""
-    # The load's pid, as the load passed it: a load killed before this line runs has already left us with
-    # another parent, which os.getppid() alone would take for ours.
-    parent = int(os.environ.get(LOAD_PID_VARIABLE) or os.getppid())
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        except (OSError, AttributeError):
-            pass
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(3)
-
-    threading.Thread(target=watch, daemon=True).start()
-    if os.getppid() != parent:  # the parent died before the tie was made
-        os._exit(3)
 
 
 def read_one(folder: str, center: str, cutoff: str, key: bytes, out: str) -> None:

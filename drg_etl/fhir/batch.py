@@ -1,0 +1,114 @@
+"""One batch of patients' FHIR resources: their facts read from a DuckDB connection, built, validated, as rows.
+
+The same function runs in the load's process (small builds) and in the FHIR workers (:mod:`drg_etl.fhir.worker`),
+so a resource is the same bytes whichever built it. Every resource is checked against the R4 JSON Schema; each
+distinct resource shape, and every coded concept, is also validated once with fhir.resources (every resource
+when ``strict``).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pandas as pd
+from fhir.resources.R4B import get_fhir_model_class
+
+from drg_etl.core.model import TABLES
+from drg_etl.fhir.build import build_patient
+from drg_etl.fhir.terminology import all_codeables
+from drg_etl.fhir.validate import check_resources
+
+Row = tuple[str, str, str | None, str | None, str]
+ROW_COLUMNS = ["resource_type", "id", "patient_id", "center", "resource"]
+
+
+def _shape(resource: dict[str, Any]) -> tuple:
+    return resource["resourceType"], tuple(resource), tuple(e["url"] for e in resource.get("extension", ()))
+
+
+@functools.cache
+def _codeables_validated() -> int:
+    """Validate every coded concept of the terminology map once with fhir.resources."""
+    model = get_fhir_model_class("CodeableConcept")
+    for concept in all_codeables():
+        model.model_validate(concept)
+    return len(all_codeables())
+
+
+class Validator:
+    """Every resource against the R4 JSON Schema; fhir.resources per shape (or per resource if strict)."""
+
+    def __init__(self, strict: bool) -> None:
+        self.strict = strict
+        self.shapes: set[tuple] = set()
+
+    def __call__(self, resources: list[dict[str, Any]]) -> None:
+        check_resources(resources)
+        _codeables_validated()
+        for resource in resources:
+            if self.strict or (shape := _shape(resource)) not in self.shapes:
+                get_fhir_model_class(resource["resourceType"]).model_validate(resource)
+                if not self.strict:
+                    self.shapes.add(shape)
+
+
+def row_of(resource: dict[str, Any]) -> Row:
+    """A resource as ``fhir.resources`` stores it: type, id, patient, center, and its compact JSON (orjson)."""
+    reference = (resource.get("subject") or resource.get("patient") or {}).get("reference")
+    patient = resource["id"] if resource["resourceType"] == "Patient" else (
+        reference.split("/")[1] if reference else None)
+    tags = resource.get("meta", {}).get("tag", [])
+    return (resource["resourceType"], resource["id"], patient, tags[0]["code"] if tags else None,
+            orjson.dumps(resource).decode())
+
+
+def batch_facts(con: duckdb.DuckDBPyConnection, relation: str, first: str,
+                last: str) -> tuple[list[str], dict[str, dict[str, list]]]:
+    """The patients from ``first`` to ``last`` (key order) and their facts per table, read from
+    ``<relation>_<table>`` (key-sorted copies of the canonical tables) and ``<relation>_targets``."""
+    keys = [k for (k,) in con.execute(f"select patient_key from {relation}_targets where patient_key between ? and ? "
+                                      "order by patient_key", [first, last]).fetchall()]
+    facts: dict[str, dict[str, list]] = {k: {t: [] for t in TABLES} for k in keys}
+    for table in TABLES:
+        cursor = con.execute(f"select * from {relation}_{table} where patient_key between ? and ?", [first, last])
+        names = [d[0] for d in cursor.description]
+        for row in cursor.fetchall():
+            fact = dict(zip(names, row, strict=True))
+            facts[fact["patient_key"]][table].append(fact)
+    return keys, facts
+
+
+def build_rows(keys: list[str], facts: dict[str, dict[str, list]], validate: Validator) -> list[Row]:
+    """Every resource of these patients, validated, as rows."""
+    rows: list[Row] = []
+    for key in keys:
+        resources = list(build_patient(key, facts.pop(key)))
+        validate(resources)
+        rows += [row_of(r) for r in resources]
+    return rows
+
+
+NULL = "\\N"  # a missing patient or center in a rows file
+
+
+def write_rows(path: Path, rows: list[Row]) -> None:
+    """Rows as a tab-separated file, one resource a line, for :data:`READ_ROWS` (compact JSON holds no tab and
+    no line break: JSON escapes them, and the ids and codes hold none)."""
+    with path.open("w", encoding="utf-8", newline="\n") as out:
+        out.writelines("\t".join(NULL if v is None else v for v in row) + "\n" for row in rows)
+
+
+# The rows of a file write_rows wrote, as fhir.resources takes them; the path is a parameter, never in the text.
+READ_ROWS = ("select resource_type, id, patient_id, center, resource::json as resource from read_csv($path, "
+             "delim = '\t', quote = '', escape = '', header = false, nullstr = '\\N', auto_detect = false, "
+             "columns = {'resource_type': 'varchar', 'id': 'varchar', 'patient_id': 'varchar', 'center': 'varchar', "
+             "'resource': 'varchar'})")
+
+
+def rows_frame(rows: list[Row]) -> pd.DataFrame:
+    """Rows as the frame DuckDB inserts from."""
+    return pd.DataFrame.from_records(rows, columns=ROW_COLUMNS)

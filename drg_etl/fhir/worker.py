@@ -1,0 +1,53 @@
+"""A FHIR worker's process: tied to its load first, then it builds batches of patients' resources on request.
+
+``python -m drg_etl.fhir.worker SOURCES OUT [--strict]`` (started by :mod:`drg_etl.fhir.pool`). SOURCES is a
+DuckDB file holding key-sorted copies of the canonical tables (``src_<table>``) and the target patients
+(``src_targets``); it is opened read-only. Each line on stdin is a task, ``{"n": 3, "first": KEY, "last": KEY}``;
+the worker builds and validates those patients' resources (:func:`drg_etl.fhir.batch.build_rows`), writes them to
+``OUT/<n>.tsv`` (:func:`drg_etl.fhir.batch.write_rows`) and answers one line on stdout:
+``{"n": 3, "patients": .., "resources": ..}``, or ``{"n": 3, "error": "..."}``. It ends when stdin closes.
+Nothing but paths, keys and counts crosses.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from drg_etl.core.process import die_with_parent
+
+SOURCE_PREFIX = "src"  # the SOURCES file's tables: src_targets, src_<table>
+
+
+def serve(sources: str, out: str, strict: bool) -> None:
+    """Answer tasks from stdin until it closes (imports here: after the tie to the load)."""
+    from pathlib import Path
+
+    import duckdb
+
+    from drg_etl.fhir.batch import Validator, batch_facts, build_rows, write_rows
+    from drg_etl.fhir.validate import InvalidResource
+
+    validate = Validator(strict)
+    con: duckdb.DuckDBPyConnection | None = None
+    for line in sys.stdin:
+        task = json.loads(line)
+        reply: dict[str, object] = {"n": task["n"]}
+        try:
+            if con is None:
+                con = duckdb.connect(sources, read_only=True, config={"memory_limit": "256MB", "threads": 1})
+            keys, facts = batch_facts(con, SOURCE_PREFIX, task["first"], task["last"])
+            rows = build_rows(keys, facts, validate)
+            write_rows(Path(out) / f"{task['n']}.tsv", rows)
+            reply.update(patients=len(keys), resources=len(rows))
+        except InvalidResource as exc:
+            reply.update(error=str(exc), invalid=[exc.resource_type, exc.resource_id, exc.errors])
+        except Exception as exc:  # reported to the load, which stops with it
+            reply.update(error=f"{type(exc).__name__}: {exc}")
+        sys.stdout.write(json.dumps(reply) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    die_with_parent()
+    serve(sys.argv[1], sys.argv[2], "--strict" in sys.argv[3:])
