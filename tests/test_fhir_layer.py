@@ -147,3 +147,32 @@ def test_a_failing_fhir_worker_stops_the_build_with_its_reason(tmp_path: Path) -
         con.execute("insert into src_measurements (patient_key, center, measure) values ('k1', 'auh', 'no-such')")
     with pytest.raises(FhirWorkerFailed, match="a FHIR worker failed: KeyError"):
         list(built_batches(sources, tmp_path, [("k1", "k1")], 1, False))
+
+
+def test_an_incremental_build_updates_the_flat_tables_row_by_row_as_a_full_build_would(demo_clean: Generated,
+                                                                                      tmp_path: Path) -> None:
+    from drg_etl.core.dictionary import flat_relations
+
+    inbox = tmp_path / "inbox"
+    shutil.copytree(demo_clean.inbox, inbox)
+    warehouse = tmp_path / "w.duckdb"
+    load_inbox(inbox, warehouse, TEST_KEY)
+    shutil.copytree(inbox / "aauh" / "2019-12-31", inbox / "aauh" / "2020-03-31")
+    original = store.INCREMENTAL_SHARE
+    store.INCREMENTAL_SHARE = 1.0
+    try:
+        load_inbox(inbox, warehouse, TEST_KEY)
+    finally:
+        store.INCREMENTAL_SHARE = original
+    full = _rebuilt(warehouse, tmp_path, "full", full=True)
+    with duckdb.connect(str(warehouse), read_only=True) as incremental, duckdb.connect(str(full)) as whole:
+        assert incremental.execute("select mode from quality.fhir_builds order by built_at desc limit 1"
+                                   ).fetchone() == ("incremental",)
+        for relation in flat_relations():
+            query = f"select * from fhir.{relation.name} order by all"
+            rows = incremental.execute(query).fetchall()
+            assert rows == whole.execute(query).fetchall(), relation.name
+            assert rows or relation.name == "pain_condition_flat"
+        sources = incremental.execute("select count(*) from fhir.observation_flat o join fhir.resources r using (id) "
+                                      "where r.resource->>'$.meta.source' like '%aauh:2020-03-31'").fetchone()[0]
+        assert sources > 0  # the rebuilt patients' rows are the new delivery's

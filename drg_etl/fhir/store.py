@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -162,13 +163,43 @@ def _finish(con: duckdb.DuckDBPyConnection, mode: str, strict: bool, patients: i
     con.execute("delete from staging.fhir_dirty")
     for (view,) in con.execute("select view_name from duckdb_views() where schema_name = 'fhir'").fetchall():
         con.execute(f"drop view fhir.{view}")  # warehouses of 0.1 had the flat tables as views
-    con.execute(with_canonical_base(read_sql("fhir_flat.sql")))
-    # fhir.resources (after a full rebuild) and the flat tables are new tables: their data dictionary with them
-    write_comments(con, (FHIR_RESOURCES, *flat_relations()))
+    if mode == "incremental" and _flat_tables_present(con):
+        _refresh_flat_rows(con)
+    else:
+        con.execute(with_canonical_base(read_sql("fhir_flat.sql")))
+        # fhir.resources (after a full rebuild) and the flat tables are new tables: their data dictionary with them
+        write_comments(con, (FHIR_RESOURCES, *flat_relations()))
     insert_row(con, FHIR_BUILDS, {"built_at": dt.datetime.now(dt.UTC).replace(tzinfo=None), "mode": mode,
                                   "validation": "strict" if strict else "schema", "patients": patients,
                                   "resources": built, "invalid": 0, "seconds": time.perf_counter() - started})
     return dict(con.execute("select resource_type, count(*) from fhir.resources group by 1 order by 1").fetchall())
+
+
+_FLAT_TABLE = re.compile(r"create or replace table (fhir\.\w+) as\s+(select\b.*?);", re.S)
+STALE = "fhir_stale"  # the Patient ids an incremental build rebuilt (a temp table)
+
+
+def _flat_tables_present(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether every flat table exists with the columns this version gives it (else they are built whole)."""
+    present: dict[str, set[str]] = {}
+    for table, column in con.execute("select table_name, column_name from duckdb_columns() "
+                                     "where schema_name = 'fhir'").fetchall():
+        present.setdefault(table, set()).add(column)
+    return all({c.name for c in r.columns} <= present.get(r.name, set()) for r in flat_relations())
+
+
+def _refresh_flat_rows(con: duckdb.DuckDBPyConnection) -> None:
+    """The flat tables' rows of the patients an incremental build rebuilt: deleted, then flattened again from
+    their resources alone, by the same statements that build the tables whole (``warehouse/fhir_flat.sql``)."""
+    sql = with_canonical_base(read_sql("fhir_flat.sql"))
+    tables = _FLAT_TABLE.findall(sql)
+    con.execute(sql[:sql.index("create or replace table")])  # the macros
+    con.execute(f"create or replace temp table fhir_changed as select * from fhir.resources "
+                f"where patient_id in (select patient_id from {STALE})")
+    for table, select in tables:
+        con.execute(f"delete from {table} where patient_id in (select patient_id from {STALE})")
+        con.execute(f"insert into {table} by name {select.replace('from fhir.resources', 'from fhir_changed')}")
+    con.execute("drop table fhir_changed")
 
 
 def refresh_fhir(con: duckdb.DuckDBPyConnection, *, full: bool = False, strict: bool = False,
@@ -200,12 +231,14 @@ def refresh_fhir(con: duckdb.DuckDBPyConnection, *, full: bool = False, strict: 
         else:
             con.execute(f"create or replace temp table {TARGETS} as select patient_key from staging.fhir_dirty")
             con.register("stale", _stale_ids(con))
-            con.execute("delete from fhir.resources where patient_id in (select patient_id from stale)")
+            con.execute(f"create or replace temp table {STALE} as select patient_id from stale")
             con.unregister("stale")
+            con.execute(f"delete from fhir.resources where patient_id in (select patient_id from {STALE})")
             patients, built = _build_into(con, "resources", validate, batch_patients, commit_each_batch=False)
         counts = _finish(con, mode, strict, patients, built, started)
         con.execute("insert or replace into quality.settings values ('canonical_base', ?)", [base])
         con.execute(f"drop table if exists {TARGETS}")
+        con.execute(f"drop table if exists {STALE}")
         con.execute("commit")
     except BaseException:
         rollback_quietly(con)
