@@ -46,9 +46,12 @@ def significant(value: float, digits: int = 3) -> float:
     return float(f"{value:.{digits}g}")
 
 
-def group_sums(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> dict[str, dict[str, tuple[int, int, int]]]:
-    """Per grouping (``by_ipg_model``, ``by_center``) and group: (patients, days, events)."""
-    sql = (f"with survival as ({read_sql('analysis/survival.sql')}), "
+def group_sums(con: duckdb.DuckDBPyConnection, observation_end: dt.date,
+               table: str | None = None) -> dict[str, dict[str, tuple[int, int, int]]]:
+    """Per grouping (``by_ipg_model``, ``by_center``) and group: (patients, days, events). ``table``: survival.sql's
+    rows at ``observation_end`` (:func:`~drg_etl.analysis.survival.survival_table`), if the caller holds them."""
+    survival = f"select * from {table}" if table is not None else read_sql("analysis/survival.sql")
+    sql = (f"with survival as ({survival}), "
            f"rows as ({read_sql('analysis/device_performance.sql')}) {_GROUPS_SQL}")
     statement, parameters = with_flags(con, sql, observation_end)
     out: dict[str, dict[str, tuple[int, int, int]]] = {"by_ipg_model": {}, "by_center": {}}
@@ -107,10 +110,12 @@ def group_figures(patients: int, days: int, events: int, total_days: int, total_
             "p_value": None if p is None else significant(p), "flagged": bool(flagged)}
 
 
-def device_performance_figures(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> dict[str, Any]:
+def device_performance_figures(con: duckdb.DuckDBPyConnection, observation_end: dt.date,
+                               table: str | None = None) -> dict[str, Any]:
     """analysis.md's ``device_performance`` object: both models of IPG_MODELS and every center listed (a group
-    without patients has zeros and nulls), and ``unknown`` or any other model where some patient has it."""
-    sums = group_sums(con, observation_end)
+    without patients has zeros and nulls), and ``unknown`` or any other model where some patient has it.
+    ``table``: survival.sql's rows at ``observation_end`` (:func:`~drg_etl.analysis.survival.survival_table`)."""
+    sums = group_sums(con, observation_end, table)
     out: dict[str, Any] = {}
     for grouping, listed in (("by_ipg_model", IPG_MODELS), ("by_center", CENTERS)):
         groups = sums[grouping]

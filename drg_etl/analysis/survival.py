@@ -7,7 +7,10 @@ oracle: importing it took analyze most of a second.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import itertools
+from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
@@ -25,8 +28,30 @@ AT_DAYS = (365, 730, 1095)
 Z_95 = 1.959963984540054
 
 
+#: Numbers the temp tables of :func:`survival_table` (one connection may hold two at a time).
+_TABLES = itertools.count(1)
+
+
 def _sql(name: str) -> str:
     return read_sql(f"analysis/{name}.sql")
+
+
+@contextlib.contextmanager
+def survival_table(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> Iterator[str]:
+    """warehouse/analysis/survival.sql's rows at ``observation_end``, run once into a temp table for the block
+    (the survival figures, competing risks and device performance all read them); yields the table's name.
+
+    A temp table lives in the connection's own temp catalog, so a read-only connection makes one too; it is
+    dropped when the block ends (and would go with the connection anyway).
+    """
+    name = f"drg_etl_survival_{next(_TABLES)}"
+    statement, parameters = with_flags(con, _sql("survival"), observation_end)
+    con.execute(f"create temp table {name} as {statement}", parameters)
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(duckdb.Error):  # never hide the block's own error
+            con.execute(f"drop table if exists temp.{name}")
 
 
 def three_decimals(value: float) -> float:
@@ -105,17 +130,22 @@ def kaplan_meier(times: list[int], events: list[bool], days: tuple[int, ...] = A
     return {"patients": len(times), "events": sum(bool(e) for e in events), "at_days": at_days}
 
 
-def patient_times(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> list[tuple]:
-    """Per implanted patient: days to a lead defect (or censoring) and to explantation, with the event flags."""
-    statement, parameters = with_flags(
-        con, "select defect_days, defect_event, explant_days, explant_event from (" + _sql("survival") + ")",
-        observation_end)
+def patient_times(con: duckdb.DuckDBPyConnection, observation_end: dt.date,
+                  table: str | None = None) -> list[tuple]:
+    """Per implanted patient: days to a lead defect (or censoring) and to explantation, with the event flags.
+    ``table``: :func:`survival_table`'s, already holding the survival SQL's rows at ``observation_end``."""
+    columns = "select defect_days, defect_event, explant_days, explant_event"
+    if table is not None:
+        return con.execute(f"{columns} from {table} order by patient_id").fetchall()
+    statement, parameters = with_flags(con, f"{columns} from ({_sql('survival')})", observation_end)
     return con.execute(statement, parameters).fetchall()
 
 
-def survival_figures(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> dict[str, Any]:
-    """analysis.md's ``survival`` object, from the survival SQL over the marts and the flat tables."""
-    rows = patient_times(con, observation_end)
+def survival_figures(con: duckdb.DuckDBPyConnection, observation_end: dt.date,
+                     table: str | None = None) -> dict[str, Any]:
+    """analysis.md's ``survival`` object, from the survival SQL over the marts and the flat tables (``table``:
+    :func:`survival_table`'s, holding that SQL's rows at ``observation_end``)."""
+    rows = patient_times(con, observation_end, table)
     statement, parameters = with_flags(
         con, "select count(*), count(*) filter (where revised), count(*) filter (where faulty_at_end) from ("
         + _sql("survival_leads") + ")", observation_end)
