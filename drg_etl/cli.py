@@ -17,26 +17,18 @@ from rich.table import Table
 from rich.text import Text
 
 from drg_etl import __version__
-from drg_etl.analysis.national import national_analysis, publishable
 from drg_etl.core.cpr import scrub_cpr
-from drg_etl.core.dictionary import undocumented
 from drg_etl.core.display import format_p
 from drg_etl.core.errors import EXIT_USAGE, DrgEtlError, interrupted_by
 from drg_etl.core.pseudonym import DEMO_KEY, KEY_VARIABLE, OLD_KEY_VARIABLE, key_from_environment
-from drg_etl.fhir.export import export_fhir
-from drg_etl.pipeline.analyst_release import write_release
-from drg_etl.pipeline.dictionary_document import FORMATS, dictionary_document
-from drg_etl.pipeline.load import FOLDER, LoadReport, load_inbox
-from drg_etl.pipeline.rekey import rekey
-from drg_etl.pipeline.warehouse import connect, require_current
-from drg_etl.quality.report import quality_report
-from drg_etl.reference.compare import compare_with_paper
-from drg_etl.report.data import read_report_data
-from drg_etl.report.html import write_report
-from drg_etl.synth.generate import DEFAULT_SEED, GenerateResult, generate
+from drg_etl.synth import DEFAULT_SEED
 
+# Each command imports the library it calls inside its function: a command's start pays for its own modules
+# only (analyze: no load, FHIR validation, plots or generator; issue 18).
 if TYPE_CHECKING:
+    from drg_etl.pipeline.load import LoadReport
     from drg_etl.pull.result import PullResult
+    from drg_etl.synth.generate import GenerateResult
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="drg-etl: validated, standards-based loads of the Danish DRG-stimulation registry.")
@@ -118,6 +110,8 @@ def generate_command(
     if failing_model not in ("Axium", "Proclaim DRG"):
         _error_line("--failing-model must be Axium or 'Proclaim DRG'")
         raise typer.Exit(EXIT_USAGE)
+    from drg_etl.synth.generate import generate
+
     with _errors():
         result = generate(out, seed=seed, patients=patients, clean=clean, truth=truth,
                           model_failure_ratio=model_failure_ratio,
@@ -139,6 +133,8 @@ def _fail(exc: DrgEtlError) -> typer.Exit:
 
 def print_load(report: LoadReport) -> None:
     """The per-file table of a load, the rejected files with reasons, and the issues."""
+    from drg_etl.pipeline.load import FOLDER
+
     table = Table(title="Load")
     for column in ("center", "delivery", "file", "read", "loaded", "quarantined", "outcome"):
         table.add_column(column, justify="right" if column in ("read", "loaded", "quarantined") else "left")
@@ -183,6 +179,8 @@ def load_command(
     no CPR number. Exit 0: done; 1: done, but a delivery, file or folder was rejected (each named); 2: nothing
     was done (an empty inbox among others).
     """
+    from drg_etl.pipeline.load import load_inbox
+
     with _errors():
         key = key_from_environment()
         with console.status("loading") as status:
@@ -199,6 +197,8 @@ def rekey_command(
                                              "(their CPR numbers give the new pseudonyms)")],
 ) -> None:
     """Rotate the pseudonym key: from DRG_ETL_OLD_PSEUDONYM_KEY to DRG_ETL_PSEUDONYM_KEY, in one transaction."""
+    from drg_etl.pipeline.rekey import rekey
+
     with _errors():
         old, new = key_from_environment(OLD_KEY_VARIABLE), key_from_environment()
         with console.status("re-pseudonymising"):
@@ -274,6 +274,9 @@ def report_command(
     publish: Annotated[bool, typer.Option("--publish", help="mask counts 1-4 as \"<5\", as analyze does")] = False,
 ) -> None:
     """One self-contained HTML page: cohort flow, outcomes, survival, complications, centers, data quality."""
+    from drg_etl.report.data import read_report_data
+    from drg_etl.report.html import write_report
+
     with _reading(warehouse) as con:
         page = write_report(read_report_data(con, publish=publish), out)
     console.print(f"report: {page}")
@@ -298,6 +301,9 @@ def quality_command(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON for machines")] = False,
 ) -> None:
     """The data-quality report: per file and rule, the counts, Kahn category, severity and examples."""
+    from drg_etl.pipeline.warehouse import connect
+    from drg_etl.quality.report import quality_report
+
     with _errors():
         con = connect(warehouse, read_only=True)
         try:
@@ -337,6 +343,10 @@ def dictionary_command(
 ) -> None:
     """The data dictionary: every table, view and column with its description and codes, as the warehouse holds
     them (COMMENTs)."""
+    from drg_etl.core.dictionary import undocumented
+    from drg_etl.pipeline.dictionary_document import FORMATS, dictionary_document
+    from drg_etl.pipeline.warehouse import connect
+
     if fmt not in FORMATS:
         _error_line(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
         raise typer.Exit(EXIT_USAGE)
@@ -359,6 +369,8 @@ def release_command(
 ) -> None:
     """The analysts' release: every mart and flat table as Parquet, CSV and Stata .dta with labels, and a
     datapackage.json; pseudonymised, no free text."""
+    from drg_etl.pipeline.analyst_release import write_release
+
     with _reading(warehouse) as con:
         release = write_release(con, out)
     for table in release.tables:
@@ -372,6 +384,8 @@ def release_command(
 @contextmanager
 def _reading(warehouse: Path) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only connection to a loaded warehouse with a current FHIR layer; else one line and exit 2."""
+    from drg_etl.pipeline.warehouse import connect, require_current
+
     with _errors():
         con = connect(warehouse, read_only=True)
         try:
@@ -442,6 +456,8 @@ def analyze_command(
     observation_end: Annotated[str | None, typer.Option(help="YYYY-MM-DD; default: the latest cutoff")] = None,
 ) -> None:
     """The national analysis (analysis.md), by SQL over the warehouse's FHIR layer."""
+    from drg_etl.analysis.national import national_analysis, publishable
+
     end = _date(observation_end)
     with _reading(warehouse) as con:
         figures = national_analysis(con, end)
@@ -462,6 +478,8 @@ def export_fhir_command(
              "default the folder's file:// URL")] = None,
 ) -> None:
     """FHIR R4 Bulk Data NDJSON, one file per resource type, with the Bulk Data manifest.json."""
+    from drg_etl.fhir.export import export_fhir
+
     with _reading(warehouse) as con:
         manifest = export_fhir(con, out, base_url)
     for entry in manifest["output"]:
@@ -471,6 +489,8 @@ def export_fhir_command(
 
 def print_comparison(figures: dict) -> bool:
     """The computed figures beside the paper's, each marked as matching at the paper's rounding."""
+    from drg_etl.reference.compare import compare_with_paper
+
     table = Table(title="drg-etl beside Horan et al. 2021 (at the paper's rounding)")
     for column in ("figure", "paper", "drg-etl", "match"):
         table.add_column(column, justify="left" if column == "figure" else "right")
@@ -490,6 +510,14 @@ def demo_command(
     workdir: Annotated[Path, typer.Option(help="work folder, made afresh")] = Path("drg-demo"),
 ) -> None:
     """Generate, load, analyze and export in a fresh work folder; compare the figures with the paper's."""
+    from drg_etl.analysis.national import national_analysis
+    from drg_etl.fhir.export import export_fhir
+    from drg_etl.pipeline.load import load_inbox
+    from drg_etl.pipeline.warehouse import connect
+    from drg_etl.report.data import read_report_data
+    from drg_etl.report.html import write_report
+    from drg_etl.synth.generate import generate
+
     with _errors():
         inbox, warehouse = workdir / "inbox", workdir / "warehouse.duckdb"
         for stale in (inbox, warehouse, workdir / "warehouse.duckdb.wal", workdir / "fhir", workdir / "report.html"):

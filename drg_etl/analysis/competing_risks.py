@@ -12,7 +12,7 @@ import numpy as np
 
 from drg_etl.analysis.survival import AT_DAYS, MASK, three_decimals
 from drg_etl.core.sql import read_sql
-from drg_etl.pipeline.marts import with_flags
+from drg_etl.pipeline.marts import bind, study_parameters, with_flags
 
 #: The two competing events, in the order of the SQL's columns.
 KINDS = ("lead_defect", "explant_without_defect")
@@ -22,11 +22,17 @@ def _sql(name: str) -> str:
     return read_sql(f"analysis/{name}.sql")
 
 
-def day_counts(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> list[tuple[int, int, int, int]]:
+def day_counts(con: duckdb.DuckDBPyConnection, observation_end: dt.date,
+               table: str | None = None) -> list[tuple[int, int, int, int]]:
     """Per distinct day of the implanted patients' times: (day, lead defects, explants without a defect,
-    everyone whose time is that day), from warehouse/analysis/competing_risks.sql over survival.sql's rows."""
-    sql = f"with survival as ({_sql('survival')}) select * from ({_sql('competing_risks')})"
-    statement, parameters = with_flags(con, sql, observation_end)
+    everyone whose time is that day), from warehouse/analysis/competing_risks.sql over survival.sql's rows (those
+    of ``table``, :func:`~drg_etl.analysis.survival.survival_table`'s at ``observation_end``, when given)."""
+    if table is not None:
+        sql = f"with survival as (select * from {table}) select * from ({_sql('competing_risks')})"
+        statement, parameters = sql, bind(sql, study_parameters(observation_end))
+    else:
+        sql = f"with survival as ({_sql('survival')}) select * from ({_sql('competing_risks')})"
+        statement, parameters = with_flags(con, sql, observation_end)
     return [tuple(int(v) for v in row) for row in con.execute(statement, parameters).fetchall()]
 
 
@@ -55,15 +61,16 @@ def aalen_johansen(rows: list[tuple[int, int, int, int]], days: tuple[int, ...] 
 
 
 def competing_risks_figures(con: duckdb.DuckDBPyConnection, observation_end: dt.date,
-                            lead_defect_free: dict[str, Any]) -> dict[str, Any]:
+                            lead_defect_free: dict[str, Any], table: str | None = None) -> dict[str, Any]:
     """analysis.md's ``competing_risks`` object.
 
     ``cif`` to three decimals; ``one_minus_km`` beside the defect's is 1 minus the published (three-decimal)
     lead-defect-free estimate of ``survival`` that day, so the two tables agree to the digit. A day on which
     no one is at risk is null, as it is in ``survival``. ``lead_defect_free``: that curve of ``survival``,
-    already computed (the estimate is not fitted twice).
+    already computed (the estimate is not fitted twice). ``table``: survival.sql's rows at ``observation_end``
+    (:func:`~drg_etl.analysis.survival.survival_table`), if the caller holds them.
     """
-    rows = day_counts(con, observation_end)
+    rows = day_counts(con, observation_end, table)
     cif = aalen_johansen(rows)
     km = lead_defect_free["at_days"]
     out: dict[str, Any] = {}

@@ -2,7 +2,9 @@
 lead-defect rate per 100 patient-years by the model of the first pulse generator and by the center of the
 first implant, with its exact Poisson interval, the ratio to all other implanted patients and the joint
 registries' first-stage outlier screen. The per-patient years and events, and their sums per group, are SQL
-(warehouse/analysis/device_performance.sql); the Poisson quantities are SciPy's on those sums."""
+(warehouse/analysis/device_performance.sql); the Poisson quantities are SciPy's on those sums, taken from
+scipy.special: the very functions scipy.stats' chi2.ppf and poisson.sf evaluate, without scipy.stats' import
+(most of a second of analyze's start)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import duckdb
+import numpy as np
 
 from drg_etl.analysis.survival import MASK
 from drg_etl.core.sql import read_sql
@@ -43,15 +46,34 @@ def significant(value: float, digits: int = 3) -> float:
     return float(f"{value:.{digits}g}")
 
 
-def group_sums(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> dict[str, dict[str, tuple[int, int, int]]]:
-    """Per grouping (``by_ipg_model``, ``by_center``) and group: (patients, days, events)."""
-    sql = (f"with survival as ({read_sql('analysis/survival.sql')}), "
+def group_sums(con: duckdb.DuckDBPyConnection, observation_end: dt.date,
+               table: str | None = None) -> dict[str, dict[str, tuple[int, int, int]]]:
+    """Per grouping (``by_ipg_model``, ``by_center``) and group: (patients, days, events). ``table``: survival.sql's
+    rows at ``observation_end`` (:func:`~drg_etl.analysis.survival.survival_table`), if the caller holds them."""
+    survival = f"select * from {table}" if table is not None else read_sql("analysis/survival.sql")
+    sql = (f"with survival as ({survival}), "
            f"rows as ({read_sql('analysis/device_performance.sql')}) {_GROUPS_SQL}")
     statement, parameters = with_flags(con, sql, observation_end)
     out: dict[str, dict[str, tuple[int, int, int]]] = {"by_ipg_model": {}, "by_center": {}}
     for grouping, group, patients, days, events in con.execute(statement, parameters).fetchall():
         out[grouping][group] = (int(patients), int(days), int(events))
     return out
+
+
+def chi2_ppf(q: float, df: int) -> float:
+    """scipy.stats.chi2.ppf(q, df) for 0 < q < 1 and df > 0, to the bit: 2 gammaincinv(df / 2, q), as SciPy
+    computes it (tests/test_device_performance_special.py holds the two together)."""
+    from scipy.special import gammaincinv  # here, not at import: scipy.special costs a start a fifth of a second
+
+    return float(2 * gammaincinv(df / 2, float(q)) * 1.0 + 0.0)
+
+
+def poisson_sf(k: int, mu: float) -> float:
+    """scipy.stats.poisson.sf(k, mu) = P(X > k) for k >= 0 and mu > 0, to the bit: pdtrc(k, mu) clipped to
+    [0, 1], as SciPy computes it."""
+    from scipy.special import pdtrc
+
+    return float(np.clip(pdtrc(float(k), float(mu)), 0, 1))
 
 
 def group_figures(patients: int, days: int, events: int, total_days: int, total_events: int) -> dict[str, Any]:
@@ -62,15 +84,13 @@ def group_figures(patients: int, days: int, events: int, total_days: int, total_
     patient-years), is null only when the others have no patient-years (their rate is undefined); with
     expectation 0 it is 1 for no events, else 0. ``flagged`` compares the unrounded ratio and p.
     """
-    from scipy.stats import chi2, poisson  # here, not at import: scipy.stats costs analyze half a second to start
-
     years = days / DAYS_PER_YEAR
     other_years, other_events = (total_days - days) / DAYS_PER_YEAR, total_events - events
     rate = lo = hi = ratio = p = None
     if years > 0:
         rate = 100 * events / years
-        lo = 0.0 if events == 0 else 100 * float(chi2.ppf(0.025, 2 * events)) / 2 / years
-        hi = 100 * float(chi2.ppf(0.975, 2 * events + 2)) / 2 / years
+        lo = 0.0 if events == 0 else 100 * chi2_ppf(0.025, 2 * events) / 2 / years
+        hi = 100 * chi2_ppf(0.975, 2 * events + 2) / 2 / years
     if other_years > 0:
         other_rate = other_events / other_years
         if rate is not None and other_events > 0:
@@ -81,7 +101,7 @@ def group_figures(patients: int, days: int, events: int, total_days: int, total_
         elif expected == 0:
             p = 0.0
         else:
-            p = float(poisson.sf(events - 1, expected))
+            p = poisson_sf(events - 1, expected)
     flagged = ratio is not None and ratio > RATIO_LIMIT and p is not None and p < ALPHA and patients >= MIN_PATIENTS
     return {"patients": patients, "patient_years": two_decimals(years), "events": events,
             "rate_per_100": None if rate is None else two_decimals(rate),
@@ -90,10 +110,12 @@ def group_figures(patients: int, days: int, events: int, total_days: int, total_
             "p_value": None if p is None else significant(p), "flagged": bool(flagged)}
 
 
-def device_performance_figures(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> dict[str, Any]:
+def device_performance_figures(con: duckdb.DuckDBPyConnection, observation_end: dt.date,
+                               table: str | None = None) -> dict[str, Any]:
     """analysis.md's ``device_performance`` object: both models of IPG_MODELS and every center listed (a group
-    without patients has zeros and nulls), and ``unknown`` or any other model where some patient has it."""
-    sums = group_sums(con, observation_end)
+    without patients has zeros and nulls), and ``unknown`` or any other model where some patient has it.
+    ``table``: survival.sql's rows at ``observation_end`` (:func:`~drg_etl.analysis.survival.survival_table`)."""
+    sums = group_sums(con, observation_end, table)
     out: dict[str, Any] = {}
     for grouping, listed in (("by_ipg_model", IPG_MODELS), ("by_center", CENTERS)):
         groups = sums[grouping]

@@ -11,7 +11,7 @@ import duckdb
 from drg_etl.analysis.competing_risks import competing_risks_figures, mask_competing_risks
 from drg_etl.analysis.device_performance import device_performance_figures, mask_device_performance
 from drg_etl.analysis.disclosure import suppress
-from drg_etl.analysis.survival import mask_survival, survival_figures
+from drg_etl.analysis.survival import mask_survival, survival_figures, survival_table
 from drg_etl.analysis.wilcoxon import signed_rank_p
 from drg_etl.core.dates import FOLLOW_UP_WINDOWS
 from drg_etl.core.sql import read_sql
@@ -67,7 +67,10 @@ def national_analysis(con: duckdb.DuckDBPyConnection, observation_end: dt.date |
     by_center = {c: {"trial_patients": 0, "implanted_patients": 0} for c in CENTERS}
     for center, trials, implants in _query(con, _sql("by_center"), end).fetchall():
         by_center[center] = {"trial_patients": trials, "implanted_patients": implants}
-    survival = survival_figures(con, end)
+    with survival_table(con, end) as table:  # survival.sql runs once for the three analyses that read it
+        survival = survival_figures(con, end, table)
+        competing_risks = competing_risks_figures(con, end, survival["lead_defect_free"], table)
+        device_performance = device_performance_figures(con, end, table)
     return {
         "observation_end": end.isoformat(),
         "cohort": {
@@ -91,8 +94,8 @@ def national_analysis(con: duckdb.DuckDBPyConnection, observation_end: dt.date |
         "by_center": by_center,
         "survival": survival,
         "follow_up": follow_up_completeness(con, end),
-        "competing_risks": competing_risks_figures(con, end, survival["lead_defect_free"]),
-        "device_performance": device_performance_figures(con, end),
+        "competing_risks": competing_risks,
+        "device_performance": device_performance,
     }
 
 

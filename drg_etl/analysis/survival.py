@@ -1,12 +1,21 @@
-"""Device survival (analysis.md, "Beyond the paper"): Kaplan-Meier by lifelines over the survival SQL's rows."""
+"""Device survival (analysis.md, "Beyond the paper"): Kaplan-Meier by NumPy over the survival SQL's rows.
+
+The estimate and its band are lifelines' KaplanMeierFitter's (alpha 0.05), step for step and operation for
+operation (tests/test_kaplan_meier.py holds them to lifelines to 1e-12); lifelines itself is only the tests'
+oracle: importing it took analyze most of a second.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import itertools
+from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import duckdb
+import numpy as np
 
 from drg_etl.core.sql import read_sql
 from drg_etl.pipeline.marts import with_flags
@@ -14,10 +23,35 @@ from drg_etl.pipeline.marts import with_flags
 MASK = "<5"
 #: The days at which the survival curves are read (analysis.md).
 AT_DAYS = (365, 730, 1095)
+#: The standard normal's 0.975 quantile as scipy.stats.norm.ppf gives it (lifelines' z for alpha 0.05;
+#: statistics.NormalDist differs in the last bit).
+Z_95 = 1.959963984540054
+
+
+#: Numbers the temp tables of :func:`survival_table` (one connection may hold two at a time).
+_TABLES = itertools.count(1)
 
 
 def _sql(name: str) -> str:
     return read_sql(f"analysis/{name}.sql")
+
+
+@contextlib.contextmanager
+def survival_table(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> Iterator[str]:
+    """warehouse/analysis/survival.sql's rows at ``observation_end``, run once into a temp table for the block
+    (the survival figures, competing risks and device performance all read them); yields the table's name.
+
+    A temp table lives in the connection's own temp catalog, so a read-only connection makes one too; it is
+    dropped when the block ends (and would go with the connection anyway).
+    """
+    name = f"drg_etl_survival_{next(_TABLES)}"
+    statement, parameters = with_flags(con, _sql("survival"), observation_end)
+    con.execute(f"create temp table {name} as {statement}", parameters)
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(duckdb.Error):  # never hide the block's own error
+            con.execute(f"drop table if exists temp.{name}")
 
 
 def three_decimals(value: float) -> float:
@@ -31,46 +65,87 @@ def _pct(part: int, whole: int) -> float | None:
     return float((Decimal(100 * part) / Decimal(whole)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP))
 
 
-def kaplan_meier(times: list[int], events: list[bool], days: tuple[int, ...] = AT_DAYS) -> dict[str, Any]:
-    """Patients, events and the estimate with its 95% log(-log) Greenwood interval at each day.
+def _fit(times: list[int], events: list[bool]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Kaplan-Meier as lifelines' KaplanMeierFitter fits it: the timeline and, at each of its times, the estimate
+    and the 95% log(-log) Greenwood band. ``times`` must not be empty.
 
-    lifelines' KaplanMeierFitter counts an event before a censoring on the same day. "At risk" on
-    day d is the number whose time is d or more; with nobody at risk the day's entry is None.
+    The timeline is every distinct time and the entry time (0, or the least time if below 0). On a time, n
+    is everyone whose time is that or later and d the events among them (an event before a censoring on the
+    same day). S = exp(cumsum(log(n - d) - log(n))); the variance is cumsum(d / (n (n - d))), a term with
+    n = d counting 0; the band is exp(-exp(log(-log S) -/+ z sqrt(var) / log S)), 1 where that is undefined
+    (S = 1), as lifelines computes them.
+    """
+    durations = np.asarray(times, dtype=float)
+    observed = np.asarray(events, dtype=bool)
+    entry = min(0.0, float(durations.min()))
+    timeline, index = np.unique(np.append(durations, entry), return_inverse=True)
+    index = index[:-1]                                      # the entry time is on the timeline, nobody leaves on it
+    removed = np.bincount(index, minlength=len(timeline)).astype(float)
+    deaths = np.bincount(index, weights=observed.astype(float), minlength=len(timeline))
+    population = len(durations) - np.concatenate(([0.0], np.cumsum(removed)[:-1]))   # at risk on each time
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_estimate = np.cumsum(np.log(population - deaths) - np.log(population))
+        terms = deaths / (population * (population - deaths))
+        variance = np.cumsum(np.where(terms == np.inf, 0.0, terms))
+        survival = np.exp(log_estimate)
+        v = np.log(survival)
+        lower = np.exp(-np.exp(np.log(-v) - Z_95 * np.sqrt(variance) / v))
+        upper = np.exp(-np.exp(np.log(-v) + Z_95 * np.sqrt(variance) / v))
+    return timeline, survival, np.where(np.isnan(lower), 1.0, lower), np.where(np.isnan(upper), 1.0, upper)
+
+
+def estimates_at(times: list[int], events: list[bool], days: tuple[int, ...] = AT_DAYS,
+                 ) -> dict[str, dict[str, Any] | None]:
+    """At each day, unrounded: the estimate ``s``, its 95% log(-log) Greenwood interval ``lo``-``hi`` and ``at_risk``.
+
+    As lifelines' KaplanMeierFitter (:func:`_fit`): an event before a censoring on the same day; the estimate at
+    a day is the step at the last time on or before it. "At risk" on day d is the number whose time is d or
+    more; with nobody at risk the day's entry is None; before the first event (or with none) it is 1 (1-1).
     """
     at_days: dict[str, dict[str, Any] | None] = {}
-    fitter = None
-    if any(events):
-        from lifelines import KaplanMeierFitter  # imported here: slow, and only the analysis needs it
-
-        fitter = KaplanMeierFitter().fit(times, event_observed=events)  # alpha 0.05, log(-log) Greenwood
+    durations = np.asarray(times, dtype=float)
+    fitted = _fit(times, events) if any(events) else None
     first_event = min((t for t, e in zip(times, events, strict=True) if e), default=None)
     for day in days:
-        at_risk = sum(t >= day for t in times)
+        at_risk = int(np.count_nonzero(durations >= day))
         if at_risk == 0:
             at_days[str(day)] = None
             continue
-        if fitter is None or first_event > day:
+        if fitted is None or first_event > day:
             s = lo = hi = 1.0
         else:
-            s = float(fitter.survival_function_at_times(day).iloc[0])
-            bounds = fitter.confidence_interval_survival_function_.loc[:day].iloc[-1]
-            lo, hi = float(bounds.iloc[0]), float(bounds.iloc[1])
-        at_days[str(day)] = {"s": three_decimals(s), "lo": three_decimals(lo), "hi": three_decimals(hi),
-                             "at_risk": at_risk}
+            timeline, survival, lower, upper = fitted
+            step = int(np.searchsorted(timeline, day, side="right")) - 1   # the last time on or before the day
+            s, lo, hi = float(survival[step]), float(lower[step]), float(upper[step])
+        at_days[str(day)] = {"s": s, "lo": lo, "hi": hi, "at_risk": at_risk}
+    return at_days
+
+
+def kaplan_meier(times: list[int], events: list[bool], days: tuple[int, ...] = AT_DAYS) -> dict[str, Any]:
+    """Patients, events and, at each day, the estimate with its 95% log(-log) Greenwood interval to three
+    decimals and the number at risk (:func:`estimates_at`; None where nobody is at risk)."""
+    at_days = {day: None if entry is None else {**{k: three_decimals(entry[k]) for k in ("s", "lo", "hi")},
+                                                "at_risk": entry["at_risk"]}
+               for day, entry in estimates_at(times, events, days).items()}
     return {"patients": len(times), "events": sum(bool(e) for e in events), "at_days": at_days}
 
 
-def patient_times(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> list[tuple]:
-    """Per implanted patient: days to a lead defect (or censoring) and to explantation, with the event flags."""
-    statement, parameters = with_flags(
-        con, "select defect_days, defect_event, explant_days, explant_event from (" + _sql("survival") + ")",
-        observation_end)
+def patient_times(con: duckdb.DuckDBPyConnection, observation_end: dt.date,
+                  table: str | None = None) -> list[tuple]:
+    """Per implanted patient: days to a lead defect (or censoring) and to explantation, with the event flags.
+    ``table``: :func:`survival_table`'s, already holding the survival SQL's rows at ``observation_end``."""
+    columns = "select defect_days, defect_event, explant_days, explant_event"
+    if table is not None:
+        return con.execute(f"{columns} from {table} order by patient_id").fetchall()
+    statement, parameters = with_flags(con, f"{columns} from ({_sql('survival')})", observation_end)
     return con.execute(statement, parameters).fetchall()
 
 
-def survival_figures(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> dict[str, Any]:
-    """analysis.md's ``survival`` object, from the survival SQL over the marts and the flat tables."""
-    rows = patient_times(con, observation_end)
+def survival_figures(con: duckdb.DuckDBPyConnection, observation_end: dt.date,
+                     table: str | None = None) -> dict[str, Any]:
+    """analysis.md's ``survival`` object, from the survival SQL over the marts and the flat tables (``table``:
+    :func:`survival_table`'s, holding that SQL's rows at ``observation_end``)."""
+    rows = patient_times(con, observation_end, table)
     statement, parameters = with_flags(
         con, "select count(*), count(*) filter (where revised), count(*) filter (where faulty_at_end) from ("
         + _sql("survival_leads") + ")", observation_end)
@@ -128,18 +203,15 @@ def mask_survival(figures: dict[str, Any]) -> dict[str, Any]:
 
 
 def _curve(times: list[int], events: list[bool]) -> list[dict[str, float]]:
-    """The whole Kaplan-Meier step function with its 95% band (for plots): one point per distinct time."""
+    """The whole Kaplan-Meier step function with its 95% band (for plots): one point per time of the timeline
+    (every distinct time, and 0), as lifelines' ``survival_function_`` and its confidence interval."""
     if not times:
         return []
     if not any(events):
         return [{"t": 0.0, "s": 1.0, "lo": 1.0, "hi": 1.0}, {"t": float(max(times)), "s": 1.0, "lo": 1.0, "hi": 1.0}]
-    from lifelines import KaplanMeierFitter
-
-    fitter = KaplanMeierFitter().fit(times, event_observed=events)
-    band = fitter.confidence_interval_survival_function_
-    return [{"t": float(t), "s": float(s), "lo": float(lo), "hi": float(hi)}
-            for t, s, lo, hi in zip(fitter.survival_function_.index, fitter.survival_function_.iloc[:, 0],
-                                    band.iloc[:, 0], band.iloc[:, 1], strict=True)]
+    timeline, survival, lower, upper = _fit(times, events)
+    return [{"t": t, "s": s, "lo": lo, "hi": hi}
+            for t, s, lo, hi in zip(timeline.tolist(), survival.tolist(), lower.tolist(), upper.tolist(), strict=True)]
 
 
 def survival_curves(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> dict[str, list[dict[str, float]]]:

@@ -11,14 +11,15 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from drg_etl.core import vocabulary
 from drg_etl.core.levels import SPINAL_LEVELS
 
-RowCheck = Callable[[pd.DataFrame], "pd.Series[bool]"]
+if TYPE_CHECKING:  # the row checks take frames; the model itself needs no pandas (analyze never imports it)
+    import pandas as pd
+
+RowCheck = Callable[["pd.DataFrame"], "pd.Series[bool]"]
 
 
 @dataclass(frozen=True)

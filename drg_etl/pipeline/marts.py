@@ -37,6 +37,7 @@ MART_QUERIES: tuple[tuple[WarehouseTable, str], ...] = (
     (MART_QUALITY_BY_RULE_TABLE, "marts/quality_by_rule.sql"),
 )
 _PARAMETER = re.compile(r"\$([a-z_]+)")
+_COMMENT = re.compile(r"--[^\n]*")
 
 
 def study_parameters(observation_end: dt.date) -> dict[str, Any]:
@@ -57,8 +58,10 @@ def study_parameters(observation_end: dt.date) -> dict[str, Any]:
 
 
 def bind(sql: str, parameters: dict[str, Any]) -> dict[str, Any]:
-    """The parameters a statement names (DuckDB refuses named parameters a statement does not use)."""
-    return {name: parameters[name] for name in dict.fromkeys(_PARAMETER.findall(sql)) if name in parameters}
+    """The parameters a statement names outside its ``--`` comments (DuckDB refuses named parameters a statement
+    does not use: a comment that mentions ``$observation_end`` does not use it)."""
+    return {name: parameters[name] for name in dict.fromkeys(_PARAMETER.findall(_COMMENT.sub("", sql)))
+            if name in parameters}
 
 
 def warehouse_observation_end(con: duckdb.DuckDBPyConnection) -> dt.date | None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from drg_etl.synth import DEFAULT_SEED
 from drg_etl.synth.cohort import iter_blocks
 from drg_etl.synth.defects import plan_block
 from drg_etl.synth.design import Design, design_setting_problems, load_design
@@ -23,7 +24,6 @@ from drg_etl.synth.render.rh import RhRenderer
 RENDERERS: dict[str, type[CenterRenderer]] = {
     "auh": AuhRenderer, "ouh": OuhRenderer, "rh": RhRenderer, "aauh": AauhRenderer,
 }
-DEFAULT_SEED = 2021
 
 
 @dataclass
