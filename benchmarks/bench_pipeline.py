@@ -2,9 +2,12 @@
 
 Usage: python benchmarks/bench_pipeline.py [--patients N [N ...]] [--workdir DIR] [--keep] [--json-out FILE] [--seed S]
 
-Per N: generate, load, analyze (plus the analysis query timed in-process) and export-fhir; then the incremental
-scenario: load three centers, add a one-center ``rh`` delivery of a small second cohort (~1% of N), then re-deliver
-``ouh`` from that cohort with a later cutoff, which supersedes ouh's delivery in force. Each stage's wall time and
+Per N: generate, load (in a process of its own running ``load_inbox``, the function ``drg-etl load`` calls, which
+reports when each stage began: the per-stage split), the same load again with nothing new, analyze (plus the analysis
+query timed in-process) and export-fhir; then the incremental scenario: load three centers, add a one-center ``rh``
+delivery of a small second cohort (~1% of N), then re-deliver ``ouh`` from that cohort with a later cutoff, which
+supersedes ouh's delivery in force. ``--load-only N`` runs just generate, load and the no-op load (a million patients:
+the incremental scenario would take as long again) and reports the warehouse's size. Each stage's wall time and
 peak RSS come from ``os.wait4`` on its own process (``ru_maxrss`` also covers children it reaped). A given --workdir
 is kept; the default temporary one is removed unless --keep or a stage fails.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import json
 import os
 import platform
@@ -37,6 +41,16 @@ start = time.perf_counter()
 national_analysis(con)
 pathlib.Path(sys.argv[2]).write_text(json.dumps({"query_s": time.perf_counter() - start}))
 """  # the result goes to a file: DuckDB may draw a progress bar on stdout during long queries
+LOAD_PROBE = """import json, pathlib, sys, time
+from drg_etl.core.pseudonym import key_from_environment
+from drg_etl.pipeline.load import load_inbox
+start = time.perf_counter()
+marks = []
+report = load_inbox(pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), key_from_environment(),
+                    progress=lambda text: marks.append((text, time.perf_counter() - start)))
+marks.append(("done", time.perf_counter() - start))
+pathlib.Path(sys.argv[3]).write_text(json.dumps({"marks": marks, "exit": report.exit_code}))
+"""  # the library's load with the CLI's progress messages timed; the key comes in the environment, as the CLI's
 LATER_CUTOFF = "2020-06-30"
 
 
@@ -79,17 +93,40 @@ def with_items(stage: dict[str, Any], items: int | None, unit: str | None) -> di
     return {**stage, "items": items, "unit": unit, "items_per_s": rate}
 
 
-def bench_one(n: int, seed: int, root: Path) -> dict[str, Any]:
-    """All stages and the incremental scenario for one cohort size."""
+def split(marks: list[tuple[str, float]]) -> dict[str, float]:
+    """Seconds per stage of a load, from the times its progress messages were given."""
+    stages: dict[str, float] = {}
+    for (text, at), (_, until) in itertools.pairwise(marks):
+        name = "read + stage" if text.startswith(("reading", "staging")) else text
+        stages[name] = round(stages.get(name, 0.0) + until - at, 3)
+    return stages
+
+
+def bench_load(n: int, seed: int, root: Path) -> tuple[Path, list[dict[str, Any]], dict[str, Any]]:
+    """Generate N patients, load them (timed stage by stage) and load again with nothing new."""
     work = root / f"n{n}"
     shutil.rmtree(work, ignore_errors=True)
-    inbox, logs, full, fhir = work / "inbox", work / "logs", work / "full.duckdb", work / "fhir"
-    stages, notes = [], []
+    inbox, logs, full = work / "inbox", work / "logs", work / "full.duckdb"
     gen = run("generate", [*CLI, "generate", "--out", str(inbox), "--patients", str(n), "--seed", str(seed)],
               logs, work)
-    load = run("load", [*CLI, "load", str(inbox), "--warehouse", str(full)], logs, work)
+    load = run("load", [sys.executable, "-c", LOAD_PROBE, str(inbox), str(full), str(logs / "load.json")],
+               logs, work)
+    probe = json.loads((logs / "load.json").read_text())
     records, resources = rows_read(full), query(full, "select count(*) from fhir.resources")
-    stages += [with_items(gen, records, "records"), with_items(load, records, "records")]
+    noop = run("load, nothing new", [*CLI, "load", str(inbox), "--warehouse", str(full)], logs, work)
+    stages = [with_items(gen, records, "records"),
+              {**with_items(load, records, "records"), "split_s": split(probe["marks"]),
+               "fhir_resources": resources, "warehouse_mib": round(full.stat().st_size / 2**20, 1)},
+              with_items(noop, None, None)]
+    return work, stages, {"records": records, "resources": resources, "load": load}
+
+
+def bench_one(n: int, seed: int, root: Path) -> dict[str, Any]:
+    """All stages and the incremental scenario for one cohort size."""
+    work, stages, facts = bench_load(n, seed, root)
+    inbox, logs, full, fhir = work / "inbox", work / "logs", work / "full.duckdb", work / "fhir"
+    records, resources, load = facts["records"], facts["resources"], facts["load"]
+    notes: list[str] = []
     analyze = run("analyze", [*CLI, "analyze", "--warehouse", str(full), "--json"], logs, work)
     probe = run("analyze query", [sys.executable, "-c", QUERY_PROBE, str(full), str(logs / "query.json")], logs, work)
     query_s = json.loads((logs / "query.json").read_text())["query_s"]
@@ -155,10 +192,14 @@ def table(runs: list[dict[str, Any]]) -> str:
             rate = "" if s["items_per_s"] is None else f"{s['items_per_s']:.0f}"
             lines.append(f"{r['patients']:>8}  {s['stage']:<24} {s['wall_s']:>9.2f} {s['peak_rss_mib']:>12.1f} "
                          f"{items:>10} {rate:>10}")
-        for label, ratio in r["ratio_to_full_load"].items():
+        for s in r["stages"]:
+            if "split_s" in s:
+                parts = ", ".join(f"{name} {seconds:.1f}" for name, seconds in s["split_s"].items())
+                lines.append(f"{'':>8}  load split (s): {parts}; warehouse {s['warehouse_mib']:.0f} MiB")
+        for label, ratio in r.get("ratio_to_full_load", {}).items():
             lines.append(f"{'':>8}  {label}: {ratio['records']:.2%} of the full load's records in "
                          f"{ratio['wall']:.1%} of its wall time")
-        lines += [f"{'':>8}  note: {note}" for note in r["notes"]]
+        lines += [f"{'':>8}  note: {note}" for note in r.get("notes", [])]
     lines.append("'analyze query' wall s: national_analysis(con) alone, in a fresh process (JSON: process_wall_s).")
     return "\n".join(lines)
 
@@ -171,6 +212,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temporary work folder")
     parser.add_argument("--json-out", type=Path, help="also write the JSON here")
     parser.add_argument("--seed", type=int, default=2021, help="seed of the N cohort; the small one uses seed+1")
+    parser.add_argument("--load-only", type=int, nargs="*", default=[], metavar="N",
+                        help="cohort sizes to generate and load only (with the no-op load), e.g. 1000000")
     args = parser.parse_args()
     root = args.workdir or Path(tempfile.mkdtemp(prefix="drg-bench-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -182,6 +225,11 @@ def main() -> None:
         for n in args.patients:
             print(f"N={n} ...", flush=True)
             runs.append(bench_one(n, args.seed, root))
+        for n in args.load_only:
+            print(f"N={n} (generate and load only) ...", flush=True)
+            work, stages, _ = bench_load(n, args.seed, root)
+            runs.append({"patients": n, "stages": stages})
+            shutil.rmtree(work / "inbox", ignore_errors=True)  # a million patients' deliveries: gigabytes
     except StageFailed as exc:
         if runs:
             print(table(runs))

@@ -56,7 +56,10 @@ def signed_rank_p(baseline: list[float], later: list[float]) -> float | None:
         return float(min(Fraction(1), 2 * min(upper, lower)))
     probabilities = np.zeros(total + 1)
     probabilities[0] = 1.0
+    reach = 0  # sums above this have probability 0 so far: each step touches only the sums it can reach
     for r in ranks:
-        probabilities[r:] = 0.5 * probabilities[r:] + 0.5 * probabilities[:-r].copy()
-        probabilities[:r] *= 0.5
+        shifted = 0.5 * probabilities[:reach + 1]
+        probabilities[:reach + 1] *= 0.5
+        probabilities[r:reach + r + 1] += shifted  # P'(s) = P(s)/2 + P(s - r)/2, the same float operations
+        reach += r
     return float(min(1.0, 2 * min(probabilities[observed:].sum(), probabilities[: observed + 1].sum())))

@@ -273,6 +273,8 @@ def load_inbox(inbox: Path, warehouse_path: Path, key: bytes, progress: Callable
         if progress:
             progress("building the marts")
         refresh_marts(con)
+        if progress:
+            progress("checkpointing")
         finish_load(con, load_id)
         con.execute("checkpoint")
         con.execute("update quality.loads set skipped = ? where load_id = ?", [len(skipped), load_id])
