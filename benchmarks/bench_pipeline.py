@@ -207,7 +207,8 @@ def table(runs: list[dict[str, Any]]) -> str:
 def main() -> None:
     """Parse the arguments, run every N, print the table and the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--patients", type=int, nargs="+", default=[10000, 100000], metavar="N")
+    parser.add_argument("--patients", type=int, nargs="*", default=[10000, 100000], metavar="N",
+                        help="cohort sizes to run every stage for (none: only --load-only)")
     parser.add_argument("--workdir", type=Path, help="work folder (kept); default: a temporary one")
     parser.add_argument("--keep", action="store_true", help="keep the temporary work folder")
     parser.add_argument("--json-out", type=Path, help="also write the JSON here")

@@ -142,7 +142,8 @@ def print_load(report: LoadReport) -> None:
         outcome = Text(f"rejected: {f.reason} [{f.rule_id}]", style="red") if f.rejected else "loaded"
         table.add_row(f.center, f.delivery, f.file, str(f.rows_read), str(f.rows_loaded), str(f.rows_quarantined),
                       outcome)
-    console.print(table)
+    if report.files:  # a load that found nothing new has no file to show: the line below says so
+        console.print(table)
     shown = report.issues[:50]
     for issue in shown:
         console.print(f"  {issue.describe()}", highlight=False)

@@ -40,6 +40,23 @@ def _rebuilt(source: Path, tmp_path: Path, name: str, **options: bool) -> Path:
     return copy
 
 
+def _aauh_delivered_again(demo_clean: Generated, tmp_path: Path) -> Path:
+    """The clean demo loaded, then aauh delivered again with a later cutoff (its patients change, their lineage;
+    nobody else's), loaded incrementally; the warehouse."""
+    inbox = tmp_path / "inbox"
+    shutil.copytree(demo_clean.inbox, inbox)
+    warehouse = tmp_path / "w.duckdb"
+    load_inbox(inbox, warehouse, TEST_KEY)
+    shutil.copytree(inbox / "aauh" / "2019-12-31", inbox / "aauh" / "2020-03-31")
+    original = store.INCREMENTAL_SHARE
+    store.INCREMENTAL_SHARE = 1.0
+    try:
+        load_inbox(inbox, warehouse, TEST_KEY)
+    finally:
+        store.INCREMENTAL_SHARE = original
+    return warehouse
+
+
 @pytest.mark.parametrize("fixture", ["loaded_demo", "loaded_2000"])
 def test_strict_validation_gives_byte_identical_ndjson(fixture: str, request: pytest.FixtureRequest,
                                                        tmp_path: Path) -> None:
@@ -56,18 +73,7 @@ def test_strict_validation_gives_byte_identical_ndjson(fixture: str, request: py
 
 def test_a_new_delivery_rebuilds_only_its_patients_and_equals_a_full_rebuild(demo_clean: Generated,
                                                                               tmp_path: Path) -> None:
-    inbox = tmp_path / "inbox"
-    shutil.copytree(demo_clean.inbox, inbox)
-    warehouse = tmp_path / "w.duckdb"
-    load_inbox(inbox, warehouse, TEST_KEY)
-    # aauh delivers again with a later cutoff: its patients change (their lineage), nobody else's
-    shutil.copytree(inbox / "aauh" / "2019-12-31", inbox / "aauh" / "2020-03-31")
-    original = store.INCREMENTAL_SHARE
-    store.INCREMENTAL_SHARE = 1.0
-    try:
-        load_inbox(inbox, warehouse, TEST_KEY)
-    finally:
-        store.INCREMENTAL_SHARE = original
+    warehouse = _aauh_delivered_again(demo_clean, tmp_path)
     con = duckdb.connect(str(warehouse), read_only=True)
     mode, patients = con.execute("select mode, patients from quality.fhir_builds order by built_at desc limit 1"
                                  ).fetchone()
@@ -153,17 +159,7 @@ def test_an_incremental_build_updates_the_flat_tables_row_by_row_as_a_full_build
                                                                                       tmp_path: Path) -> None:
     from drg_etl.core.dictionary import flat_relations
 
-    inbox = tmp_path / "inbox"
-    shutil.copytree(demo_clean.inbox, inbox)
-    warehouse = tmp_path / "w.duckdb"
-    load_inbox(inbox, warehouse, TEST_KEY)
-    shutil.copytree(inbox / "aauh" / "2019-12-31", inbox / "aauh" / "2020-03-31")
-    original = store.INCREMENTAL_SHARE
-    store.INCREMENTAL_SHARE = 1.0
-    try:
-        load_inbox(inbox, warehouse, TEST_KEY)
-    finally:
-        store.INCREMENTAL_SHARE = original
+    warehouse = _aauh_delivered_again(demo_clean, tmp_path)
     full = _rebuilt(warehouse, tmp_path, "full", full=True)
     with duckdb.connect(str(warehouse), read_only=True) as incremental, duckdb.connect(str(full)) as whole:
         assert incremental.execute("select mode from quality.fhir_builds order by built_at desc limit 1"

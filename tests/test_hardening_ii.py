@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -334,10 +335,8 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc (Linux)")
 def test_a_killed_parallel_load_leaves_no_reader_and_no_folder(tmp_path: Path) -> None:
     import os
-    import signal
     import subprocess
     import sys
-    import time
 
     from drg_etl.synth.generate import generate
 
@@ -345,20 +344,7 @@ def test_a_killed_parallel_load_leaves_no_reader_and_no_folder(tmp_path: Path) -
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     env = {**os.environ, **ENV, "DRG_ETL_PARALLEL_BYTES": "0", "DRG_ETL_READ_WORKERS": "2", "TMPDIR": str(tmp)}
-    load = subprocess.Popen([sys.executable, "-m", "drg_etl.entry", "load", str(tmp_path / "inbox"), "--warehouse",
-                             str(tmp_path / "w.duckdb")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline, workers = time.monotonic() + 60, []
-    while time.monotonic() < deadline and not workers and load.poll() is None:
-        workers = _children_of(load.pid)
-        time.sleep(0.02)
-    if not workers:
-        load.kill()
-        pytest.skip("the load finished before a reader was seen")
-    load.send_signal(signal.SIGKILL)
-    load.wait()
-    deadline = time.monotonic() + 2  # a reader takes longer than this to finish its delivery
-    while time.monotonic() < deadline and any(_alive(w) for w in workers):
-        time.sleep(0.1)
+    workers = _kill_the_load_once_it_runs(tmp_path, env, lambda pid: True, "a reader", grace=2)
     assert not any(_alive(w) for w in workers)  # the readers died with their load
     assert [p.name for p in tmp.iterdir()] != []  # a killed load leaves its folder ...
     rerun = subprocess.run([sys.executable, "-m", "drg_etl.entry", "load", str(tmp_path / "inbox"), "--warehouse",
@@ -370,10 +356,8 @@ def test_a_killed_parallel_load_leaves_no_reader_and_no_folder(tmp_path: Path) -
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process table from /proc (Linux)")
 def test_a_load_killed_while_building_fhir_on_every_core_leaves_no_worker_and_no_folder(tmp_path: Path) -> None:
     import os
-    import signal
     import subprocess
     import sys
-    import time
 
     from drg_etl.synth.generate import generate
 
@@ -382,20 +366,8 @@ def test_a_load_killed_while_building_fhir_on_every_core_leaves_no_worker_and_no
     tmp.mkdir()
     env = {**os.environ, **ENV, "DRG_ETL_READ_WORKERS": "1", "DRG_ETL_FHIR_PARALLEL_PATIENTS": "0",
            "DRG_ETL_FHIR_WORKERS": "2", "TMPDIR": str(tmp)}
-    load = subprocess.Popen([sys.executable, "-m", "drg_etl.entry", "load", str(tmp_path / "inbox"), "--warehouse",
-                             str(tmp_path / "w.duckdb")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline, workers = time.monotonic() + 120, []
-    while time.monotonic() < deadline and not workers and load.poll() is None:
-        workers = [pid for pid in _children_of(load.pid) if b"drg_etl.fhir.worker" in _command_line(pid)]
-        time.sleep(0.02)
-    if not workers:
-        load.kill()
-        pytest.skip("the load finished before a FHIR worker was seen")
-    load.send_signal(signal.SIGKILL)
-    load.wait()
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(_alive(w) for w in workers):
-        time.sleep(0.1)
+    workers = _kill_the_load_once_it_runs(tmp_path, env, lambda pid: b"drg_etl.fhir.worker" in _command_line(pid),
+                                          "a FHIR worker", grace=5)
     assert not any(_alive(w) for w in workers)  # the workers died with their load
     assert [p.name for p in tmp.iterdir() if "-fhir-" in p.name]  # a killed load leaves its folder ...
     rerun = subprocess.run([sys.executable, "-m", "drg_etl.entry", "load", str(tmp_path / "inbox"), "--warehouse",
@@ -403,6 +375,32 @@ def test_a_load_killed_while_building_fhir_on_every_core_leaves_no_worker_and_no
                            capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert list(tmp.iterdir()) == []  # ... and the next load removes it
+
+
+def _kill_the_load_once_it_runs(tmp_path: Path, env: dict[str, str], is_worker: Callable[[int], bool], what: str,
+                                grace: float) -> list[int]:
+    """Start a load of ``tmp_path/inbox``; SIGKILL it once a child ``is_worker``; return those children after
+    ``grace`` seconds (a worker takes longer than that to finish its work), or skip when the load was faster."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    load = subprocess.Popen([sys.executable, "-m", "drg_etl.entry", "load", str(tmp_path / "inbox"), "--warehouse",
+                             str(tmp_path / "w.duckdb")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, workers = time.monotonic() + 120, []
+    while time.monotonic() < deadline and not workers and load.poll() is None:
+        workers = [pid for pid in _children_of(load.pid) if is_worker(pid)]
+        time.sleep(0.02)
+    if not workers:
+        load.kill()
+        pytest.skip(f"the load finished before {what} was seen")
+    load.send_signal(signal.SIGKILL)
+    load.wait()
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    return workers
 
 
 def _command_line(pid: int) -> bytes:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from helpers import Loaded, copy_of, reading, run_cli
+from helpers import TEST_KEY, Generated, Loaded, copy_of, reading, run_cli
 
 from drg_etl.analysis.national import national_analysis
 from drg_etl.core.paths import SQL_DIR
@@ -104,3 +104,46 @@ def test_a_warehouse_built_by_an_earlier_version_is_named_and_one_load_brings_it
     done = run_cli("analyze", "--warehouse", str(path), "--json")
     assert done.returncode == 0, done.stderr
     assert "follow_up" in json.loads(done.stdout)
+
+
+def _rows(path: Path, sql: str) -> list[tuple]:
+    with reading(path) as con:
+        return con.execute(sql).fetchall()
+
+
+def test_a_one_center_delivery_updates_the_marts_row_by_row_as_a_whole_rebuild_would(
+        demo: Generated, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """rh arrives after the other centers (the observation end stays): the marts change only its patients' rows,
+    and equal marts built whole; the marts that are not per patient are rebuilt."""
+    import shutil
+
+    from drg_etl.fhir import store
+    from drg_etl.pipeline import marts
+    from drg_etl.pipeline.load import load_inbox
+    from drg_etl.pipeline.marts import refresh_marts
+
+    inbox, held = tmp_path / "inbox", tmp_path / "held"
+    shutil.copytree(demo.inbox, inbox)
+    held.mkdir()
+    shutil.move(inbox / "rh", held / "rh")
+    warehouse = tmp_path / "w.duckdb"
+    load_inbox(inbox, warehouse, TEST_KEY)
+    shutil.move(held / "rh", inbox / "rh")
+    decided = []
+    real = marts._built_for_the_same
+    monkeypatch.setattr(marts, "_built_for_the_same", lambda *a: decided.append(real(*a)) or decided[-1])
+    monkeypatch.setattr(store, "INCREMENTAL_SHARE", 1.0)
+    load_inbox(inbox, warehouse, TEST_KEY)
+    assert decided == [True]  # the marts were updated row by row
+    assert _rows(warehouse, "select mode from quality.fhir_builds order by built_at desc limit 1") == [
+        ("incremental",)]
+    whole = tmp_path / "whole.duckdb"
+    shutil.copy(warehouse, whole)
+    with duckdb.connect(str(whole)) as con:
+        refresh_marts(con)  # whole
+    for table in MARTS:
+        query = f"select * from {table.qualified} order by all"
+        rows = _rows(warehouse, query)
+        assert rows == _rows(whole, query), table.name
+    assert _rows(warehouse, "select count(*) from marts.patient_flags f join fhir.resources r "
+                              "on r.id = f.patient_id and r.center = 'rh'")[0][0] > 0

@@ -176,7 +176,15 @@ def _finish(con: duckdb.DuckDBPyConnection, mode: str, strict: bool, patients: i
 
 
 _FLAT_TABLE = re.compile(r"create or replace table (fhir\.\w+) as\s+(select\b.*?);", re.S)
-STALE = "fhir_stale"  # the Patient ids an incremental build rebuilt (a temp table)
+STALE = "fhir_stale"  # the Patient ids an incremental build rebuilt (a temp table, kept for the marts)
+
+
+def rebuilt_patients(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The relation of the Patient ids the last build on this connection rebuilt, if it was incremental (the marts
+    then update just their rows); None after a full build."""
+    found = con.execute("select count(*) from duckdb_tables() where temporary and table_name = ?",
+                        [STALE]).fetchone()[0]
+    return STALE if found else None
 
 
 def _flat_tables_present(con: duckdb.DuckDBPyConnection) -> bool:
@@ -238,7 +246,8 @@ def refresh_fhir(con: duckdb.DuckDBPyConnection, *, full: bool = False, strict: 
         counts = _finish(con, mode, strict, patients, built, started)
         con.execute("insert or replace into quality.settings values ('canonical_base', ?)", [base])
         con.execute(f"drop table if exists {TARGETS}")
-        con.execute(f"drop table if exists {STALE}")
+        if mode == "full":
+            con.execute(f"drop table if exists {STALE}")
         con.execute("commit")
     except BaseException:
         rollback_quietly(con)

@@ -24,7 +24,7 @@ from drg_etl.core.errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, DrgEtlError,
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.tables import LOADS, REJECTIONS, insert_row, insert_rows
 from drg_etl.core.vocabulary import CENTERS
-from drg_etl.fhir.store import refresh_fhir
+from drg_etl.fhir.store import rebuilt_patients, refresh_fhir
 from drg_etl.pipeline import warehouse
 from drg_etl.pipeline.marts import refresh_marts
 from drg_etl.pipeline.parallel import prefetched
@@ -272,7 +272,7 @@ def load_inbox(inbox: Path, warehouse_path: Path, key: bytes, progress: Callable
         refresh_fhir(con, strict=strict)
         if progress:
             progress("building the marts")
-        refresh_marts(con)
+        refresh_marts(con, rebuilt_patients(con))
         if progress:
             progress("checkpointing")
         finish_load(con, load_id)

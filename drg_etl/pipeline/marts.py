@@ -10,6 +10,7 @@ The analysis reads the marts (:func:`flags_relation`); nothing else computes the
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from typing import Any
 
@@ -93,22 +94,55 @@ def _exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
                             [schema, name]).fetchone()[0])
 
 
-def refresh_marts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Rebuild every mart from its declaration and query, in one transaction; return their row counts."""
+MARTS_SETTING = "marts_built_for"  # quality.settings: what the marts were last built whole for (a hash)
+
+
+def _built_for(parameters: dict[str, Any]) -> str:
+    """A hash of what every mart row depends on beyond its patient's facts: the parameters and the queries."""
+    text = repr(sorted(parameters.items())) + "".join(read_sql(query) for _, query in MART_QUERIES)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _built_for_the_same(con: duckdb.DuckDBPyConnection, built_for: str) -> bool:
+    """Whether every mart exists, last built whole for the same parameters and queries."""
+    stored = con.execute("select value from quality.settings where name = ?", [MARTS_SETTING]).fetchone()
+    return stored is not None and stored[0] == built_for and all(_exists(con, t.qualified) for t in MARTS)
+
+
+def _per_patient(table: WarehouseTable) -> bool:
+    return "patient_id" in table.column_names
+
+
+def refresh_marts(con: duckdb.DuckDBPyConnection, changed_patients: str | None = None) -> dict[str, int]:
+    """Bring every mart up to date with the flat tables, in one transaction; return their row counts.
+
+    ``changed_patients``: a relation of the Patient ids (``patient_id``) whose resources an incremental FHIR
+    build rebuilt. When the marts were built for the same parameters (the observation end above all, which a
+    delivery may move) and queries, only those patients' rows are deleted and computed again; otherwise, and for
+    a mart not kept per patient, the mart is rebuilt from its declaration and query.
+    """
     end = warehouse_observation_end(con)
     parameters = study_parameters(end) if end is not None else {}
+    built_for = _built_for(parameters)
+    row_by_row = changed_patients is not None and end is not None and _built_for_the_same(con, built_for)
     con.execute("begin transaction")
     try:
         for table, query in MART_QUERIES:
-            con.execute(f"drop table if exists {table.qualified}")
-            con.execute(table.ddl())
-            if end is None:
-                continue  # nothing loaded: the marts exist, empty
             sql = read_sql(query)
             if table is not MART_PATIENT_FLAGS_TABLE:  # the later marts read the flags mart built first
                 sql = f"with patient_flags as (select * from {MART_PATIENT_FLAGS}) select * from ({sql})"
-            con.execute(f"insert into {table.qualified} by name {sql}", bind(sql, parameters))
-        write_comments(con, MARTS)  # the data dictionary: each mart's and column's description
+            if row_by_row and _per_patient(table):
+                mine = f"patient_id in (select patient_id from {changed_patients})"
+                con.execute(f"delete from {table.qualified} where {mine}")
+                con.execute(f"insert into {table.qualified} by name select * from ({sql}) where {mine}",
+                            bind(sql, parameters))
+                continue
+            con.execute(f"drop table if exists {table.qualified}")
+            con.execute(table.ddl())
+            if end is not None:  # nothing loaded: the marts exist, empty
+                con.execute(f"insert into {table.qualified} by name {sql}", bind(sql, parameters))
+        write_comments(con, MARTS)  # the data dictionary: each mart's and column's description (new tables)
+        con.execute("insert or replace into quality.settings values (?, ?)", [MARTS_SETTING, built_for])
         con.execute("commit")
     except BaseException:
         con.execute("rollback")
