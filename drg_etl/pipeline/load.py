@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -24,14 +24,15 @@ from drg_etl.core.errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, DrgEtlError,
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.tables import LOADS, REJECTIONS, insert_row, insert_rows
 from drg_etl.core.vocabulary import CENTERS
-from drg_etl.fhir.store import rebuilt_patients, refresh_fhir
 from drg_etl.pipeline import warehouse
-from drg_etl.pipeline.marts import refresh_marts
-from drg_etl.pipeline.parallel import prefetched
 from drg_etl.pipeline.reconcile import ReconciliationError
-from drg_etl.pipeline.staging import StageReader, discard_unfinished, read_into, stage_delivery
-from drg_etl.pipeline.write import write_pending
 from drg_etl.sources.deliveries import survey
+
+if TYPE_CHECKING:
+    from drg_etl.pipeline.staging import StageReader
+
+# The stages' modules (staging and its readers, the FHIR layer, the marts: pandas, pandera, openpyxl,
+# fhir.resources) are imported where a stage runs, so a load that finds nothing new imports none of them.
 
 FOLDER = "(folder)"  # what a report names as the file of an inbox entry that is not a delivery
 SAMPLE_PER_RULE = 20  # findings of each rule the load's report carries; the warehouse holds them all
@@ -101,7 +102,7 @@ def begin_load(con: duckdb.DuckDBPyConnection, load_id: str, inbox: Path) -> Non
 
 
 def stage_center(inbox: Path, center: str, con: duckdb.DuckDBPyConnection, pseudonymize: Pseudonymizer,
-                 load_id: str, read: StageReader = read_into, *, deliveries: list[Delivery] | None = None,
+                 load_id: str, read: StageReader | None = None, *, deliveries: list[Delivery] | None = None,
                  accept_quarantine: bool = False) -> StageResult:
     """Read every new delivery of one center into the staging schema; record rejected deliveries.
 
@@ -109,8 +110,11 @@ def stage_center(inbox: Path, center: str, con: duckdb.DuckDBPyConnection, pseud
     the delivery then run there as SQL. ``deliveries``: the inbox's deliveries as a survey already
     found them (each is listed and hashed once per load); by default the inbox is surveyed here.
     """
+    from drg_etl.pipeline.staging import discard_unfinished, read_into, stage_delivery
+
     if not inbox.is_dir():
         raise UsageError(f"inbox {inbox} is not a folder")
+    read = read or read_into
     warehouse.bind_key(con, pseudonymize.fingerprint)
     begin_load(con, load_id, inbox)
     discard_unfinished(con)
@@ -149,6 +153,8 @@ def _content_id(delivery: Delivery) -> str | None:
 
 def write_center(con: duckdb.DuckDBPyConnection, center: str, load_id: str) -> list[str]:
     """Check a center's staged deliveries nationally, reconcile and write them; return their labels."""
+    from drg_etl.pipeline.write import write_pending
+
     written = write_pending(con, load_id, [center])
     finish_load(con, load_id)
     return written
@@ -254,13 +260,18 @@ def load_inbox(inbox: Path, warehouse_path: Path, key: bytes, progress: Callable
         new = [d for d in found if (i := _content_id(d)) is not None and not warehouse.known_delivery(con, i)]
         if not new and warehouse.up_to_date(con):  # nothing new: nothing is written, not even the audit's row
             return load_report(con, load_id, [d.label for d in found], rejected)
+        from drg_etl.fhir.store import rebuilt_patients, refresh_fhir
+        from drg_etl.pipeline.marts import refresh_marts
+        from drg_etl.pipeline.parallel import prefetched
+        from drg_etl.pipeline.write import write_pending
+
         if progress:
             progress(f"reading {len(new)} new deliveries")
         with prefetched(new, key) as reader:
             for center in CENTERS:
                 if progress:
                     progress(f"staging {center}")
-                result = stage_center(inbox, center, con, pseudonymize, load_id, reader or read_into,
+                result = stage_center(inbox, center, con, pseudonymize, load_id, reader,
                                       deliveries=found, accept_quarantine=accept_quarantine)
                 skipped += result.skipped
                 rejected += result.rejected

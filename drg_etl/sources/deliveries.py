@@ -6,6 +6,7 @@ import datetime as dt
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from drg_etl.core.cpr import scrub_cpr
 from drg_etl.core.delivery import (
@@ -20,13 +21,19 @@ from drg_etl.core.delivery import (
 from drg_etl.core.formats import FORMATS
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.vocabulary import CENTERS
-from drg_etl.sources import aauh, auh, ouh, rh
-from drg_etl.sources.base import Sink, StagedDelivery
 
-FormatReader = Callable[[Delivery, StagedDelivery, Pseudonymizer], None]
-# Each center's reader; what it reads (files, columns, text) is the center's format (drg_etl.core.formats).
-FORMAT_READERS: dict[str, FormatReader] = {"auh": auh.read_auh, "ouh": ouh.read_ouh, "rh": rh.read_rh,
-                                           "aauh": aauh.read_aauh}
+if TYPE_CHECKING:
+    from drg_etl.sources.base import Sink, StagedDelivery
+
+FormatReader = Callable[[Delivery, "StagedDelivery", Pseudonymizer], None]
+
+
+def format_reader(center: str) -> FormatReader:
+    """The center's reader; what it reads (files, columns, text) is the center's format (drg_etl.core.formats).
+    Imported when a delivery is read: the survey (a load that finds nothing new) needs none of them."""
+    from drg_etl.sources import aauh, auh, ouh, rh
+
+    return {"auh": auh.read_auh, "ouh": ouh.read_ouh, "rh": rh.read_rh, "aauh": aauh.read_aauh}[center]
 
 
 def files_with_records(delivery: Delivery) -> list[str]:
@@ -136,6 +143,8 @@ def read_delivery(delivery: Delivery, pseudonymize: Pseudonymizer, sink: Sink | 
 
     Returns the delivery's per-file counts (the last batch is flushed to the sink).
     """
+    from drg_etl.sources.base import StagedDelivery
+
     hashes = delivery.file_hashes()
     staged = StagedDelivery(delivery, delivery.content_id(), hashes, sink)
     expected = expected_files(delivery)
@@ -147,7 +156,7 @@ def read_delivery(delivery: Delivery, pseudonymize: Pseudonymizer, sink: Sink | 
         staged.issues.append(Issue(delivery.center, delivery.cutoff.isoformat(), extra, 0, None, "file.unexpected",
                                    "a file the format does not define; it was not read"))
     try:
-        FORMAT_READERS[delivery.center](delivery, staged, pseudonymize)
+        format_reader(delivery.center)(delivery, staged, pseudonymize)
         staged.flush()
     except FileRejected as exc:
         raise DeliveryRejected(delivery, [exc], hashes) from exc
