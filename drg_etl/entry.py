@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 from types import FrameType
+from typing import Any
 
 from drg_etl.core.errors import Interrupted
 
@@ -22,10 +24,22 @@ def _stop(signum: int, _frame: FrameType | None) -> None:
     raise Interrupted(signum)
 
 
+def _unraisable(hook: Any) -> None:
+    """An interrupt raised inside a weakref callback or a finaliser is swallowed by Python ("Exception ignored
+    in ...", with a traceback): say nothing, and deliver the signal again, to land in the command itself."""
+    if isinstance(hook.exc_value, Interrupted | KeyboardInterrupt):
+        signum = Interrupted.received or signal.SIGINT
+        # to the main thread, so a wait it is in (a sleep, a query's poll) is interrupted at once
+        threading.Timer(0.01, signal.pthread_kill, (threading.main_thread().ident, signum)).start()
+        return
+    sys.__unraisablehook__(hook)
+
+
 def main() -> None:
     """Run ``drg-etl``; an interrupt is one line and exit 128 + the signal's number."""
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
+    sys.unraisablehook = _unraisable
     try:
         from drg_etl.cli import app
 

@@ -69,6 +69,39 @@ def test_an_interrupt_that_python_wraps_in_another_error_is_still_one_line(signa
     assert run.stderr == MESSAGE + "\n"
 
 
+_SWALLOWED_BY_A_CALLBACK = """
+import os, signal, sys, time, types, weakref
+
+def app():  # the signal arrives while a weakref callback runs (as pandera's cleanup did): Python swallows it there
+    class Thing:
+        pass
+
+    def callback(_reference):
+        os.kill(os.getpid(), signal.{signal})
+        time.sleep(0.2)
+
+    thing = Thing()
+    reference = weakref.ref(thing, callback)
+    del thing
+    time.sleep(5)  # the interrupt must still end the command
+    print("not interrupted")
+
+cli = types.ModuleType("drg_etl.cli")
+cli.app = app
+sys.modules["drg_etl.cli"] = cli
+from drg_etl.entry import main
+main()
+"""
+
+
+@pytest.mark.parametrize(("signal_name", "status"), [("SIGINT", 130), ("SIGTERM", 143)])
+def test_an_interrupt_that_a_callback_swallows_still_ends_the_command_in_one_line(signal_name: str,
+                                                                                   status: int) -> None:
+    run = subprocess.run([sys.executable, "-c", _SWALLOWED_BY_A_CALLBACK.format(signal=signal_name)],
+                         capture_output=True, text=True, timeout=60)
+    assert (run.returncode, run.stderr, run.stdout) == (status, MESSAGE + "\n", "")
+
+
 def test_a_failed_transaction_reports_its_first_cause_not_the_rollbacks() -> None:
     con = duckdb.connect()
     con.execute("create table t (x integer)")
