@@ -25,16 +25,19 @@ from drg_etl.core.sql import read_sql
 
 @dataclass(frozen=True)
 class NationalRule:
-    """A national rule: the check its held facts carry, the table of the facts it judges, its SQL file."""
+    """A national rule: the check its held facts carry, the table of the facts it judges, its SQL file, and the
+    one kind of procedure its SQL reads from ``rule_scope`` (the scope a flagging builds holds only those: at a
+    million patients every follow-up record paired with all its patient's procedures outgrows memory)."""
 
     check: str
     table: str
     sql_file: str
+    scope_procedure: str
 
 
-IMPLANT_TRIAL = NationalRule("implant_trial", "procedures", "rules/national_implant_trial.sql")
-EXPLANT_IMPLANT = NationalRule("explant_implant", "procedures", "rules/national_explant_implant.sql")
-FOLLOWUP_IMPLANT = NationalRule("followup_implant", "measurements", "rules/national_followup_implant.sql")
+IMPLANT_TRIAL = NationalRule("implant_trial", "procedures", "rules/national_implant_trial.sql", "trial")
+EXPLANT_IMPLANT = NationalRule("explant_implant", "procedures", "rules/national_explant_implant.sql", "implant")
+FOLLOWUP_IMPLANT = NationalRule("followup_implant", "measurements", "rules/national_followup_implant.sql", "implant")
 # In this order: a flagged implant does not date explants and follow-ups; a released one may release them.
 NATIONAL_RULES: tuple[NationalRule, ...] = (IMPLANT_TRIAL, EXPLANT_IMPLANT, FOLLOWUP_IMPLANT)
 
@@ -82,7 +85,7 @@ def _flag(con: duckdb.DuckDBPyConnection, rule: NationalRule, targets: list[str]
     """
     statements = FLAG_STATEMENTS[rule.table]
     con.execute(read_sql(statements.candidates), {"targets": targets})
-    con.execute(read_sql(SCOPE))
+    con.execute(read_sql(SCOPE), {"procedure": rule.scope_procedure})
     if not (found := find_breaches(con, rule)):
         return 0
     con.execute(read_sql(statements.hold), {"check": rule.check})
