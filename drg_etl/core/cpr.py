@@ -89,8 +89,6 @@ def _cpr_spans(text: str) -> list[tuple[int, int]]:
 # sequence (_CPR_STRICT needs ten). Text with fewer (most values: codes, scores, names) is passed at once.
 SHORTEST_CPR_TEXT = 7
 _ENOUGH_DIGITS = re.compile(rf"(?:\d\D*){{{SHORTEST_CPR_TEXT}}}")
-_UUID_LENGTH = 36
-_UUID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 _TEN_DIGITS = re.compile(r"(?:\d\D*){10}")
 
 
@@ -101,8 +99,8 @@ def scrub_cpr(text: str) -> str:
     letters; Unicode digits (full-width, Arabic-Indic, ...) and hyphens (non-breaking, en dash, ...).
     A registry's values repeat (dates, codes, column names): each distinct text is searched once.
     """
-    if len(text) < SHORTEST_CPR_TEXT or (len(text) == _UUID_LENGTH and _UUID.fullmatch(text)):
-        return text  # a UUID (a FHIR id, each one distinct) is a machine identifier: never one, never cached
+    if len(text) < SHORTEST_CPR_TEXT or _MACHINE_ID.fullmatch(text):
+        return text  # a machine identifier whole (a FHIR id, a pseudonym; each one distinct): never one, not cached
     return _scrubbed_text(text)
 
 

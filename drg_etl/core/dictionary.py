@@ -153,6 +153,19 @@ def all_relations() -> tuple[RelationDoc, ...]:
             *flat_relations(), *mart_relations())
 
 
+def missing_relations(con: duckdb.DuckDBPyConnection, relations: Iterable[RelationDoc]) -> list[str]:
+    """The relations (``schema.name``) the warehouse lacks, or that lack a column this version gives them."""
+    relations = tuple(relations)
+    schemas = sorted({r.schema for r in relations})
+    present: dict[str, set[str]] = {}
+    if schemas:
+        marks = ", ".join("?" for _ in schemas)
+        for schema, table, column in con.execute("select schema_name, table_name, column_name from duckdb_columns() "
+                                                 f"where schema_name in ({marks})", schemas).fetchall():
+            present.setdefault(f"{schema}.{table}", set()).add(column)
+    return [r.qualified for r in relations if not {c.name for c in r.columns} <= present.get(r.qualified, set())]
+
+
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 

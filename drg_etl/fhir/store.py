@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from drg_etl.core.dictionary import flat_relations, write_comments
+from drg_etl.core.dictionary import flat_relations, missing_relations, write_comments
 from drg_etl.core.errors import DrgEtlError
 from drg_etl.core.model import TABLES
 from drg_etl.core.process import FOLDER_PREFIX
@@ -163,7 +163,7 @@ def _finish(con: duckdb.DuckDBPyConnection, mode: str, strict: bool, patients: i
     con.execute("delete from staging.fhir_dirty")
     for (view,) in con.execute("select view_name from duckdb_views() where schema_name = 'fhir'").fetchall():
         con.execute(f"drop view fhir.{view}")  # warehouses of 0.1 had the flat tables as views
-    if mode == "incremental" and _flat_tables_present(con):
+    if mode == "incremental" and not missing_relations(con, flat_relations()):
         _refresh_flat_rows(con)
     else:
         con.execute(with_canonical_base(read_sql("fhir_flat.sql")))
@@ -185,15 +185,6 @@ def rebuilt_patients(con: duckdb.DuckDBPyConnection) -> str | None:
     found = con.execute("select count(*) from duckdb_tables() where temporary and table_name = ?",
                         [STALE]).fetchone()[0]
     return STALE if found else None
-
-
-def _flat_tables_present(con: duckdb.DuckDBPyConnection) -> bool:
-    """Whether every flat table exists with the columns this version gives it (else they are built whole)."""
-    present: dict[str, set[str]] = {}
-    for table, column in con.execute("select table_name, column_name from duckdb_columns() "
-                                     "where schema_name = 'fhir'").fetchall():
-        present.setdefault(table, set()).add(column)
-    return all({c.name for c in r.columns} <= present.get(r.name, set()) for r in flat_relations())
 
 
 def _refresh_flat_rows(con: duckdb.DuckDBPyConnection) -> None:

@@ -12,7 +12,13 @@ import duckdb
 
 from drg_etl import __version__
 from drg_etl.core import tables
-from drg_etl.core.dictionary import all_relations, flat_relations, mart_relations, write_comments
+from drg_etl.core.dictionary import (
+    all_relations,
+    flat_relations,
+    mart_relations,
+    missing_relations,
+    write_comments,
+)
 from drg_etl.core.errors import UsageError, WarehouseError
 from drg_etl.core.rules import RULES
 from drg_etl.core.tables import insert_row, insert_rows, warehouse_ddl
@@ -145,12 +151,7 @@ def up_to_date(con: duckdb.DuckDBPyConnection) -> bool:
 
 def outdated_layers(con: duckdb.DuckDBPyConnection) -> list[str]:
     """The flat tables and marts that are missing, or lack a column this version gives them."""
-    present: dict[str, set[str]] = {}
-    for schema, table, column in con.execute("select schema_name, table_name, column_name from duckdb_columns() "
-                                             "where schema_name in ('fhir', 'marts')").fetchall():
-        present.setdefault(f"{schema}.{table}", set()).add(column)
-    expected = {f"{r.schema}.{r.name}": {c.name for c in r.columns} for r in (*flat_relations(), *mart_relations())}
-    return [name for name, columns in expected.items() if not columns <= present.get(name, set())]
+    return missing_relations(con, (*flat_relations(), *mart_relations()))
 
 
 class KeyMismatch(UsageError):
