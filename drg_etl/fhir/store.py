@@ -41,11 +41,12 @@ PARALLEL_PATIENTS = int(os.environ.get("DRG_ETL_FHIR_PARALLEL_PATIENTS", 4_000))
 TARGETS = "fhir_src_targets"  # the patients a build is for (a temp table of the load's connection)
 
 
-def _source_select(table: str, targets: str) -> str:
-    """A key-sorted copy of the canonical table's facts of the target patients."""
+def _source_select(table: str, targets: str | None) -> str:
+    """A key-sorted copy of the canonical table's facts of the target patients (``None``: every patient, as a full
+    rebuild's targets are, so no join with them)."""
     order = ", ".join(f'"{c.name}"' for c in TABLES[table].all_columns)
-    return (f"select t.* from canonical.current_{table} t semi join {targets} k using (patient_key) "
-            f"order by patient_key, {order}")
+    mine = "" if targets is None else f" semi join {targets} k using (patient_key)"
+    return f"select t.* from canonical.current_{table} t{mine} order by patient_key, {order}"
 
 
 def _batch_bounds(con: duckdb.DuckDBPyConnection, targets: str, size: int) -> list[tuple[str, str]]:
@@ -135,8 +136,7 @@ def _build_on_every_core(con: duckdb.DuckDBPyConnection, table: str, bounds: lis
             scratch.execute(f"create table fhir_scratch.{SOURCE_PREFIX}_targets as select patient_key from "
                             f"({_every_patient()})")  # a full rebuild's targets
             for name in TABLES:
-                scratch.execute(f"create table fhir_scratch.{SOURCE_PREFIX}_{name} as "
-                                f"{_source_select(name, f'fhir_scratch.{SOURCE_PREFIX}_targets')}")
+                scratch.execute(f"create table fhir_scratch.{SOURCE_PREFIX}_{name} as {_source_select(name, None)}")
             scratch.execute("detach fhir_scratch")
         finally:
             scratch.close()
