@@ -1,0 +1,275 @@
+"""Build FHIR resources in DuckDB SQL: the same rows, byte for byte, as :func:`drg_etl.fhir.batch.row_of` of the
+Python builder's resources (:mod:`drg_etl.fhir.build`, which stays the oracle of the tests).
+
+A resource's JSON text is concatenated in the engine from
+
+* fragments computed once in Python with orjson (every CodeableConcept of the terminology map, the meta profile
+  URLs, each center's ``meta.source`` head and ``meta.tag``, the system URIs), passed as ``$parameters``: the
+  canonical base is followed as the Python builder follows it, and no value is ever spliced into the SQL text;
+* the facts' own values, written as orjson writes them: strings escaped as orjson escapes (``"``, ``\\``, the
+  control characters; UTF-8 otherwise, U+2028 included), doubles in orjson's shortest round-trip form, dates as
+  ``date.isoformat()``;
+* ids computed in SQL: UUID v5 (SHA-1 of the namespace's 16 bytes and the UTF-8 name ``Type|k1|k2|...``, with the
+  version and variant bits set), as :func:`drg_etl.fhir.build.resource_id`.
+
+The facts are read from ``<facts_prefix>_<table>`` (``fhir_src``: the store's key-sorted copies; ``src`` in a
+worker's scratch file; ``canonical.current``: the tables in force), optionally limited to a batch of patients
+(``first`` .. ``last`` by ``patient_key``) and to a relation of target patients. Only identifiers (the relation
+names, checked) are formatted into the text. Every built resource must still be validated
+(:func:`validate_texts`).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import orjson
+
+from drg_etl.core.vocabulary import CENTER_NAMES
+from drg_etl.fhir.batch import Row, Validator
+from drg_etl.fhir.build import NAMESPACE
+from drg_etl.fhir.package import profile_url
+from drg_etl.fhir.terminology import canonical_base, codeable, system, terminology
+
+_RELATION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+_PARAMETER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+class UnknownResourceType(ValueError):
+    """A resource type the SQL builder does not build."""
+
+
+@dataclass(frozen=True)
+class RowsQuery:
+    """A select of rows ``(resource_type, id, patient_id, center, resource)`` and exactly the parameters it uses."""
+
+    sql: str
+    parameters: dict[str, Any]
+
+
+def _json(value: Any) -> str:
+    """The compact JSON text orjson writes for ``value`` (the Python builder's serialiser)."""
+    return orjson.dumps(value).decode()
+
+
+def _open_string(text: str) -> str:
+    """The JSON string literal of ``text`` without its closing quote: a head that SQL continues."""
+    return _json(text)[:-1]
+
+
+# -- SQL expressions (code only: column expressions in, SQL text out) ----------------------------------------------
+
+# One character of a string with a control character, as orjson writes it.
+_ESCAPED_CHARACTER = (
+    "case when c = '\\' then '\\\\' when c = '\"' then '\\\"' when c = chr(8) then '\\b' "
+    "when c = chr(9) then '\\t' when c = chr(10) then '\\n' when c = chr(12) then '\\f' "
+    "when c = chr(13) then '\\r' when ord(c) < 32 then '\\u' || printf('%04x', ord(c)) else c end")
+
+
+def json_string(expr: str) -> str:
+    """SQL for the JSON string literal orjson writes for the text ``expr`` (null: ``null``).
+
+    orjson escapes ``"`` and ``\\`` and the control characters U+0000..U+001F (``\\b \\t \\n \\f \\r``, the others
+    as ``\\u00xx`` in lower-case hex) and writes every other character as UTF-8. Text without a control character
+    (nearly all) takes two replaces; the rest is escaped character by character.
+    """
+    return (f"(case when {expr} is null then 'null' "
+            f"when regexp_matches({expr}, '[\\x00-\\x1f]') then '\"' || array_to_string(list_transform("
+            f"string_split({expr}, ''), lambda c: {_ESCAPED_CHARACTER}), '') || '\"' "
+            f"else '\"' || replace(replace({expr}, '\\', '\\\\'), '\"', '\\\"') || '\"' end)")
+
+
+def json_number(expr: str) -> str:
+    """SQL for the JSON number orjson writes for the double ``expr``.
+
+    DuckDB casts a double to its shortest round-trip text, as Python's ``repr`` and orjson do, with two
+    differences, both below 1e-4: orjson writes 1e-5 <= |x| < 1e-4 in positional notation (``0.0000123``, DuckDB
+    ``1.23e-05``) and an exponent without a leading zero (``1e-7``, DuckDB ``1e-07``). NaN and infinities are
+    ``null`` in orjson.
+    """
+    return (f"(case when {expr} is null or isnan({expr}) or isinf({expr}) then 'null' "
+            f"when {expr} = 0 or abs({expr}) >= 1e-4 then {expr}::varchar "
+            f"else regexp_replace(regexp_replace({expr}::varchar, '^(-?)(\\d)\\.?(\\d*)e-05$', '\\10.0000\\2\\3'), "
+            f"'e-0(\\d)$', 'e-\\1') end)")
+
+
+def sha1_of_name(name_expr: str) -> str:
+    """SQL for the hex SHA-1 of the id namespace's bytes followed by the UTF-8 of ``name_expr``."""
+    return f"sha1(unhex($uuid_namespace) || encode({name_expr}))"
+
+
+def uuid_text(sha1_expr: str) -> str:
+    """SQL for the UUID v5 text of a hex SHA-1 (a column: it is read five times): its first 16 bytes with the
+    version nibble 5 and the RFC 4122 variant bits (the 17th hex digit x becomes (x & 3) | 8)."""
+    h = sha1_expr
+    return (f"(substr({h}, 1, 8) || '-' || substr({h}, 9, 4) || '-5' || substr({h}, 14, 3) || '-' || "
+            f"substr('89ab89ab89ab89ab', strpos('0123456789abcdef', substr({h}, 17, 1)), 1) || substr({h}, 18, 3) "
+            f"|| '-' || substr({h}, 21, 12))")
+
+
+def _key_part(expr: str) -> str:
+    """SQL for ``str(k)`` of a text key part (None: ``"None"``)."""
+    return f"coalesce({expr}, 'None')"
+
+
+def _name(resource_type: str, *parts: str) -> str:
+    """SQL for ``"Type|k1|k2|..."``, the name :func:`drg_etl.fhir.build.resource_id` hashes (parts: text SQL)."""
+    return " || '|' || ".join([f"'{resource_type}'", *parts])
+
+
+def _required(value_expr: str, message: str, what_expr: str) -> str:
+    """SQL for ``value_expr``, failing the query (as the Python builder raises KeyError) where it is null."""
+    return f"(case when {value_expr} is null then error('{message}: ' || coalesce({what_expr}, 'null')) " \
+           f"else {value_expr} end)"
+
+
+# -- the fragments, computed once per canonical base ---------------------------------------------------------------
+
+
+@functools.cache
+def _fragments(base: str) -> dict[str, Any]:
+    """Every parameter the queries may use, for the canonical base ``base`` (the cache key: the terminology map
+    and the profile URLs follow :func:`canonical_base`)."""
+    del base  # only the cache key: the functions below read the base themselves
+    concepts, values, texts = [], [], []
+    for concept, entries in terminology()["concepts"].items():
+        for value in entries:
+            concepts.append(concept)
+            values.append(str(value).lower())
+            texts.append(_json(codeable(concept, value)))
+    centers = list(CENTER_NAMES)
+    fragments: dict[str, Any] = {
+        "uuid_namespace": NAMESPACE.bytes.hex(),
+        "code_concepts": concepts, "code_values": values, "code_texts": texts,
+        "center_codes": centers,
+        # meta.source up to the cutoff, and what follows the cutoff: the end of the source and the tag
+        "center_source_heads": [_open_string(f"urn:drg-etl:delivery:{c}:") for c in centers],
+        "center_tag_tails": ['","tag":' + _json([{"system": system("center"), "code": c,
+                                                  "display": CENTER_NAMES[c]}]) + "}" for c in centers],
+    }
+    for resource_type in BUILDERS:
+        fragments[f"meta_open_{resource_type.lower()}"] = ',"meta":{"profile":' + _json([profile_url(resource_type)]) \
+            + ',"source":'
+    fragments |= {
+        "observation_body": ',"status":"final","category":' + _json(
+            [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "survey"}]}])
+        + ',"code":',
+        "observation_value": ',"valueQuantity":{"value":',
+        "observation_value_close": ',"unit":"{score}","system":' + _json(system("ucum")) + ',"code":"{score}"}',
+        "observation_timepoint_open": ',"extension":[{"url":' + _json(system("timepoint_extension"))
+        + ',"valueCodeableConcept":',
+    }
+    return fragments
+
+
+def _lookups() -> str:
+    """The CTEs of the lookup relations, from parameters: ``codes`` and ``centers``."""
+    return ("codes as (select unnest($code_concepts) as concept, unnest($code_values) as value, "
+            "unnest($code_texts) as text), "
+            "centers as (select unnest($center_codes) as center, unnest($center_source_heads) as source_head, "
+            "unnest($center_tag_tails) as tag_tail)")
+
+
+def _meta(resource_type: str, alias: str = "f") -> str:
+    """SQL for ``,"meta":{...}`` of a resource type; the fact's center has been joined as ``c``."""
+    return (f"$meta_open_{resource_type.lower()} || "
+            f"{_required('c.source_head', 'no name for center', f'{alias}.center')} || {alias}.cutoff::varchar "
+            f"|| c.tag_tail")
+
+
+def _facts(table: str, facts_prefix: str, bounded_first: bool, bounded_last: bool, targets: str | None) -> str:
+    """SQL for the facts of ``<facts_prefix>_<table>`` of the patients in the batch."""
+    where = []
+    if bounded_first:
+        where.append("patient_key >= $first")
+    if bounded_last:
+        where.append("patient_key <= $last")
+    if targets:
+        where.append(f"patient_key in (select patient_key from {targets})")
+    return f"select * from {facts_prefix}_{table}" + (f" where {' and '.join(where)}" if where else "")
+
+
+# -- the resource types ------------------------------------------------------------------------------------------
+
+
+def _observations(facts: Callable[[str], str]) -> str:
+    """Observation, as :func:`drg_etl.fhir.build._observation` (one per measurement)."""
+    measure = _required("mc.text", "no code for measure", "f.measure")
+    timepoint = _required("tc.text", "no code for timepoint", "f.timepoint")
+    has_timepoint = "(f.timepoint is not null and f.timepoint <> '')"
+    return f"""
+    observation_facts as (
+        select m.*,
+            {sha1_of_name(_name("Observation", "m.patient_key", "m.center", 'm."date"::varchar', "m.measure",
+                                _key_part("m.timepoint")))} as id_sha1,
+            {sha1_of_name(_name("Patient", "m.patient_key"))} as patient_sha1
+        from ({facts("measurements")}) m),
+    observation_ids as (
+        select f.*, {uuid_text("id_sha1")} as id, {uuid_text("patient_sha1")} as patient_id from observation_facts f),
+    observations as (
+        select 'Observation' as resource_type, f.id, f.patient_id, f.center,
+            '{{"resourceType":"Observation","id":"' || f.id || '"' || {_meta("Observation")}
+            || $observation_body || {measure} || ',"subject":{{"reference":"Patient/' || f.patient_id
+            || '"}},"effectiveDateTime":"' || f."date"::varchar || '"' || $observation_value
+            || {json_number('f."value"')} || $observation_value_close
+            || case when {has_timepoint} then $observation_timepoint_open || {timepoint} || '}}]' else '' end
+            || '}}' as resource
+        from observation_ids f
+        left join centers c on c.center = f.center
+        left join codes mc on mc.concept = 'measure' and mc.value = lower(f.measure)
+        left join codes tc on {has_timepoint} and tc.concept = 'timepoint' and tc.value = lower(f.timepoint))"""
+
+
+BUILDERS: dict[str, Callable[[Callable[[str], str]], str]] = {"Observation": _observations}
+SQL_RESOURCE_TYPES: tuple[str, ...] = tuple(BUILDERS)  # the resource types built in SQL
+
+
+def rows_query(facts_prefix: str, first: str | None = None, last: str | None = None, *,
+               resource_types: Sequence[str] = SQL_RESOURCE_TYPES, targets: str | None = None) -> RowsQuery:
+    """The select of the rows ``(resource_type, id, patient_id, center, resource)`` of ``resource_types`` for the
+    patients with facts in ``<facts_prefix>_<table>``, from ``first`` to ``last`` by ``patient_key`` (None: no
+    bound) and, with ``targets``, in that relation's ``patient_key``; with its parameters.
+
+    ``resource`` is the compact JSON text orjson writes for the Python builder's resource, and the row is the one
+    :func:`drg_etl.fhir.batch.row_of` makes of it. The rows come in no particular order. A value the terminology
+    map has no code for (or a center without a name) fails the query, as the Python builder fails.
+    """
+    for relation in (facts_prefix, targets):
+        if relation is not None and not _RELATION.match(relation):
+            raise ValueError(f"not a relation name: {relation!r}")
+    unknown = [t for t in resource_types if t not in BUILDERS]
+    if unknown or not resource_types:
+        raise UnknownResourceType(f"the SQL builder builds {list(BUILDERS)}, not {unknown or 'nothing'}")
+
+    def facts(table: str) -> str:
+        return _facts(table, facts_prefix, first is not None, last is not None, targets)
+
+    ctes = ",".join(BUILDERS[t](facts) for t in dict.fromkeys(resource_types))
+    selects = " union all ".join(f"select resource_type, id, patient_id, center, resource from {t.lower()}s"
+                                 for t in dict.fromkeys(resource_types))
+    sql = f"with {_lookups()},{ctes}\n{selects}"
+    available = _fragments(canonical_base()) | {"first": first, "last": last}
+    return RowsQuery(sql, {name: available[name] for name in dict.fromkeys(_PARAMETER.findall(sql))})
+
+
+def build_sql_rows(con: duckdb.DuckDBPyConnection, facts_prefix: str, first: str | None = None,
+                   last: str | None = None, *, resource_types: Sequence[str] = SQL_RESOURCE_TYPES,
+                   targets: str | None = None) -> list[Row]:
+    """The rows of :func:`rows_query`, fetched (not yet validated: see :func:`validate_texts`)."""
+    query = rows_query(facts_prefix, first, last, resource_types=resource_types, targets=targets)
+    return con.execute(query.sql, query.parameters).fetchall()
+
+
+def validate_texts(texts: Iterable[str], validate: Validator) -> int:
+    """Validate resources given as JSON texts, as the Python build validates its dicts: each is parsed and checked
+    against the FHIR R4 JSON Schema, and each distinct shape with fhir.resources (every resource when the
+    validator is strict). Raises :class:`drg_etl.fhir.validate.InvalidResource` (or pydantic's ValidationError) at
+    the first invalid one; returns how many were checked."""
+    resources = [orjson.loads(text) for text in texts]
+    validate(resources)
+    return len(resources)
