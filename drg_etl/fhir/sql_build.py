@@ -30,9 +30,10 @@ from typing import Any
 import duckdb
 import orjson
 
-from drg_etl.core.vocabulary import CENTER_NAMES
+from drg_etl.core.model import TABLES
+from drg_etl.core.vocabulary import CENTER_NAMES, CENTERS, FAULTY_LEAD_STATUSES
 from drg_etl.fhir.batch import Row, Validator
-from drg_etl.fhir.build import NAMESPACE
+from drg_etl.fhir.build import NAMESPACE, manufacturers
 from drg_etl.fhir.package import profile_url
 from drg_etl.fhir.terminology import canonical_base, codeable, system, terminology
 
@@ -40,8 +41,8 @@ _RELATION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 _PARAMETER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
 
 
-class UnknownResourceType(ValueError):
-    """A resource type the SQL builder does not build."""
+class UnknownGroup(ValueError):
+    """A group of resources the SQL builder does not build."""
 
 
 @dataclass(frozen=True)
@@ -147,15 +148,33 @@ def _fragments(base: str) -> dict[str, Any]:
         "uuid_namespace": NAMESPACE.bytes.hex(),
         "code_concepts": concepts, "code_values": values, "code_texts": texts,
         "center_codes": centers,
+        "center_ranks": [CENTERS.index(c) if c in CENTERS else None for c in centers],
+        "manufacturer_models": list(manufacturers()),
+        "manufacturer_texts": [_json(m) for m in manufacturers().values()],
+        "faulty_lead_statuses": list(FAULTY_LEAD_STATUSES),
         # meta.source up to the cutoff, and what follows the cutoff: the end of the source and the tag
         "center_source_heads": [_open_string(f"urn:drg-etl:delivery:{c}:") for c in centers],
         "center_tag_tails": ['","tag":' + _json([{"system": system("center"), "code": c,
                                                   "display": CENTER_NAMES[c]}]) + "}" for c in centers],
     }
-    for resource_type in BUILDERS:
+    for resource_type in SQL_RESOURCE_TYPES:
         fragments[f"meta_open_{resource_type.lower()}"] = ',"meta":{"profile":' + _json([profile_url(resource_type)]) \
             + ',"source":'
     fragments |= {
+        "patient_identifier": ',"identifier":[{"system":' + _json(system("pseudonym")) + ',"value":',
+        "pain_condition_body": ',"clinicalStatus":' + _json({"coding": [{"system": system("condition_clinical"),
+                                                                         "code": "active"}]})
+        + ',"category":' + _json([{"coding": [{"system": system("condition_category"),
+                                                "code": "problem-list-item"}]}]) + ',"code":',
+        "device_identifier": ',"identifier":[{"system":' + _json(system("device_reference")) + ',"value":',
+        "device_placed_open": '{"url":' + _json(system("placed_extension")) + ',"valueDate":"',
+        "device_status_date_open": '{"url":' + _json(system("status_date_extension")) + ',"valueDate":"',
+        "complication_category": ',"category":' + _json(
+            [{"coding": [{"system": system("condition_category"), "code": "encounter-diagnosis"}]}]) + ',"code":',
+        "complication_clinical_open": ',"clinicalStatus":{"coding":[{"system":' + _json(system("condition_clinical"))
+        + ',"code":',
+        "adverse_event_seriousness_open": ',"seriousness":{"coding":[{"system":'
+        + _json(system("adverse_event_seriousness")) + ',"code":',
         "observation_body": ',"status":"final","category":' + _json(
             [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "survey"}]}])
         + ',"code":',
@@ -172,7 +191,8 @@ def _lookups() -> str:
     return ("codes as (select unnest($code_concepts) as concept, unnest($code_values) as value, "
             "unnest($code_texts) as text), "
             "centers as (select unnest($center_codes) as center, unnest($center_source_heads) as source_head, "
-            "unnest($center_tag_tails) as tag_tail)")
+            "unnest($center_tag_tails) as tag_tail, unnest($center_ranks) as rank), "
+            "manufacturers as (select unnest($manufacturer_models) as model, unnest($manufacturer_texts) as text)")
 
 
 def _meta(resource_type: str, alias: str = "f") -> str:
@@ -225,15 +245,203 @@ def _observations(facts: Callable[[str], str]) -> str:
         left join codes tc on {has_timepoint} and tc.concept = 'timepoint' and tc.value = lower(f.timepoint))"""
 
 
-BUILDERS: dict[str, Callable[[Callable[[str], str]], str]] = {"Observation": _observations}
-SQL_RESOURCE_TYPES: tuple[str, ...] = tuple(BUILDERS)  # the resource types built in SQL
+
+def _sorted_columns(table: str, alias: str) -> str:
+    """The order of the store's key-sorted copies (``fhir.store._source_select``): the key, then every column."""
+    return ", ".join([f"{alias}.patient_key", *(f'{alias}."{c.name}"' for c in TABLES[table].all_columns)])
+
+
+def _reference(prefix: str, id_expr: str) -> str:
+    """SQL for ``{"reference":"<prefix>/<id>"}`` of an id (hex and dashes: nothing to escape)."""
+    return f"""'{{"reference":"{prefix}/' || {id_expr} || '"}}'"""
+
+
+def _patients(facts: Callable[[str], str]) -> str:
+    """Patient and its pain Condition, as :func:`drg_etl.fhir.build.build_patient`: from the demographics of the
+    patient's home center (the center of the earliest procedure, else the first center in CENTERS order with
+    demographics), else from the patient's first demographics in key-sorted order."""
+    rank = _required("c.rank", "not a center", "f.center")
+    return f"""
+    procedure_homes as (
+        select patient_key, first(center order by "date", rank) as home
+        from (select f.patient_key, f.center, f."date", {rank} as rank
+              from ({facts("procedures")}) f left join centers c on c.center = f.center)
+        group by patient_key),
+    demographic_homes as (
+        select patient_key, first(center order by rank) as home
+        from (select f.patient_key, f.center, {rank} as rank
+              from ({facts("patients")}) f left join centers c on c.center = f.center)
+        group by patient_key),
+    patient_facts as (
+        select f.*, coalesce(ph.home, dh.home) as home,
+            {sha1_of_name(_name("Patient", "f.patient_key"))} as patient_sha1,
+            {sha1_of_name(_name("Condition", "f.patient_key", "'pain'"))} as pain_sha1
+        from ({facts("patients")}) f
+        join demographic_homes dh using (patient_key)
+        left join procedure_homes ph using (patient_key)
+        qualify row_number() over (partition by f.patient_key
+                                   order by f.center = coalesce(ph.home, dh.home) desc,
+                                            {_sorted_columns("patients", "f")}) = 1),
+    patient_ids as (
+        select f.*, {uuid_text("patient_sha1")} as patient_id, {uuid_text("pain_sha1")} as pain_id
+        from patient_facts f),
+    patient_resources as (
+        select f.*, {_meta("Patient")} as meta_text from patient_ids f left join centers c on c.center = f.center),
+    patients as (
+        select 'Patient' as resource_type, f.patient_id as id, f.patient_id, f.center,
+            '{{"resourceType":"Patient","id":"' || f.patient_id || '"' || f.meta_text || $patient_identifier
+            || {json_string("f.patient_key")} || '}}],"gender":' || {json_string("f.sex")} || ',"birthDate":'
+            || {json_string(_key_part("f.birth_year::varchar"))} || ',"managingOrganization":{{"reference":'
+            || {json_string("'Organization/' || f.home")} || '}}}}' as resource
+        from patient_resources f),
+    conditions as (
+        select 'Condition' as resource_type, f.pain_id as id, f.patient_id, f.center,
+            '{{"resourceType":"Condition","id":"' || f.pain_id || '"' || {_meta("Condition")}
+            || $pain_condition_body || {_required("dc.text", "no code for diagnosis", "f.diagnosis")}
+            || ',"bodySite":[' || {_required("lc.text", "no code for pain_location", "f.pain_location")}
+            || '],"subject":' || {_reference("Patient", "f.patient_id")} || '}}' as resource
+        from patient_ids f
+        left join centers c on c.center = f.center
+        left join codes dc on dc.concept = 'diagnosis' and dc.value = lower(f.diagnosis)
+        left join codes lc on lc.concept = 'pain_location' and lc.value = lower(f.pain_location))"""
+
+
+def _devices(facts: Callable[[str], str]) -> str:
+    """Device, as :func:`drg_etl.fhir.build._device` (one per device)."""
+    inactive = "(f.status is distinct from 'active')"
+    placed = "f.placed_date is not null"
+    status_dated = f"({inactive} and f.status_date is not null)"
+    return f"""
+    device_facts as (
+        select f.*,
+            {sha1_of_name(_name("Device", "f.patient_key", "f.center", _key_part("f.device_ref")))} as device_sha1,
+            {sha1_of_name(_name("Patient", "f.patient_key"))} as patient_sha1
+        from ({facts("devices")}) f),
+    device_ids as (
+        select f.*, {uuid_text("device_sha1")} as id, {uuid_text("patient_sha1")} as patient_id from device_facts f),
+    devices as (
+        select 'Device' as resource_type, f.id, f.patient_id, f.center,
+            '{{"resourceType":"Device","id":"' || f.id || '"' || {_meta("Device")} || $device_identifier
+            || {json_string("f.device_ref")} || '}}],"type":'
+            || {_required("tc.text", "no code for device_type", "f.device_type")}
+            || ',"serialNumber":' || {json_string("f.serial")}
+            || ',"patient":' || {_reference("Patient", "f.patient_id")}
+            || ',"status":' || case when {inactive} then '"inactive"' else '"active"' end
+            || case when {placed} or {status_dated} then ',"extension":['
+                || case when {placed} then $device_placed_open || f.placed_date::varchar || '"}}' else '' end
+                || case when {placed} and {status_dated} then ',' else '' end
+                || case when {status_dated} then $device_status_date_open || f.status_date::varchar || '"}}'
+                   else '' end
+                || ']' else '' end
+            || case when mf.text is not null then ',"manufacturer":' || mf.text else '' end
+            || case when f.model <> '' then ',"deviceName":[{{"name":' || {json_string("f.model")}
+                || ',"type":"model-name"}}]' else '' end
+            || case when {inactive} then ',"statusReason":['
+                || {_required("sc.text", "no code for lead_status", "f.status")} || ']' else '' end
+            || case when f.device_type = 'lead' then ',"property":[{{"type":{{"text":"spinal level"}},"valueCode":'
+                || '[{{"text":' || {json_string("f.level")} || '}}]}},{{"type":{{"text":"side"}},"valueCode":[{{"text":'
+                || {json_string("f.side")} || '}}]}}]' else '' end
+            || '}}' as resource
+        from device_ids f
+        left join centers c on c.center = f.center
+        left join codes tc on tc.concept = 'device_type' and tc.value = lower(f.device_type)
+        left join codes sc on {inactive} and sc.concept = 'lead_status' and sc.value = lower(f.status)
+        left join manufacturers mf on mf.model = f.model)"""
+
+
+def _complications(facts: Callable[[str], str]) -> str:
+    """The complication's Condition and AdverseEvent, as :func:`drg_etl.fhir.build._complication`, with the Device
+    of :func:`drg_etl.fhir.build._complication_device`: the source's link, else the lead of the same patient and
+    center whose status changed that day to what the complication says; named only when exactly one matches."""
+    key = ["f.patient_key", "f.center", 'f."date"::varchar', _key_part("f.complication")]
+    key_with_device = "case when f.device_ref <> '' then '|' || f.device_ref else '' end"
+    named = "(f.device_ref <> '')"
+    match = (f"case when {named} then d.device_ref = f.device_ref "
+             "when f.complication in ('lead_fracture', 'lead_malfunction') "
+             "then list_contains($faulty_lead_statuses, d.status) and d.status_date = f.\"date\" "
+             "when f.complication = 'retained_fragment' "
+             "then d.status = 'removed_fragment_retained' and d.status_date = f.\"date\" else false end")
+    code = _required("kc.text", "no code for complication", "f.complication")
+    known = "f.permanent is not null"
+    return f"""
+    complication_facts as (
+        select f.*,
+            (select {{'matches': count(*), 'device_ref': min(d.device_ref)}} from ({facts("devices")}) d
+             where d.patient_key = f.patient_key and d.center = f.center and ({match})) as device,
+            {sha1_of_name(_name("Condition", *key) + f" || {key_with_device}")} as condition_sha1,
+            {sha1_of_name(_name("AdverseEvent", *key) + f" || {key_with_device}")} as event_sha1,
+            {sha1_of_name(_name("Patient", "f.patient_key"))} as patient_sha1
+        from ({facts("complications")}) f),
+    complication_hashes as (
+        select f.*, case when f.device.matches = 1 then
+                {sha1_of_name(_name("Device", "f.patient_key", "f.center", "f.device.device_ref"))} end as device_sha1
+        from complication_facts f),
+    complication_ids as (
+        select f.*, {uuid_text("condition_sha1")} as condition_id, {uuid_text("event_sha1")} as event_id,
+            {uuid_text("patient_sha1")} as patient_id,
+            case when device_sha1 is not null then {uuid_text("device_sha1")} end as device_id
+        from complication_hashes f),
+    complication_resources as (
+        select f.*, {_meta("Condition")} as condition_meta, {_meta("AdverseEvent")} as event_meta, {code} as code_text
+        from complication_ids f
+        left join centers c on c.center = f.center
+        left join codes kc on kc.concept = 'complication' and kc.value = lower(f.complication)),
+    complication_conditions as (
+        select 'Condition' as resource_type, f.condition_id as id, f.patient_id, f.center,
+            '{{"resourceType":"Condition","id":"' || f.condition_id || '"' || f.condition_meta
+            || $complication_category || f.code_text || ',"subject":' || {_reference("Patient", "f.patient_id")}
+            || ',"onsetDateTime":"' || f."date"::varchar || '"'
+            || case when {known} then $complication_clinical_open
+                || case when f.permanent then '"active"' else '"resolved"' end || '}}]}}' else '' end
+            || case when f.device_id is not null then ',"evidence":[{{"detail":['
+                || {_reference("Device", "f.device_id")} || ']}}]' else '' end
+            || case when f.note <> '' then ',"note":[{{"text":' || {json_string("f.note")} || '}}]' else '' end
+            || '}}' as resource
+        from complication_resources f),
+    adverse_events as (
+        select 'AdverseEvent' as resource_type, f.event_id as id, f.patient_id, f.center,
+            '{{"resourceType":"AdverseEvent","id":"' || f.event_id || '"' || f.event_meta
+            || ',"actuality":"actual","event":' || f.code_text
+            || ',"subject":' || {_reference("Patient", "f.patient_id")} || ',"date":"' || f."date"::varchar
+            || '","resultingCondition":[' || {_reference("Condition", "f.condition_id")} || ']'
+            || case when {known} then $adverse_event_seriousness_open
+                || case when f.permanent then '"serious"' else '"non-serious"' end
+                || '}}]}},"outcome":{{"coding":[{{"system":"http://terminology.hl7.org/CodeSystem/adverse-event-outcome",'
+                || '"code":' || case when f.permanent then '"resolvedWithSequelae"' else '"resolved"' end || '}}]}}'
+                else '' end
+            || case when f.device_id is not null then ',"suspectEntity":[{{"instance":'
+                || {_reference("Device", "f.device_id")} || '}}]' else '' end
+            || '}}' as resource
+        from complication_resources f)"""
+
+
+@dataclass(frozen=True)
+class Builder:
+    """The CTEs that build a group of resource types, and the relation of each type's rows."""
+
+    ctes: Callable[[Callable[[str], str]], str]
+    relations: dict[str, str]  # resource type -> the CTE holding its rows
+
+
+# In the order the Python builder yields them for a patient (Procedure aside: still built in Python).
+GROUPS: dict[str, Builder] = {
+    "patient": Builder(_patients, {"Patient": "patients", "Condition": "conditions"}),
+    "device": Builder(_devices, {"Device": "devices"}),
+    "observation": Builder(_observations, {"Observation": "observations"}),
+    "complication": Builder(_complications, {"Condition": "complication_conditions",
+                                             "AdverseEvent": "adverse_events"}),
+}
+SQL_GROUPS: tuple[str, ...] = tuple(GROUPS)
+SQL_RESOURCE_TYPES: tuple[str, ...] = tuple(dict.fromkeys(t for g in GROUPS.values() for t in g.relations))
 
 
 def rows_query(facts_prefix: str, first: str | None = None, last: str | None = None, *,
-               resource_types: Sequence[str] = SQL_RESOURCE_TYPES, targets: str | None = None) -> RowsQuery:
-    """The select of the rows ``(resource_type, id, patient_id, center, resource)`` of ``resource_types`` for the
-    patients with facts in ``<facts_prefix>_<table>``, from ``first`` to ``last`` by ``patient_key`` (None: no
-    bound) and, with ``targets``, in that relation's ``patient_key``; with its parameters.
+               groups: Sequence[str] = SQL_GROUPS, targets: str | None = None) -> RowsQuery:
+    """The select of the rows ``(resource_type, id, patient_id, center, resource)`` of the resources of ``groups``
+    (:data:`GROUPS`: ``patient`` is Patient and its pain Condition, ``complication`` a complication's Condition
+    and AdverseEvent) for the patients with facts in ``<facts_prefix>_<table>``, from ``first`` to ``last`` by
+    ``patient_key`` (None: no bound) and, with ``targets``, in that relation's ``patient_key``; with its
+    parameters.
 
     ``resource`` is the compact JSON text orjson writes for the Python builder's resource, and the row is the one
     :func:`drg_etl.fhir.batch.row_of` makes of it. The rows come in no particular order. A value the terminology
@@ -242,26 +450,27 @@ def rows_query(facts_prefix: str, first: str | None = None, last: str | None = N
     for relation in (facts_prefix, targets):
         if relation is not None and not _RELATION.match(relation):
             raise ValueError(f"not a relation name: {relation!r}")
-    unknown = [t for t in resource_types if t not in BUILDERS]
-    if unknown or not resource_types:
-        raise UnknownResourceType(f"the SQL builder builds {list(BUILDERS)}, not {unknown or 'nothing'}")
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown or not groups:
+        raise UnknownGroup(f"the SQL builder builds the groups {list(GROUPS)}, not {unknown or 'nothing'}")
 
     def facts(table: str) -> str:
         return _facts(table, facts_prefix, first is not None, last is not None, targets)
 
-    ctes = ",".join(BUILDERS[t](facts) for t in dict.fromkeys(resource_types))
-    selects = " union all ".join(f"select resource_type, id, patient_id, center, resource from {t.lower()}s"
-                                 for t in dict.fromkeys(resource_types))
+    chosen = [GROUPS[g] for g in dict.fromkeys(groups)]
+    ctes = ",".join(g.ctes(facts) for g in chosen)
+    selects = "\nunion all ".join(f"select resource_type, id, patient_id, center, resource from {relation}"
+                                   for g in chosen for relation in g.relations.values())
     sql = f"with {_lookups()},{ctes}\n{selects}"
     available = _fragments(canonical_base()) | {"first": first, "last": last}
     return RowsQuery(sql, {name: available[name] for name in dict.fromkeys(_PARAMETER.findall(sql))})
 
 
 def build_sql_rows(con: duckdb.DuckDBPyConnection, facts_prefix: str, first: str | None = None,
-                   last: str | None = None, *, resource_types: Sequence[str] = SQL_RESOURCE_TYPES,
+                   last: str | None = None, *, groups: Sequence[str] = SQL_GROUPS,
                    targets: str | None = None) -> list[Row]:
     """The rows of :func:`rows_query`, fetched (not yet validated: see :func:`validate_texts`)."""
-    query = rows_query(facts_prefix, first, last, resource_types=resource_types, targets=targets)
+    query = rows_query(facts_prefix, first, last, groups=groups, targets=targets)
     return con.execute(query.sql, query.parameters).fetchall()
 
 
