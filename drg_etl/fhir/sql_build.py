@@ -99,28 +99,47 @@ def json_number(expr: str) -> str:
             f"'e-0(\\d)$', 'e-\\1') end)")
 
 
-def sha1_of_name(name_expr: str) -> str:
-    """SQL for the hex SHA-1 of the id namespace's bytes followed by the UTF-8 of ``name_expr``."""
-    return f"sha1(unhex($uuid_namespace) || encode({name_expr}))"
+
+def concat(*parts: str) -> str:
+    """SQL concatenating text expressions in one call (a chain of ``||`` makes a string per step).
+
+    ``concat`` reads null as empty text: every part must be non-null (a required value goes through
+    :func:`_required`, a text value through :func:`json_string`)."""
+    return f"concat({', '.join(parts)})"
+
+
+def _literal(text: str) -> str:
+    """A SQL string literal of constant SQL text of this module (never of a value)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def sha1_of_name(*name_parts: str, tail: str | None = None) -> str:
+    """SQL for the hex SHA-1 of the id namespace's bytes followed by the UTF-8 of the name ``Type|k1|k2|...``
+    (``name_parts``: the type as a literal, then text SQL of each key part; ``tail``: text SQL that follows the
+    last part as it is, ``'|' || k`` or empty for an optional last part)."""
+    return f"sha1(unhex($uuid_namespace) || encode({concat(*_joined(name_parts), *([tail] if tail else []))}))"
+
+
+def _joined(parts: Sequence[str]) -> list[str]:
+    """Text SQL parts with ``'|'`` between them."""
+    out: list[str] = []
+    for part in parts:
+        out += [*(["'|'"] if out else []), part]
+    return out
 
 
 def uuid_text(sha1_expr: str) -> str:
     """SQL for the UUID v5 text of a hex SHA-1 (a column: it is read five times): its first 16 bytes with the
     version nibble 5 and the RFC 4122 variant bits (the 17th hex digit x becomes (x & 3) | 8)."""
     h = sha1_expr
-    return (f"(substr({h}, 1, 8) || '-' || substr({h}, 9, 4) || '-5' || substr({h}, 14, 3) || '-' || "
-            f"substr('89ab89ab89ab89ab', strpos('0123456789abcdef', substr({h}, 17, 1)), 1) || substr({h}, 18, 3) "
-            f"|| '-' || substr({h}, 21, 12))")
+    return concat(f"substr({h}, 1, 8)", "'-'", f"substr({h}, 9, 4)", "'-5'", f"substr({h}, 14, 3)", "'-'",
+                  f"substr('89ab89ab89ab89ab', strpos('0123456789abcdef', substr({h}, 17, 1)), 1)",
+                  f"substr({h}, 18, 3)", "'-'", f"substr({h}, 21, 12)")
 
 
 def _key_part(expr: str) -> str:
     """SQL for ``str(k)`` of a text key part (None: ``"None"``)."""
     return f"coalesce({expr}, 'None')"
-
-
-def _name(resource_type: str, *parts: str) -> str:
-    """SQL for ``"Type|k1|k2|..."``, the name :func:`drg_etl.fhir.build.resource_id` hashes (parts: text SQL)."""
-    return " || '|' || ".join([f"'{resource_type}'", *parts])
 
 
 def _required(value_expr: str, message: str, what_expr: str) -> str:
@@ -129,7 +148,31 @@ def _required(value_expr: str, message: str, what_expr: str) -> str:
            f"else {value_expr} end)"
 
 
-# -- the fragments, computed once per canonical base ---------------------------------------------------------------
+def _when(condition: str, *parts: str) -> str:
+    """SQL for the concatenation of ``parts`` where ``condition`` holds, else empty text (an optional member)."""
+    return f"(case when {condition} then {concat(*parts)} else '' end)"
+
+
+def _iso(expr: str) -> str:
+    """SQL for ``_iso`` of a date (``date.isoformat()``: DuckDB writes a date the same way)."""
+    return f"{expr}::varchar"
+
+
+def _reference(prefix: str, id_expr: str) -> str:
+    """SQL for ``{"reference":"<prefix>/<id>"}`` of an id (hex and dashes: nothing to escape)."""
+    return concat(_literal(f'{{"reference":"{prefix}/'), id_expr, "'\"}'")
+
+
+def _open(resource_type: str, id_expr: str) -> list[str]:
+    """The parts of ``{"resourceType":..,"id":"..."`` and ``,"meta":{...}`` (the center joined as ``c``)."""
+    return [_literal(f'{{"resourceType":"{resource_type}","id":"'), id_expr, "'\"'",
+            f"$meta_open_{resource_type.lower()}", _required("c.source_head", "no name for center", "f.center"),
+            _iso("f.cutoff"), "c.tag_tail"]
+
+
+def _sorted_columns(table: str, alias: str) -> str:
+    """The order of the store's key-sorted copies (``fhir.store._source_select``): the key, then every column."""
+    return ", ".join([f"{alias}.patient_key", *(f'{alias}."{c.name}"' for c in TABLES[table].all_columns)])
 
 
 @functools.cache
@@ -175,6 +218,8 @@ def _fragments(base: str) -> dict[str, Any]:
         + ',"code":',
         "adverse_event_seriousness_open": ',"seriousness":{"coding":[{"system":'
         + _json(system("adverse_event_seriousness")) + ',"code":',
+        "adverse_event_outcome_open": '}]},"outcome":{"coding":[{"system":'
+        + _json("http://terminology.hl7.org/CodeSystem/adverse-event-outcome") + ',"code":',
         "observation_body": ',"status":"final","category":' + _json(
             [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "survey"}]}])
         + ',"code":',
@@ -195,13 +240,6 @@ def _lookups() -> str:
             "manufacturers as (select unnest($manufacturer_models) as model, unnest($manufacturer_texts) as text)")
 
 
-def _meta(resource_type: str, alias: str = "f") -> str:
-    """SQL for ``,"meta":{...}`` of a resource type; the fact's center has been joined as ``c``."""
-    return (f"$meta_open_{resource_type.lower()} || "
-            f"{_required('c.source_head', 'no name for center', f'{alias}.center')} || {alias}.cutoff::varchar "
-            f"|| c.tag_tail")
-
-
 def _facts(table: str, facts_prefix: str, bounded_first: bool, bounded_last: bool, targets: str | None) -> str:
     """SQL for the facts of ``<facts_prefix>_<table>`` of the patients in the batch."""
     where = []
@@ -219,41 +257,30 @@ def _facts(table: str, facts_prefix: str, bounded_first: bool, bounded_last: boo
 
 def _observations(facts: Callable[[str], str]) -> str:
     """Observation, as :func:`drg_etl.fhir.build._observation` (one per measurement)."""
-    measure = _required("mc.text", "no code for measure", "f.measure")
-    timepoint = _required("tc.text", "no code for timepoint", "f.timepoint")
     has_timepoint = "(f.timepoint is not null and f.timepoint <> '')"
+    resource = concat(
+        *_open("Observation", "f.id"), "$observation_body",
+        _required("mc.text", "no code for measure", "f.measure"), "',\"subject\":'",
+        _reference("Patient", "f.patient_id"), "',\"effectiveDateTime\":\"'", _iso('f."date"'), "'\"'",
+        "$observation_value", json_number('f."value"'), "$observation_value_close",
+        _when(has_timepoint, "$observation_timepoint_open",
+              _required("tc.text", "no code for timepoint", "f.timepoint"), "'}]'"),
+        "'}'")
     return f"""
     observation_facts as (
-        select m.*,
-            {sha1_of_name(_name("Observation", "m.patient_key", "m.center", 'm."date"::varchar', "m.measure",
-                                _key_part("m.timepoint")))} as id_sha1,
-            {sha1_of_name(_name("Patient", "m.patient_key"))} as patient_sha1
-        from ({facts("measurements")}) m),
+        select f.*,
+            {sha1_of_name("'Observation'", "f.patient_key", "f.center", _iso('f."date"'), "f.measure",
+                          _key_part("f.timepoint"))} as id_sha1,
+            {sha1_of_name("'Patient'", "f.patient_key")} as patient_sha1
+        from ({facts("measurements")}) f),
     observation_ids as (
         select f.*, {uuid_text("id_sha1")} as id, {uuid_text("patient_sha1")} as patient_id from observation_facts f),
     observations as (
-        select 'Observation' as resource_type, f.id, f.patient_id, f.center,
-            '{{"resourceType":"Observation","id":"' || f.id || '"' || {_meta("Observation")}
-            || $observation_body || {measure} || ',"subject":{{"reference":"Patient/' || f.patient_id
-            || '"}},"effectiveDateTime":"' || f."date"::varchar || '"' || $observation_value
-            || {json_number('f."value"')} || $observation_value_close
-            || case when {has_timepoint} then $observation_timepoint_open || {timepoint} || '}}]' else '' end
-            || '}}' as resource
+        select 'Observation' as resource_type, f.id, f.patient_id, f.center, {resource} as resource
         from observation_ids f
         left join centers c on c.center = f.center
         left join codes mc on mc.concept = 'measure' and mc.value = lower(f.measure)
         left join codes tc on {has_timepoint} and tc.concept = 'timepoint' and tc.value = lower(f.timepoint))"""
-
-
-
-def _sorted_columns(table: str, alias: str) -> str:
-    """The order of the store's key-sorted copies (``fhir.store._source_select``): the key, then every column."""
-    return ", ".join([f"{alias}.patient_key", *(f'{alias}."{c.name}"' for c in TABLES[table].all_columns)])
-
-
-def _reference(prefix: str, id_expr: str) -> str:
-    """SQL for ``{"reference":"<prefix>/<id>"}`` of an id (hex and dashes: nothing to escape)."""
-    return f"""'{{"reference":"{prefix}/' || {id_expr} || '"}}'"""
 
 
 def _patients(facts: Callable[[str], str]) -> str:
@@ -261,6 +288,16 @@ def _patients(facts: Callable[[str], str]) -> str:
     patient's home center (the center of the earliest procedure, else the first center in CENTERS order with
     demographics), else from the patient's first demographics in key-sorted order."""
     rank = _required("c.rank", "not a center", "f.center")
+    patient = concat(
+        *_open("Patient", "f.patient_id"), "$patient_identifier", json_string("f.patient_key"),
+        "'}],\"gender\":'", json_string("f.sex"), "',\"birthDate\":'",
+        json_string(_key_part("f.birth_year::varchar")), "',\"managingOrganization\":{\"reference\":'",
+        json_string("'Organization/' || f.home"), "'}}'")
+    condition = concat(
+        *_open("Condition", "f.pain_id"), "$pain_condition_body",
+        _required("dc.text", "no code for diagnosis", "f.diagnosis"), "',\"bodySite\":['",
+        _required("lc.text", "no code for pain_location", "f.pain_location"), "'],\"subject\":'",
+        _reference("Patient", "f.patient_id"), "'}'")
     return f"""
     procedure_homes as (
         select patient_key, first(center order by "date", rank) as home
@@ -274,8 +311,8 @@ def _patients(facts: Callable[[str], str]) -> str:
         group by patient_key),
     patient_facts as (
         select f.*, coalesce(ph.home, dh.home) as home,
-            {sha1_of_name(_name("Patient", "f.patient_key"))} as patient_sha1,
-            {sha1_of_name(_name("Condition", "f.patient_key", "'pain'"))} as pain_sha1
+            {sha1_of_name("'Patient'", "f.patient_key")} as patient_sha1,
+            {sha1_of_name("'Condition'", "f.patient_key", "'pain'")} as pain_sha1
         from ({facts("patients")}) f
         join demographic_homes dh using (patient_key)
         left join procedure_homes ph using (patient_key)
@@ -285,21 +322,11 @@ def _patients(facts: Callable[[str], str]) -> str:
     patient_ids as (
         select f.*, {uuid_text("patient_sha1")} as patient_id, {uuid_text("pain_sha1")} as pain_id
         from patient_facts f),
-    patient_resources as (
-        select f.*, {_meta("Patient")} as meta_text from patient_ids f left join centers c on c.center = f.center),
     patients as (
-        select 'Patient' as resource_type, f.patient_id as id, f.patient_id, f.center,
-            '{{"resourceType":"Patient","id":"' || f.patient_id || '"' || f.meta_text || $patient_identifier
-            || {json_string("f.patient_key")} || '}}],"gender":' || {json_string("f.sex")} || ',"birthDate":'
-            || {json_string(_key_part("f.birth_year::varchar"))} || ',"managingOrganization":{{"reference":'
-            || {json_string("'Organization/' || f.home")} || '}}}}' as resource
-        from patient_resources f),
+        select 'Patient' as resource_type, f.patient_id as id, f.patient_id, f.center, {patient} as resource
+        from patient_ids f left join centers c on c.center = f.center),
     conditions as (
-        select 'Condition' as resource_type, f.pain_id as id, f.patient_id, f.center,
-            '{{"resourceType":"Condition","id":"' || f.pain_id || '"' || {_meta("Condition")}
-            || $pain_condition_body || {_required("dc.text", "no code for diagnosis", "f.diagnosis")}
-            || ',"bodySite":[' || {_required("lc.text", "no code for pain_location", "f.pain_location")}
-            || '],"subject":' || {_reference("Patient", "f.patient_id")} || '}}' as resource
+        select 'Condition' as resource_type, f.pain_id as id, f.patient_id, f.center, {condition} as resource
         from patient_ids f
         left join centers c on c.center = f.center
         left join codes dc on dc.concept = 'diagnosis' and dc.value = lower(f.diagnosis)
@@ -309,39 +336,36 @@ def _patients(facts: Callable[[str], str]) -> str:
 def _devices(facts: Callable[[str], str]) -> str:
     """Device, as :func:`drg_etl.fhir.build._device` (one per device)."""
     inactive = "(f.status is distinct from 'active')"
-    placed = "f.placed_date is not null"
+    placed = "(f.placed_date is not null)"
     status_dated = f"({inactive} and f.status_date is not null)"
+    resource = concat(
+        *_open("Device", "f.id"), "$device_identifier", json_string("f.device_ref"), "'}],\"type\":'",
+        _required("tc.text", "no code for device_type", "f.device_type"),
+        "',\"serialNumber\":'", json_string("f.serial"), "',\"patient\":'", _reference("Patient", "f.patient_id"),
+        f"(case when {inactive} then ',\"status\":\"inactive\"' else ',\"status\":\"active\"' end)",
+        _when(f"{placed} or {status_dated}", "',\"extension\":['",
+              _when(placed, "$device_placed_open", _iso("f.placed_date"), "'\"}'"),
+              f"(case when {placed} and {status_dated} then ',' else '' end)",
+              _when(status_dated, "$device_status_date_open", _iso("f.status_date"), "'\"}'"), "']'"),
+        _when("mf.text is not null", "',\"manufacturer\":'", "mf.text"),
+        _when("f.model <> ''", "',\"deviceName\":[{\"name\":'", json_string("f.model"),
+              "',\"type\":\"model-name\"}]'"),
+        _when(inactive, "',\"statusReason\":['", _required("sc.text", "no code for lead_status", "f.status"), "']'"),
+        _when("f.device_type = 'lead'",
+              "',\"property\":[{\"type\":{\"text\":\"spinal level\"},\"valueCode\":[{\"text\":'",
+              json_string("f.level"), "'}]},{\"type\":{\"text\":\"side\"},\"valueCode\":[{\"text\":'",
+              json_string("f.side"), "'}]}]'"),
+        "'}'")
     return f"""
     device_facts as (
         select f.*,
-            {sha1_of_name(_name("Device", "f.patient_key", "f.center", _key_part("f.device_ref")))} as device_sha1,
-            {sha1_of_name(_name("Patient", "f.patient_key"))} as patient_sha1
+            {sha1_of_name("'Device'", "f.patient_key", "f.center", _key_part("f.device_ref"))} as device_sha1,
+            {sha1_of_name("'Patient'", "f.patient_key")} as patient_sha1
         from ({facts("devices")}) f),
     device_ids as (
         select f.*, {uuid_text("device_sha1")} as id, {uuid_text("patient_sha1")} as patient_id from device_facts f),
     devices as (
-        select 'Device' as resource_type, f.id, f.patient_id, f.center,
-            '{{"resourceType":"Device","id":"' || f.id || '"' || {_meta("Device")} || $device_identifier
-            || {json_string("f.device_ref")} || '}}],"type":'
-            || {_required("tc.text", "no code for device_type", "f.device_type")}
-            || ',"serialNumber":' || {json_string("f.serial")}
-            || ',"patient":' || {_reference("Patient", "f.patient_id")}
-            || ',"status":' || case when {inactive} then '"inactive"' else '"active"' end
-            || case when {placed} or {status_dated} then ',"extension":['
-                || case when {placed} then $device_placed_open || f.placed_date::varchar || '"}}' else '' end
-                || case when {placed} and {status_dated} then ',' else '' end
-                || case when {status_dated} then $device_status_date_open || f.status_date::varchar || '"}}'
-                   else '' end
-                || ']' else '' end
-            || case when mf.text is not null then ',"manufacturer":' || mf.text else '' end
-            || case when f.model <> '' then ',"deviceName":[{{"name":' || {json_string("f.model")}
-                || ',"type":"model-name"}}]' else '' end
-            || case when {inactive} then ',"statusReason":['
-                || {_required("sc.text", "no code for lead_status", "f.status")} || ']' else '' end
-            || case when f.device_type = 'lead' then ',"property":[{{"type":{{"text":"spinal level"}},"valueCode":'
-                || '[{{"text":' || {json_string("f.level")} || '}}]}},{{"type":{{"text":"side"}},"valueCode":[{{"text":'
-                || {json_string("f.side")} || '}}]}}]' else '' end
-            || '}}' as resource
+        select 'Device' as resource_type, f.id, f.patient_id, f.center, {resource} as resource
         from device_ids f
         left join centers c on c.center = f.center
         left join codes tc on tc.concept = 'device_type' and tc.value = lower(f.device_type)
@@ -353,28 +377,46 @@ def _complications(facts: Callable[[str], str]) -> str:
     """The complication's Condition and AdverseEvent, as :func:`drg_etl.fhir.build._complication`, with the Device
     of :func:`drg_etl.fhir.build._complication_device`: the source's link, else the lead of the same patient and
     center whose status changed that day to what the complication says; named only when exactly one matches."""
-    key = ["f.patient_key", "f.center", 'f."date"::varchar', _key_part("f.complication")]
-    key_with_device = "case when f.device_ref <> '' then '|' || f.device_ref else '' end"
     named = "(f.device_ref <> '')"
+    key = ["f.patient_key", "f.center", _iso('f."date"'), _key_part("f.complication")]
+    device_part = f"(case when {named} then '|' || f.device_ref else '' end)"  # only when the source names one
     match = (f"case when {named} then d.device_ref = f.device_ref "
              "when f.complication in ('lead_fracture', 'lead_malfunction') "
              "then list_contains($faulty_lead_statuses, d.status) and d.status_date = f.\"date\" "
              "when f.complication = 'retained_fragment' "
              "then d.status = 'removed_fragment_retained' and d.status_date = f.\"date\" else false end")
-    code = _required("kc.text", "no code for complication", "f.complication")
-    known = "f.permanent is not null"
+    known = "(f.permanent is not null)"
+    has_device = "(f.device_id is not null)"
+    condition = concat(
+        *_open("Condition", "f.condition_id"), "$complication_category", "f.code_text", "',\"subject\":'",
+        _reference("Patient", "f.patient_id"), "',\"onsetDateTime\":\"'", _iso('f."date"'), "'\"'",
+        _when(known, "$complication_clinical_open",
+              "(case when f.permanent then '\"active\"' else '\"resolved\"' end)", "'}]}'"),
+        _when(has_device, "',\"evidence\":[{\"detail\":['", _reference("Device", "f.device_id"), "']}]'"),
+        _when("f.note <> ''", "',\"note\":[{\"text\":'", json_string("f.note"), "'}]'"),
+        "'}'")
+    event = concat(
+        *_open("AdverseEvent", "f.event_id"), "',\"actuality\":\"actual\",\"event\":'", "f.code_text",
+        "',\"subject\":'", _reference("Patient", "f.patient_id"), "',\"date\":\"'", _iso('f."date"'),
+        "'\",\"resultingCondition\":['", _reference("Condition", "f.condition_id"), "']'",
+        _when(known, "$adverse_event_seriousness_open",
+              "(case when f.permanent then '\"serious\"' else '\"non-serious\"' end)",
+              "$adverse_event_outcome_open",
+              "(case when f.permanent then '\"resolvedWithSequelae\"' else '\"resolved\"' end)", "'}]}'"),
+        _when(has_device, "',\"suspectEntity\":[{\"instance\":'", _reference("Device", "f.device_id"), "'}]'"),
+        "'}'")
     return f"""
     complication_facts as (
         select f.*,
             (select {{'matches': count(*), 'device_ref': min(d.device_ref)}} from ({facts("devices")}) d
              where d.patient_key = f.patient_key and d.center = f.center and ({match})) as device,
-            {sha1_of_name(_name("Condition", *key) + f" || {key_with_device}")} as condition_sha1,
-            {sha1_of_name(_name("AdverseEvent", *key) + f" || {key_with_device}")} as event_sha1,
-            {sha1_of_name(_name("Patient", "f.patient_key"))} as patient_sha1
+            {sha1_of_name("'Condition'", *key, tail=device_part)} as condition_sha1,
+            {sha1_of_name("'AdverseEvent'", *key, tail=device_part)} as event_sha1,
+            {sha1_of_name("'Patient'", "f.patient_key")} as patient_sha1
         from ({facts("complications")}) f),
     complication_hashes as (
         select f.*, case when f.device.matches = 1 then
-                {sha1_of_name(_name("Device", "f.patient_key", "f.center", "f.device.device_ref"))} end as device_sha1
+                {sha1_of_name("'Device'", "f.patient_key", "f.center", "f.device.device_ref")} end as device_sha1
         from complication_facts f),
     complication_ids as (
         select f.*, {uuid_text("condition_sha1")} as condition_id, {uuid_text("event_sha1")} as event_id,
@@ -382,37 +424,15 @@ def _complications(facts: Callable[[str], str]) -> str:
             case when device_sha1 is not null then {uuid_text("device_sha1")} end as device_id
         from complication_hashes f),
     complication_resources as (
-        select f.*, {_meta("Condition")} as condition_meta, {_meta("AdverseEvent")} as event_meta, {code} as code_text
+        select f.*, {_required("kc.text", "no code for complication", "f.complication")} as code_text
         from complication_ids f
-        left join centers c on c.center = f.center
         left join codes kc on kc.concept = 'complication' and kc.value = lower(f.complication)),
     complication_conditions as (
-        select 'Condition' as resource_type, f.condition_id as id, f.patient_id, f.center,
-            '{{"resourceType":"Condition","id":"' || f.condition_id || '"' || f.condition_meta
-            || $complication_category || f.code_text || ',"subject":' || {_reference("Patient", "f.patient_id")}
-            || ',"onsetDateTime":"' || f."date"::varchar || '"'
-            || case when {known} then $complication_clinical_open
-                || case when f.permanent then '"active"' else '"resolved"' end || '}}]}}' else '' end
-            || case when f.device_id is not null then ',"evidence":[{{"detail":['
-                || {_reference("Device", "f.device_id")} || ']}}]' else '' end
-            || case when f.note <> '' then ',"note":[{{"text":' || {json_string("f.note")} || '}}]' else '' end
-            || '}}' as resource
-        from complication_resources f),
+        select 'Condition' as resource_type, f.condition_id as id, f.patient_id, f.center, {condition} as resource
+        from complication_resources f left join centers c on c.center = f.center),
     adverse_events as (
-        select 'AdverseEvent' as resource_type, f.event_id as id, f.patient_id, f.center,
-            '{{"resourceType":"AdverseEvent","id":"' || f.event_id || '"' || f.event_meta
-            || ',"actuality":"actual","event":' || f.code_text
-            || ',"subject":' || {_reference("Patient", "f.patient_id")} || ',"date":"' || f."date"::varchar
-            || '","resultingCondition":[' || {_reference("Condition", "f.condition_id")} || ']'
-            || case when {known} then $adverse_event_seriousness_open
-                || case when f.permanent then '"serious"' else '"non-serious"' end
-                || '}}]}},"outcome":{{"coding":[{{"system":"http://terminology.hl7.org/CodeSystem/adverse-event-outcome",'
-                || '"code":' || case when f.permanent then '"resolvedWithSequelae"' else '"resolved"' end || '}}]}}'
-                else '' end
-            || case when f.device_id is not null then ',"suspectEntity":[{{"instance":'
-                || {_reference("Device", "f.device_id")} || '}}]' else '' end
-            || '}}' as resource
-        from complication_resources f)"""
+        select 'AdverseEvent' as resource_type, f.event_id as id, f.patient_id, f.center, {event} as resource
+        from complication_resources f left join centers c on c.center = f.center)"""
 
 
 @dataclass(frozen=True)
