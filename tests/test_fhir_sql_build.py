@@ -157,7 +157,7 @@ def _hostile(tiny: Tiny) -> Tiny:
     tiny.add("devices", "ouh", patient_key=hostile_key, device_ref="g1", device_type="generator", model="Axium",
              serial="S\"1", placed_date=None, level=None, side=None, status="active", status_date=None)
     tiny.add("devices", "ouh", patient_key=hostile_key, device_ref="", device_type="generator", model="",
-             serial="", placed_date=None, level=None, side=None, status="removed", status_date=dt.date(2019, 3, 3))
+             serial="", placed_date=None, level=None, side=None, status="removed", status_date=dt.date(2019, 1, 2))
     tiny.add("complications", "ouh", patient_key=hostile_key, date=dt.date(2019, 1, 2), complication="lead_fracture",
              permanent=None, device_ref=None, note=HOSTILE)
     tiny.add("complications", "ouh", patient_key=hostile_key, date=dt.date(2019, 1, 5), complication="infection",
@@ -175,17 +175,27 @@ def _hostile(tiny: Tiny) -> Tiny:
              diagnosis="crps_2", recorded_sex=None)
     tiny.add("procedures", "rh", patient_key="b" * 64, procedure="implant", date=dt.date(2017, 5, 5))
     tiny.add("procedures", "aauh", patient_key="b" * 64, procedure="implant", date=dt.date(2018, 5, 5))
-    # no procedure: the first center in CENTERS order with demographics; two faulty leads on one day: no device
-    tiny.add("patients", "rh", patient_key="c" * 64, sex="female", birth_year=1970, pain_location="lower_extremity",
+    # no procedure: the first center in CENTERS order with demographics (rh; aauh's come first in key order);
+    # two faulty leads on one day: no device
+    tiny.add("patients", "aauh", patient_key="c" * 64, sex="female", birth_year=1970,
+             pain_location="lower_extremity", diagnosis="crps_1", recorded_sex=None)
+    tiny.add("patients", "rh", patient_key="c" * 64, sex="male", birth_year=1971, pain_location="lower_extremity",
              diagnosis="crps_1", recorded_sex=None)
-    tiny.add("patients", "ouh", patient_key="c" * 64, sex="male", birth_year=1971, pain_location="lower_extremity",
-             diagnosis="crps_1", recorded_sex=None)
+    # the earliest procedure's center has demographics, but not the first in key order (auh's)
+    tiny.add("patients", "auh", patient_key="d" * 64, sex="female", birth_year=1980, pain_location="lower_extremity",
+             diagnosis="other", recorded_sex=None)
+    tiny.add("patients", "ouh", patient_key="d" * 64, sex="male", birth_year=1981, pain_location="upper_extremity",
+             diagnosis="crps_2", recorded_sex=None)
+    tiny.add("procedures", "ouh", patient_key="d" * 64, procedure="trial", date=dt.date(2016, 1, 1))
+    tiny.add("procedures", "auh", patient_key="d" * 64, procedure="implant", date=dt.date(2016, 2, 1))
     for ref in ("L1", "L2"):
         tiny.lead("rh", ref, "2018-01-01", status="malfunction", status_date="2019-06-06").con.execute(
             "update canonical.devices set patient_key = $k where device_ref = $r", {"k": "c" * 64, "r": ref})
     tiny.add("complications", "rh", patient_key="c" * 64, date=dt.date(2019, 6, 6), complication="lead_malfunction",
              permanent=True, device_ref=None, note="two leads")
     tiny.lead("rh", "F1", "2018-01-01", status="removed_fragment_retained", status_date="2019-07-07")
+    tiny.add("devices", "rh", device_ref="G1", device_type="generator", model="Proclaim DRG", serial="1",
+             placed_date=dt.date(2018, 1, 1), level=None, side=None, status="active", status_date=dt.date(2019, 7, 7))
     tiny.add("complications", "rh", date=dt.date(2019, 7, 7), complication="retained_fragment", permanent=False,
              device_ref=None, note="one fragment")
     return tiny
@@ -202,9 +212,11 @@ def test_hostile_text_and_numbers_give_the_python_builders_bytes(tiny: Tiny) -> 
         assert written in texts, written
     evidence = [orjson.loads(row[4]).get("evidence") for row in sql if '"encounter-diagnosis"' in row[4]]
     assert sum(e is not None for e in evidence) == 3  # the fractured lead, the named device, the one fragment
-    homes = {row[2]: orjson.loads(row[4])["managingOrganization"] for row in sql if row[0] == "Patient"}
-    assert homes[resource_id("Patient", "b" * 64)] == {"reference": "Organization/rh"}
-    assert homes[resource_id("Patient", "c" * 64)] == {"reference": "Organization/ouh"}  # before rh in CENTERS
+    patients = {row[2]: orjson.loads(row[4]) for row in sql if row[0] == "Patient"}
+    chosen = {key: (patients[resource_id("Patient", key * 64)]["managingOrganization"]["reference"],
+                    patients[resource_id("Patient", key * 64)]["birthDate"]) for key in "bcd"}
+    assert chosen == {"b": ("Organization/rh", "1950"), "c": ("Organization/rh", "1971"),
+                      "d": ("Organization/ouh", "1981")}
 
 
 def test_a_value_without_a_code_fails_both_builders(tiny: Tiny) -> None:
