@@ -22,6 +22,7 @@ names, checked) are formatted into the text. Every built resource must still be 
 from __future__ import annotations
 
 import functools
+import gc
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -494,11 +495,34 @@ def build_sql_rows(con: duckdb.DuckDBPyConnection, facts_prefix: str, first: str
     return con.execute(query.sql, query.parameters).fetchall()
 
 
+VALIDATION_CHUNK = 100  # resources parsed and checked at a time
+
+
 def validate_texts(texts: Iterable[str], validate: Validator) -> int:
     """Validate resources given as JSON texts, as the Python build validates its dicts: each is parsed and checked
     against the FHIR R4 JSON Schema, and each distinct shape with fhir.resources (every resource when the
     validator is strict). Raises :class:`drg_etl.fhir.validate.InvalidResource` (or pydantic's ValidationError) at
-    the first invalid one; returns how many were checked."""
-    resources = [orjson.loads(text) for text in texts]
-    validate(resources)
-    return len(resources)
+    the first invalid one; returns how many were checked.
+
+    The texts are parsed a chunk at a time, with Python's cyclic GC paused (and restored after): a parsed
+    resource is a tree of dicts and lists, without cycles, and the collections the parsing would otherwise set
+    off scan the chunk's objects again and again (at a thousand a chunk, two thirds of the time).
+    """
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        checked = 0
+        chunk: list[dict[str, Any]] = []
+        for text in texts:
+            chunk.append(orjson.loads(text))
+            if len(chunk) == VALIDATION_CHUNK:
+                validate(chunk)
+                checked += len(chunk)
+                chunk = []
+        if chunk:
+            validate(chunk)
+            checked += len(chunk)
+        return checked
+    finally:
+        if paused:
+            gc.enable()
