@@ -32,11 +32,11 @@ import duckdb
 import orjson
 
 from drg_etl.core.model import TABLES
-from drg_etl.core.vocabulary import CENTER_NAMES, CENTERS, FAULTY_LEAD_STATUSES
+from drg_etl.core.vocabulary import CENTER_NAMES, CENTERS, FAULTY_LEAD_STATUSES, REMOVED_LEAD_STATUSES
 from drg_etl.fhir.batch import Row, Validator
-from drg_etl.fhir.build import NAMESPACE, manufacturers
+from drg_etl.fhir.build import NAMESPACE, PLACING, REMOVING, manufacturers
 from drg_etl.fhir.package import profile_url
-from drg_etl.fhir.terminology import canonical_base, codeable, system, terminology
+from drg_etl.fhir.terminology import canonical_base, codeable, device_action, system, terminology
 
 _RELATION = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 _PARAMETER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -196,6 +196,12 @@ def _fragments(base: str) -> dict[str, Any]:
         "manufacturer_models": list(manufacturers()),
         "manufacturer_texts": [_json(m) for m in manufacturers().values()],
         "faulty_lead_statuses": list(FAULTY_LEAD_STATUSES),
+        "removed_lead_statuses": list(REMOVED_LEAD_STATUSES),
+        "placing_procedures": sorted(PLACING),
+        "removing_procedures": sorted(REMOVING),
+        "action_implanted": '{"action":' + _json(device_action("implanted")) + ',"manipulated":',
+        "action_explanted": '{"action":' + _json(device_action("explanted")) + ',"manipulated":',
+        "action_manipulated": '{"action":' + _json(device_action("manipulated")) + ',"manipulated":',
         # meta.source up to the cutoff, and what follows the cutoff: the end of the source and the tag
         "center_source_heads": [_open_string(f"urn:drg-etl:delivery:{c}:") for c in centers],
         "center_tag_tails": ['","tag":' + _json([{"system": system("center"), "code": c,
@@ -436,6 +442,73 @@ def _complications(facts: Callable[[str], str]) -> str:
         from complication_resources f left join centers c on c.center = f.center)"""
 
 
+def _procedures(facts: Callable[[str], str]) -> str:
+    """Procedure, as :func:`drg_etl.fhir.build._procedure`: its focal devices (those of the same patient and center
+    placed that day by a placing procedure, removed that day by a removing one, and the device the source names,
+    in that order and each in key order), the body sites of its leads, and the complications of that day."""
+    device_key = "d.patient_key = f.patient_key and d.center = f.center"
+    implanted = 'list_contains($placing_procedures, f.procedure) and d.placed_date = f."date"'
+    explanted = ('list_contains($removing_procedures, f.procedure) and list_contains($removed_lead_statuses, d.status) '
+                 'and d.status_date = f."date"')
+    manipulated = (f"f.device_ref <> '' and d.device_ref = f.device_ref and not coalesce({implanted}, false) "
+                   f"and not coalesce({explanted}, false)")
+    focal_item = concat("(case k.action when 1 then $action_implanted when 2 then $action_explanted "
+                        "else $action_manipulated end)", _reference("Device", uuid_text("d.device_sha1")), "'}'")
+    site = "coalesce(d.level, 'None') || ' ' || coalesce(d.side, 'None')"
+    sorted_devices = _sorted_columns("devices", "d")
+    trial = "(f.procedure = 'trial')"
+    body_site = concat("'{\"text\":'", json_string("'dorsal root ganglion, ' || s"), "'}'")
+    period = concat("',\"performedPeriod\":{\"start\":\"'", _iso('f."date"'), "'\",\"end\":'",
+                    json_string(_key_part(_iso("f.end_date"))), "'},\"outcome\":'",
+                    _required("oc.text", "no code for trial_outcome", "f.trial_success"))
+    performed = concat("',\"performedDateTime\":\"'", _iso('f."date"'), "'\"'")
+    resource = concat(
+        *_open("Procedure", "f.id"), "',\"status\":\"completed\",\"code\":'",
+        _required("pc.text", "no code for procedure", "f.procedure"), "',\"subject\":'",
+        _reference("Patient", "f.patient_id"), "',\"performer\":[{\"actor\":{\"reference\":'",
+        json_string("'Organization/' || f.center"), "'}}]'",
+        f"(case when {trial} then {period} else {performed} end)",
+        _when("f.focal.devices is not null", "',\"focalDevice\":['", "f.focal.devices", "']'"),
+        _when("len(f.focal.sites) > 0", "',\"bodySite\":['",
+              f"array_to_string(list_transform(f.focal.sites, lambda s: {body_site}), ',')", "']'"),
+        _when("cx.refs is not null", "',\"complicationDetail\":['", "cx.refs", "']'"),
+        "'}'")
+    complication_key = ["x.patient_key", "x.center", _iso('x."date"'), _key_part("x.complication")]
+    complication_tail = "(case when x.device_ref <> '' then '|' || x.device_ref else '' end)"
+    return f"""
+    procedure_complications as (
+        select x.patient_key, x.center, x."date",
+            string_agg({_reference("Condition", uuid_text("x.condition_sha1"))}, ','
+                       order by {_sorted_columns("complications", "x")}) as refs
+        from (select x.*, {sha1_of_name("'Condition'", *complication_key, tail=complication_tail)} as condition_sha1
+              from ({facts("complications")}) x) x
+        group by x.patient_key, x.center, x."date"),
+    procedure_facts as (
+        select f.*,
+            {sha1_of_name("'Procedure'", "f.patient_key", "f.center", _key_part("f.procedure"), _iso('f."date"'),
+                          _key_part("f.device_ref"))} as id_sha1,
+            {sha1_of_name("'Patient'", "f.patient_key")} as patient_sha1,
+            (select {{'devices': string_agg({focal_item}, ',' order by k.action, {sorted_devices}),
+                      'sites': list_sort(list_distinct(list(case when d.device_type = 'lead' then {site} end)))}}
+             from (select d.*, {sha1_of_name("'Device'", "d.patient_key", "d.center", _key_part("d.device_ref"))}
+                          as device_sha1 from ({facts("devices")}) d) d,
+                  (values (1), (2), (3)) k(action)
+             where {device_key} and ((k.action = 1 and {implanted}) or (k.action = 2 and {explanted})
+                                     or (k.action = 3 and {manipulated}))) as focal
+        from ({facts("procedures")}) f),
+    procedure_ids as (
+        select f.*, {uuid_text("id_sha1")} as id, {uuid_text("patient_sha1")} as patient_id from procedure_facts f),
+    procedures as (
+        select 'Procedure' as resource_type, f.id, f.patient_id, f.center, {resource} as resource
+        from procedure_ids f
+        left join centers c on c.center = f.center
+        left join codes pc on pc.concept = 'procedure' and pc.value = lower(f.procedure)
+        left join codes oc on {trial} and oc.concept = 'trial_outcome'
+            and oc.value = lower(coalesce(f.trial_success, false)::varchar)
+        left join procedure_complications cx on cx.patient_key = f.patient_key and cx.center = f.center
+            and cx."date" = f."date")"""
+
+
 @dataclass(frozen=True)
 class Builder:
     """The CTEs that build a group of resource types, and the relation of each type's rows."""
@@ -444,10 +517,11 @@ class Builder:
     relations: dict[str, str]  # resource type -> the CTE holding its rows
 
 
-# In the order the Python builder yields them for a patient (Procedure aside: still built in Python).
+# In the order the Python builder yields them for a patient.
 GROUPS: dict[str, Builder] = {
     "patient": Builder(_patients, {"Patient": "patients", "Condition": "conditions"}),
     "device": Builder(_devices, {"Device": "devices"}),
+    "procedure": Builder(_procedures, {"Procedure": "procedures"}),
     "observation": Builder(_observations, {"Observation": "observations"}),
     "complication": Builder(_complications, {"Condition": "complication_conditions",
                                              "AdverseEvent": "adverse_events"}),
