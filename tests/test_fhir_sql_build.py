@@ -57,7 +57,7 @@ def _group(resource: dict[str, Any]) -> str | None:
     if kind == "Condition":
         pain = resource["category"][0]["coding"][0]["code"] == "problem-list-item"
         return "patient" if pain else "complication"
-    return {"Patient": "patient", "Device": "device", "Observation": "observation",
+    return {"Patient": "patient", "Device": "device", "Procedure": "procedure", "Observation": "observation",
             "AdverseEvent": "complication"}.get(kind)
 
 
@@ -95,12 +95,23 @@ def test_every_resource_is_the_python_builders_row(cohort: duckdb.DuckDBPyConnec
     sql, python = _sql_rows(cohort, groups=groups), _python_rows(cohort, groups)
     assert sql == python, _mismatch(sql, python)
     counts = Counter(row[0] for row in sql)
-    expected = {"patient": {"Patient", "Condition"}, "device": {"Device"}, "observation": {"Observation"},
-                "complication": {"Condition", "AdverseEvent"}}
+    expected = {"patient": {"Patient", "Condition"}, "device": {"Device"}, "procedure": {"Procedure"},
+                "observation": {"Observation"}, "complication": {"Condition", "AdverseEvent"}}
     assert set(counts) == set().union(*(expected[g] for g in groups))
     assert min(counts.values()) > 100
     if "observation" in groups:  # both shapes: with and without the timepoint extension
         assert {'"extension"' in row[4] for row in sql if row[0] == "Observation"} == {True, False}
+    if "procedure" in groups:  # every optional member of a Procedure, and a Procedure without them
+        members = Counter(m for row in sql if row[0] == "Procedure" for m in orjson.loads(row[4]))
+        assert min(members[m] for m in ("performedPeriod", "focalDevice", "bodySite", "complicationDetail")) > 10
+        assert members["performedDateTime"] > members["focalDevice"]
+
+
+def test_every_resource_of_a_patient_is_built_in_sql(cohort: duckdb.DuckDBPyConnection) -> None:
+    keys = [k for (k,) in cohort.execute(f"select patient_key from {PREFIX}_targets order by 1").fetchall()]
+    keys, facts = batch_facts(cohort, PREFIX, keys[0], keys[-1])
+    every = sorted(row_of(r) for k in keys for r in build_patient(k, facts[k]))
+    assert _sql_rows(cohort) == every
 
 
 def test_batches_and_targets_give_the_same_rows(cohort: duckdb.DuckDBPyConnection) -> None:
@@ -133,7 +144,7 @@ def test_a_relation_name_is_checked_and_a_group_must_be_known() -> None:
     with pytest.raises(ValueError, match="not a relation name"):
         rows_query(PREFIX, targets="t where true")
     with pytest.raises(UnknownGroup):
-        rows_query(PREFIX, groups=("procedure",))
+        rows_query(PREFIX, groups=("organization",))
     query = rows_query(PREFIX, "a", None, groups=("observation",))
     assert set(query.parameters) >= {"first", "uuid_namespace"} and "last" not in query.parameters
     assert "$first" in query.sql and "'a'" not in query.sql
@@ -164,6 +175,31 @@ def _hostile(tiny: Tiny) -> Tiny:
              permanent=True, device_ref=HOSTILE, note="")
     tiny.add("complications", "ouh", patient_key=hostile_key, date=dt.date(2019, 3, 3), complication="pocket_pain",
              permanent=False, device_ref="", note=None)
+    # procedures: a trial without end or verdict; a lead replaced on the day it was placed and removed (implanted
+    # and explanted both), the source naming it too (not manipulated again); a named device; complications that day
+    tiny.add("procedures", "ouh", patient_key=hostile_key, procedure="trial", date=dt.date(2017, 12, 1),
+             end_date=None, trial_success=None, device_ref=None, reason=HOSTILE)
+    tiny.add("procedures", "ouh", patient_key=hostile_key, procedure="trial", date=dt.date(2017, 12, 20),
+             end_date=dt.date(2017, 12, 30), trial_success=True, device_ref="", reason=None)
+    tiny.add("procedures", "ouh", patient_key=hostile_key, procedure="implant", date=dt.date(2018, 1, 2),
+             device_ref=HOSTILE)
+    tiny.add("devices", "ouh", patient_key=hostile_key, device_ref="L9", device_type="lead", model=None,
+             serial="L9", placed_date=dt.date(2019, 1, 5), level="L4", side=None, status="removed",
+             status_date=dt.date(2019, 1, 5))
+    tiny.add("devices", "ouh", patient_key=hostile_key, device_ref="L8", device_type="lead", model=None,
+             serial="L8", placed_date=dt.date(2019, 1, 5), level="S1", side="right", status="active",
+             status_date=None)
+    tiny.add("devices", "ouh", patient_key=hostile_key, device_ref="L7", device_type="lead", model=None,
+             serial="L7", placed_date=dt.date(2018, 1, 5), level="T12", side="left", status="removed",
+             status_date=dt.date(2019, 1, 5))
+    tiny.add("procedures", "ouh", patient_key=hostile_key, procedure="lead_replacement", date=dt.date(2019, 1, 5),
+             device_ref="L9")
+    tiny.add("procedures", "ouh", patient_key=hostile_key, procedure="lead_repositioning", date=dt.date(2019, 1, 2),
+             device_ref="g1")
+    tiny.add("procedures", "ouh", patient_key=hostile_key, procedure="explant", date=dt.date(2019, 3, 3),
+             device_ref="nothing")
+    tiny.add("complications", "ouh", patient_key=hostile_key, date=dt.date(2019, 1, 5), complication="other",
+             permanent=None, device_ref="L9", note=None)
     for day, value in enumerate(FLOATS, start=1):
         tiny.add("measurements", "ouh", patient_key=hostile_key, date=dt.date(2019, 1, day),
                  timepoint=["baseline", None, "", "MONTH_3"][day % 4], measure=["nrs_average", "PCS_TOTAL"][day % 2],
@@ -211,7 +247,12 @@ def test_hostile_text_and_numbers_give_the_python_builders_bytes(tiny: Tiny) -> 
                     "😀", "\x7f", "5e-324", "0.00001", "1.234e-7", "1e+22", "-0.0", "0.30000000000000004"):
         assert written in texts, written
     evidence = [orjson.loads(row[4]).get("evidence") for row in sql if '"encounter-diagnosis"' in row[4]]
-    assert sum(e is not None for e in evidence) == 3  # the fractured lead, the named device, the one fragment
+    assert sum(e is not None for e in evidence) == 4  # the fractured lead, two named devices, the one fragment
+    replaced = next(orjson.loads(row[4]) for row in sql if 'procedure/lead_replacement' in row[4])
+    assert [d["action"]["text"] for d in replaced["focalDevice"]] == ["Device implanted"] * 2 + ["Device removed"] * 2
+    assert replaced["bodySite"] == [{"text": f"dorsal root ganglion, {site}"} for site in ("L4 None", "S1 right",
+                                                                                          "T12 left")]
+    assert len(replaced["complicationDetail"]) == 2
     patients = {row[2]: orjson.loads(row[4]) for row in sql if row[0] == "Patient"}
     chosen = {key: (patients[resource_id("Patient", key * 64)]["managingOrganization"]["reference"],
                     patients[resource_id("Patient", key * 64)]["birthDate"]) for key in "bcd"}
