@@ -483,19 +483,23 @@ def _procedures(facts: Callable[[str], str]) -> str:
         from (select x.*, {sha1_of_name("'Condition'", *complication_key, tail=complication_tail)} as condition_sha1
               from ({facts("complications")}) x) x
         group by x.patient_key, x.center, x."date"),
+    procedure_rows as materialized (
+        select f.*, row_number() over () as procedure_row from ({facts("procedures")}) f),
+    procedure_focal as (
+        select f.procedure_row, string_agg({focal_item}, ',' order by k.action, {sorted_devices}) as devices,
+            list_sort(list_distinct(list(case when d.device_type = 'lead' then {site} end))) as sites
+        from procedure_rows f
+        join (select d.*, {sha1_of_name("'Device'", "d.patient_key", "d.center", _key_part("d.device_ref"))}
+                     as device_sha1 from ({facts("devices")}) d) d on {device_key}
+        cross join (values (1), (2), (3)) k(action)
+        where (k.action = 1 and {implanted}) or (k.action = 2 and {explanted}) or (k.action = 3 and {manipulated})
+        group by f.procedure_row),
     procedure_facts as (
-        select f.*,
+        select f.*, {{'devices': pf.devices, 'sites': pf.sites}} as focal,
             {sha1_of_name("'Procedure'", "f.patient_key", "f.center", _key_part("f.procedure"), _iso('f."date"'),
                           _key_part("f.device_ref"))} as id_sha1,
-            {sha1_of_name("'Patient'", "f.patient_key")} as patient_sha1,
-            (select {{'devices': string_agg({focal_item}, ',' order by k.action, {sorted_devices}),
-                      'sites': list_sort(list_distinct(list(case when d.device_type = 'lead' then {site} end)))}}
-             from (select d.*, {sha1_of_name("'Device'", "d.patient_key", "d.center", _key_part("d.device_ref"))}
-                          as device_sha1 from ({facts("devices")}) d) d,
-                  (values (1), (2), (3)) k(action)
-             where {device_key} and ((k.action = 1 and {implanted}) or (k.action = 2 and {explanted})
-                                     or (k.action = 3 and {manipulated}))) as focal
-        from ({facts("procedures")}) f),
+            {sha1_of_name("'Patient'", "f.patient_key")} as patient_sha1
+        from procedure_rows f left join procedure_focal pf using (procedure_row)),
     procedure_ids as (
         select f.*, {uuid_text("id_sha1")} as id, {uuid_text("patient_sha1")} as patient_id from procedure_facts f),
     procedures as (
