@@ -452,9 +452,10 @@ def _procedures(facts: Callable[[str], str]) -> str:
                  'and d.status_date = f."date"')
     manipulated = (f"f.device_ref <> '' and d.device_ref = f.device_ref and not coalesce({implanted}, false) "
                    f"and not coalesce({explanted}, false)")
-    focal_item = concat("(case k.action when 1 then $action_implanted when 2 then $action_explanted "
+    focal_item = concat("(case d.action when 1 then $action_implanted when 2 then $action_explanted "
                         "else $action_manipulated end)", _reference("Device", uuid_text("d.device_sha1")), "'}'")
     site = "coalesce(d.level, 'None') || ' ' || coalesce(d.side, 'None')"
+    # an ordered aggregate sorts each group on every key it is given: the key order is ranked once, by a window
     sorted_devices = _sorted_columns("devices", "d")
     trial = "(f.procedure = 'trial')"
     body_site = concat("'{\"text\":'", json_string("'dorsal root ganglion, ' || s"), "'}'")
@@ -478,22 +479,31 @@ def _procedures(facts: Callable[[str], str]) -> str:
     return f"""
     procedure_complications as (
         select x.patient_key, x.center, x."date",
-            string_agg({_reference("Condition", uuid_text("x.condition_sha1"))}, ','
-                       order by {_sorted_columns("complications", "x")}) as refs
-        from (select x.*, {sha1_of_name("'Condition'", *complication_key, tail=complication_tail)} as condition_sha1
+            string_agg({_reference("Condition", uuid_text("x.condition_sha1"))}, ',' order by x.complication_rank)
+                as refs
+        from (select x.*, {sha1_of_name("'Condition'", *complication_key, tail=complication_tail)} as condition_sha1,
+                  row_number() over (partition by x.patient_key, x.center, x."date"
+                                     order by {_sorted_columns("complications", "x")}) as complication_rank
               from ({facts("complications")}) x) x
         group by x.patient_key, x.center, x."date"),
     procedure_rows as materialized (
         select f.*, row_number() over () as procedure_row from ({facts("procedures")}) f),
+    procedure_devices as materialized (
+        select d.*, {sha1_of_name("'Device'", "d.patient_key", "d.center", _key_part("d.device_ref"))} as device_sha1,
+            row_number() over (partition by d.patient_key, d.center order by {sorted_devices}) as device_rank
+        from ({facts("devices")}) d),
     procedure_focal as (
-        select f.procedure_row, string_agg({focal_item}, ',' order by k.action, {sorted_devices}) as devices,
+        select d.procedure_row, string_agg({focal_item}, ',' order by d.action, d.device_rank) as devices,
             list_sort(list_distinct(list(case when d.device_type = 'lead' then {site} end))) as sites
-        from procedure_rows f
-        join (select d.*, {sha1_of_name("'Device'", "d.patient_key", "d.center", _key_part("d.device_ref"))}
-                     as device_sha1 from ({facts("devices")}) d) d on {device_key}
-        cross join (values (1), (2), (3)) k(action)
-        where (k.action = 1 and {implanted}) or (k.action = 2 and {explanted}) or (k.action = 3 and {manipulated})
-        group by f.procedure_row),
+        from (select f.procedure_row, 1 as action, d.* from procedure_rows f
+              join procedure_devices d on {device_key} and d.placed_date = f."date" where {implanted}
+              union all
+              select f.procedure_row, 2 as action, d.* from procedure_rows f
+              join procedure_devices d on {device_key} and d.status_date = f."date" where {explanted}
+              union all
+              select f.procedure_row, 3 as action, d.* from procedure_rows f
+              join procedure_devices d on {device_key} and d.device_ref = f.device_ref where {manipulated}) d
+        group by d.procedure_row),
     procedure_facts as (
         select f.*, {{'devices': pf.devices, 'sites': pf.sites}} as focal,
             {sha1_of_name("'Procedure'", "f.patient_key", "f.center", _key_part("f.procedure"), _iso('f."date"'),
