@@ -17,6 +17,13 @@ worker's scratch file; ``canonical.current``: the tables in force), optionally l
 (``first`` .. ``last`` by ``patient_key``) and to a relation of target patients. Only identifiers (the relation
 names, checked) are formatted into the text. Every built resource must still be validated
 (:func:`validate_texts`).
+
+API: :func:`rows_query` gives the select and its parameters (to run, insert from, or copy from, on any
+connection, read-only ones included: it creates nothing); :func:`build_sql_rows` runs it and fetches the rows;
+:func:`validate_texts` validates the built texts with a :class:`drg_etl.fhir.batch.Validator`. The resources come
+in groups (:data:`GROUPS`): ``patient`` (Patient and its pain Condition), ``device``, ``procedure``,
+``observation``, ``complication`` (a complication's Condition and AdverseEvent): every resource
+:func:`drg_etl.fhir.build.build_patient` yields. Organization (four constant resources) stays in Python.
 """
 
 from __future__ import annotations
@@ -596,7 +603,7 @@ def validate_texts(texts: Iterable[str], validate: Validator) -> int:
     resource is a tree of dicts and lists, without cycles, and the collections the parsing would otherwise set
     off scan the chunk's objects again and again (at a thousand a chunk, two thirds of the time).
     """
-    paused = gc.isenabled()
+    gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
         checked = 0
@@ -612,5 +619,5 @@ def validate_texts(texts: Iterable[str], validate: Validator) -> int:
             checked += len(chunk)
         return checked
     finally:
-        if paused:
+        if gc_was_enabled:
             gc.enable()
