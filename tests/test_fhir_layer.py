@@ -5,14 +5,16 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 from helpers import TEST_KEY, Generated, Loaded
 from pydantic import ValidationError
 
-from drg_etl.fhir import build, store
+from drg_etl.fhir import sql_build, store
 from drg_etl.fhir.export import export_fhir
 from drg_etl.fhir.store import refresh_fhir
 from drg_etl.fhir.validate import InvalidResource
@@ -88,17 +90,22 @@ def test_a_new_delivery_rebuilds_only_its_patients_and_equals_a_full_rebuild(dem
         _export(_rebuilt(warehouse, tmp_path, "full", full=True), tmp_path / "full")
 
 
+def _observations_changed(monkeypatch: pytest.MonkeyPatch, change: Callable[[str], str]) -> None:
+    """Every Observation the SQL builder builds passes through ``change`` (its JSON text) before validation."""
+    real = sql_build.build_sql_rows
+
+    def changed(*args: Any, **kwargs: Any) -> list:
+        return [(*row[:4], change(row[4])) if row[0] == "Observation" else row for row in real(*args, **kwargs)]
+
+    monkeypatch.setattr(sql_build, "build_sql_rows", changed)
+
+
 def test_a_schema_invalid_resource_stops_the_build_and_the_layer_stays(loaded_demo: Loaded, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     copy = tmp_path / "w.duckdb"
     shutil.copy(loaded_demo.warehouse, copy)
     before = _export(copy, tmp_path / "before")
-    real = build._observation
-
-    def bogus(m: dict) -> dict:
-        return {**real(m), "status": "bogus"}
-
-    monkeypatch.setattr(build, "_observation", bogus)
+    _observations_changed(monkeypatch, lambda text: text.replace('"status":"final"', '"status":"bogus"'))
     con = connect(copy)
     with pytest.raises(InvalidResource, match=r"Observation/.*status"):
         refresh_fhir(con, full=True)
@@ -109,14 +116,7 @@ def test_a_schema_invalid_resource_stops_the_build_and_the_layer_stays(loaded_de
 def test_a_shape_the_schema_misses_is_caught_by_fhir_resources(loaded_demo: Loaded, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """The R4 JSON Schema does not require primitive elements (Observation.status); fhir.resources does."""
-    real = build._observation
-
-    def no_status(m: dict) -> dict:
-        resource = real(m)
-        del resource["status"]
-        return resource
-
-    monkeypatch.setattr(build, "_observation", no_status)
+    _observations_changed(monkeypatch, lambda text: text.replace('"status":"final",', ""))
     con = connect(_rebuilt(loaded_demo.warehouse, tmp_path, "copy"))
     with pytest.raises(ValidationError, match="status"):
         refresh_fhir(con, full=True)
@@ -151,7 +151,7 @@ def test_a_failing_fhir_worker_stops_the_build_with_its_reason(tmp_path: Path) -
                                 if c.name != "patient_key")
             con.execute(f"create table src_{name} as select 'k1' as patient_key, {columns} limit 0")
         con.execute("insert into src_measurements (patient_key, center, measure) values ('k1', 'auh', 'no-such')")
-    with pytest.raises(FhirWorkerFailed, match="a FHIR worker failed: KeyError"):
+    with pytest.raises(FhirWorkerFailed, match=r"a FHIR worker failed: .*no code for measure: no-such"):
         list(built_batches(sources, tmp_path, [("k1", "k1")], 1, False))
 
 

@@ -23,7 +23,7 @@ from helpers import Loaded, Tiny
 from drg_etl.core import mappings
 from drg_etl.core.model import TABLES
 from drg_etl.fhir import store, terminology
-from drg_etl.fhir.batch import Row, Validator, batch_facts, row_of
+from drg_etl.fhir.batch import Row, Validator, row_of
 from drg_etl.fhir.build import build_patient, resource_id
 from drg_etl.fhir.sql_build import (
     SQL_GROUPS,
@@ -49,6 +49,22 @@ def _copy_sources(con: duckdb.DuckDBPyConnection, targets: str | None = None) ->
     for name in TABLES:
         con.execute(f"create or replace temp table {PREFIX}_{name} as "
                     f"{store._source_select(name, f'{PREFIX}_targets')}")
+
+
+def batch_facts(con: duckdb.DuckDBPyConnection, relation: str, first: str,
+                last: str) -> tuple[list[str], dict[str, dict[str, list]]]:
+    """The patients from ``first`` to ``last`` (key order) and their facts per table, as the Python builder takes
+    them, read from ``<relation>_<table>`` (key-sorted copies of the canonical tables) and ``<relation>_targets``."""
+    keys = [k for (k,) in con.execute(f"select patient_key from {relation}_targets where patient_key between ? and ? "
+                                      "order by patient_key", [first, last]).fetchall()]
+    facts: dict[str, dict[str, list]] = {k: {t: [] for t in TABLES} for k in keys}
+    for table in TABLES:
+        cursor = con.execute(f"select * from {relation}_{table} where patient_key between ? and ?", [first, last])
+        names = [d[0] for d in cursor.description]
+        for row in cursor.fetchall():
+            fact = dict(zip(names, row, strict=True))
+            facts[fact["patient_key"]][table].append(fact)
+    return keys, facts
 
 
 def _group(resource: dict[str, Any]) -> str | None:

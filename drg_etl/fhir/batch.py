@@ -1,9 +1,10 @@
-"""One batch of patients' FHIR resources: their facts read from a DuckDB connection, built, validated, as rows.
+"""FHIR resources as the store keeps them: the validator every built resource passes, and the rows and files of
+rows the store inserts.
 
-The same function runs in the load's process (small builds) and in the FHIR workers (:mod:`drg_etl.fhir.worker`),
-so a resource is the same bytes whichever built it. Every resource is checked against the R4 JSON Schema; each
-distinct resource shape, and every coded concept, is also validated once with fhir.resources (every resource
-when ``strict``).
+Every resource is checked against the R4 JSON Schema; each distinct resource shape, and every coded concept, is
+also validated once with fhir.resources (every resource when ``strict``). The load's process (small builds) and
+the FHIR workers (:mod:`drg_etl.fhir.worker`) build resources with the same SQL (:mod:`drg_etl.fhir.sql_build`),
+so a resource is the same bytes whichever built it.
 """
 
 from __future__ import annotations
@@ -12,13 +13,10 @@ import functools
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import orjson
 import pandas as pd
 from fhir.resources.R4B import get_fhir_model_class
 
-from drg_etl.core.model import TABLES
-from drg_etl.fhir.build import build_patient
 from drg_etl.fhir.terminology import all_codeables
 from drg_etl.fhir.validate import check_resources
 
@@ -64,32 +62,6 @@ def row_of(resource: dict[str, Any]) -> Row:
     tags = resource.get("meta", {}).get("tag", [])
     return (resource["resourceType"], resource["id"], patient, tags[0]["code"] if tags else None,
             orjson.dumps(resource).decode())
-
-
-def batch_facts(con: duckdb.DuckDBPyConnection, relation: str, first: str,
-                last: str) -> tuple[list[str], dict[str, dict[str, list]]]:
-    """The patients from ``first`` to ``last`` (key order) and their facts per table, read from
-    ``<relation>_<table>`` (key-sorted copies of the canonical tables) and ``<relation>_targets``."""
-    keys = [k for (k,) in con.execute(f"select patient_key from {relation}_targets where patient_key between ? and ? "
-                                      "order by patient_key", [first, last]).fetchall()]
-    facts: dict[str, dict[str, list]] = {k: {t: [] for t in TABLES} for k in keys}
-    for table in TABLES:
-        cursor = con.execute(f"select * from {relation}_{table} where patient_key between ? and ?", [first, last])
-        names = [d[0] for d in cursor.description]
-        for row in cursor.fetchall():
-            fact = dict(zip(names, row, strict=True))
-            facts[fact["patient_key"]][table].append(fact)
-    return keys, facts
-
-
-def build_rows(keys: list[str], facts: dict[str, dict[str, list]], validate: Validator) -> list[Row]:
-    """Every resource of these patients, validated, as rows."""
-    rows: list[Row] = []
-    for key in keys:
-        resources = list(build_patient(key, facts.pop(key)))
-        validate(resources)
-        rows += [row_of(r) for r in resources]
-    return rows
 
 
 NULL = "\\N"  # a missing patient or center in a rows file

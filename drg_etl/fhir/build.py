@@ -1,4 +1,6 @@
-"""Map the canonical model (the deliveries in force) to FHIR R4 resources, as fhir.md specifies.
+"""Map the canonical model (the deliveries in force) to FHIR R4 resources, as fhir.md specifies: the definition in
+Python, one patient at a time, that the SQL the load builds with (:mod:`drg_etl.fhir.sql_build`) is held to byte for
+byte by the tests (``tests/test_fhir_sql_build.py``); the load takes the ids and the Organizations from here.
 
 Ids are UUID v5 of the pseudonym and the fact's natural key, so a re-load gives the same
 ids. Every resource carries ``meta.source`` (center and delivery) and a ``meta.tag`` for the

@@ -60,8 +60,8 @@ class _Worker:
 
 
 def built_batches(sources: Path, out: Path, batches: list[tuple[str, str]], workers: int,
-                  strict: bool) -> Iterator[tuple[Path, int, int]]:
-    """Build the batches on ``workers`` processes; yield each batch's result file, patients and resources, in
+                  strict: bool) -> Iterator[tuple[Path, int]]:
+    """Build the batches on ``workers`` processes; yield each batch's result file and its count of resources, in
     batch order. The caller removes each result file when it has taken it in."""
     pool = [_Worker(number, sources, out, strict) for number in range(min(workers, len(batches)))]
     selector = selectors.DefaultSelector()
@@ -70,7 +70,7 @@ def built_batches(sources: Path, out: Path, batches: list[tuple[str, str]], work
         for worker in pool:
             selector.register(worker.stdout, selectors.EVENT_READ, worker)
         waiting = list(enumerate(batches))
-        done: dict[int, tuple[Path, int, int]] = {}
+        done: dict[int, tuple[Path, int]] = {}
         ahead = 2 * len(pool)  # batches started beyond the next one to yield: bounds what waits on disk
         next_out = 0
         while next_out < len(batches):
@@ -92,7 +92,7 @@ def built_batches(sources: Path, out: Path, batches: list[tuple[str, str]], work
                     raise InvalidResource(*reply["invalid"])
                 if "error" in reply:
                     raise FhirWorkerFailed(f"a FHIR worker failed: {reply['error']}")
-                done[reply["n"]] = (out / f"{reply['n']}.tsv", reply["patients"], reply["resources"])
+                done[reply["n"]] = (out / f"{reply['n']}.tsv", reply["resources"])
                 worker.task = None
         finished = True
     finally:

@@ -590,6 +590,15 @@ def build_sql_rows(con: duckdb.DuckDBPyConnection, facts_prefix: str, first: str
     return con.execute(query.sql, query.parameters).fetchall()
 
 
+def built_rows(con: duckdb.DuckDBPyConnection, facts_prefix: str, first: str | None, last: str | None,
+               validate: Validator) -> list[Row]:
+    """The rows of the patients from ``first`` to ``last`` in ``<facts_prefix>_<table>``, built in SQL and every
+    one validated (:func:`validate_texts`): what the store inserts."""
+    rows = build_sql_rows(con, facts_prefix, first, last)
+    validate_texts((row[4] for row in rows), validate)
+    return rows
+
+
 VALIDATION_CHUNK = 100  # resources parsed and checked at a time
 
 

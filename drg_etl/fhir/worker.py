@@ -3,9 +3,10 @@
 ``python -m drg_etl.fhir.worker SOURCES OUT [--strict]`` (started by :mod:`drg_etl.fhir.pool`). SOURCES is a
 DuckDB file holding key-sorted copies of the canonical tables (``src_<table>``) and the target patients
 (``src_targets``); it is opened read-only. Each line on stdin is a task, ``{"n": 3, "first": KEY, "last": KEY}``;
-the worker builds and validates those patients' resources (:func:`drg_etl.fhir.batch.build_rows`), writes them to
+the worker builds those patients' resources in SQL and validates every one (:func:`drg_etl.fhir.sql_build.built_rows`),
+writes them to
 ``OUT/<n>.tsv`` (:func:`drg_etl.fhir.batch.write_rows`) and answers one line on stdout:
-``{"n": 3, "patients": .., "resources": ..}``, or ``{"n": 3, "error": "..."}``. It ends when stdin closes.
+``{"n": 3, "resources": ..}``, or ``{"n": 3, "error": "..."}``. It ends when stdin closes.
 Nothing but paths, keys and counts crosses.
 """
 
@@ -25,7 +26,8 @@ def serve(sources: str, out: str, strict: bool) -> None:
 
     import duckdb
 
-    from drg_etl.fhir.batch import Validator, batch_facts, build_rows, write_rows
+    from drg_etl.fhir.batch import Validator, write_rows
+    from drg_etl.fhir.sql_build import built_rows
     from drg_etl.fhir.validate import InvalidResource
 
     validate = Validator(strict)
@@ -36,10 +38,9 @@ def serve(sources: str, out: str, strict: bool) -> None:
         try:
             if con is None:
                 con = duckdb.connect(sources, read_only=True, config={"memory_limit": "256MB", "threads": 1})
-            keys, facts = batch_facts(con, SOURCE_PREFIX, task["first"], task["last"])
-            rows = build_rows(keys, facts, validate)
+            rows = built_rows(con, SOURCE_PREFIX, task["first"], task["last"], validate)
             write_rows(Path(out) / f"{task['n']}.tsv", rows)
-            reply.update(patients=len(keys), resources=len(rows))
+            reply.update(resources=len(rows))
         except InvalidResource as exc:
             reply.update(error=str(exc), invalid=[exc.resource_type, exc.resource_id, exc.errors])
         except Exception as exc:  # reported to the load, which stops with it
