@@ -16,7 +16,7 @@ obs as (
     from fhir.observation_flat o join patient_flags f using (patient_id)
 ),
 dated as (
-    select o.observation_id,
+    select o.*,
            case
                when o.date <= o.first_trial and o.date >= o.first_trial - to_days(cast($baseline_days as integer))
                    then 'baseline'
@@ -28,11 +28,11 @@ dated as (
     from obs o
 ),
 resolved as (
-    select o.*,
-           coalesce(o.timepoint_label, d.window_timepoint)                               as timepoint,
-           case when o.timepoint_label is not null then 'label'
+    select d.* exclude (window_timepoint),
+           coalesce(d.timepoint_label, d.window_timepoint)                               as timepoint,
+           case when d.timepoint_label is not null then 'label'
                 when d.window_timepoint is not null then 'date_window' end              as resolved_by
-    from obs o join dated d using (observation_id)
+    from dated d
 ),
 ranked as (
     select r.*,
