@@ -51,11 +51,27 @@ def _fold_char(char: str) -> str:
     return char
 
 
+class _FoldTable(dict[int, str]):
+    """:meth:`str.translate`'s table of :func:`_fold_char`, filled as characters are met (bounded: hostile text may
+    hold every character Unicode has)."""
+
+    LIMIT = 1 << 16
+
+    def __missing__(self, code: int) -> str:
+        folded = _fold_char(chr(code))
+        if len(self) < self.LIMIT:
+            self[code] = folded
+        return folded
+
+
+_FOLD_TABLE = _FoldTable()
+
+
 def fold_text(text: str) -> str:
     """``text`` with Unicode digits, dashes and spaces as their ASCII kin, one character for one."""
     if text.isascii():
         return text
-    return "".join(_fold_char(c) for c in text)
+    return text.translate(_FOLD_TABLE)
 
 
 # Machine identifiers that hold digits by chance: a UUID (FHIR resource ids), a run of 16 or more hex digits
@@ -119,6 +135,22 @@ def _scrubbed_text(text: str) -> str:
     return "".join(parts)
 
 
+# What every match of either pattern holds, with no look-around (so it is searched fast, and may be searched for
+# in many texts joined by characters it cannot hold): the date part (_DATE6 as one branch, which is faster), up to
+# three separators, then a digit and two letters or digits (_CPR_LIKE's sequence; _CPR_STRICT's four digits) or a
+# digit and a separator (_CPR_STRICT's "12 34"). Case-insensitive as _CPR_LIKE is (its [A-Za-z] then also takes
+# the Kelvin sign, the long s and the dotted and dotless i).
+_CPR_CANDIDATE = re.compile(rf"\d\d{_SEP}?\d\d{_SEP}?\d\d{_SEP}{{0,3}}\d(?:[0-9A-Za-z]{{2}}|\d{_SEP})", re.IGNORECASE)
+
+
+def cpr_candidates(text: str) -> list[int]:
+    """Where in ``text`` something may be a CPR number: the start of each candidate (see :data:`_CPR_CANDIDATE`).
+
+    A text holding none has nothing :func:`scrub_cpr` would replace; one holding some is asked :func:`scrub_cpr`.
+    """
+    return [match.start() for match in _CPR_CANDIDATE.finditer(fold_text(text))]
+
+
 def holds_cpr(text: str) -> bool:
     """Whether an identifier (a serial, a model, a resource id) holds a CPR number in any spelling.
 
@@ -126,8 +158,8 @@ def holds_cpr(text: str) -> bool:
     so that a serial of other digits is not taken for one (a CPR in an identifier is a data error
     that quarantines the record; in free text it is scrubbed).
     """
-    if len(text) < 10 or _TEN_DIGITS.search(text) is None:
-        return False
+    if len(text) < 10 or _TEN_DIGITS.search(text) is None or _MACHINE_ID.fullmatch(text):
+        return False  # a machine identifier whole (a FHIR id): every match in it is one
     for match in _matches(_CPR_STRICT, fold_text(text)):
         digits = re.sub(r"\D", "", match.group(0))
         day, month = int(digits[0:2]), int(digits[2:4])
