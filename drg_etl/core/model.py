@@ -56,10 +56,10 @@ class Table:
     # delivery with the same identity are one fact given twice (drg_etl/quality/identity.py).
     identity: tuple[str, ...] = ()
 
-    @property
-    def fact_columns(self) -> list[str]:
+    @functools.cached_property
+    def fact_columns(self) -> tuple[str, ...]:
         """The columns a reader's fact carries (lineage excluded)."""
-        return [c.name for c in self.columns]
+        return tuple(c.name for c in self.columns)
 
     @property
     def all_columns(self) -> tuple[Column, ...]:

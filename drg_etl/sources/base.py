@@ -10,7 +10,7 @@ whole treatment, a REDCap screening row) may still load the facts that pass.
 from __future__ import annotations
 
 import datetime as dt
-import json
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,7 +73,10 @@ class StagedDelivery:
 
     def count(self, file: str) -> FileCount:
         """The counter of a file, created on first use."""
-        return self.counts.setdefault(file, FileCount(file))
+        counter = self.counts.get(file)
+        if counter is None:
+            counter = self.counts[file] = FileCount(file)
+        return counter
 
     def context(self, file: str, row: int, pseudonymize: Pseudonymizer, source_map: SourceMap,
                 resource_id: str | None = None) -> RowContext:
@@ -282,87 +285,79 @@ class RowContext:
         """Keep the source record for staging, its CPR replaced by the pseudonym, every other CPR scrubbed (a
         pseudonym's hex digits are never taken for one: :func:`drg_etl.core.cpr.scrub_cpr`)."""
         self.record = record
-        text = unscrubbed_json(record, cpr_columns, self.patient_key)
-        if text is None:  # something in it may be a CPR number (or a value the fast path does not know)
-            text = scrubbed_json(record, cpr_columns, self.patient_key)
-        self.staged.source_rows.append((self.file, self.row, text))
+        self.staged.source_rows.append((self.file, self.row, kept_json(record, cpr_columns, self.patient_key)))
 
 
-def scrubbed_json(record: dict[str, Any], cpr_columns: tuple[str, ...], patient_key: str | None) -> str:
-    """A source record as kept: JSON text, its CPR columns' values the pseudonym, every key and value scrubbed."""
-    clean = {scrub_cpr(k): (patient_key if k in cpr_columns
-                            else v if type(v) is str and len(v) < SHORTEST_CPR_TEXT else _scrubbed(v))
+def kept_json(record: dict[str, Any], cpr_columns: tuple[str, ...], patient_key: str | None) -> str:
+    """A source record as kept: JSON text, its CPR columns' values the pseudonym, every other CPR scrubbed.
+
+    Keys are asked of the scrubber once for all records that have the same (a file's columns); a record of
+    texts only (a CSV row) is searched as one text (:func:`_texts_kept_json`); any other, value by value.
+    """
+    if not _keys_kept_as_they_are(tuple(record)):
+        clean = {scrub_cpr(k): (patient_key if k in cpr_columns else _scrubbed(v)) for k, v in record.items()}
+        return orjson.dumps(clean).decode()
+    text = _texts_kept_json(record, cpr_columns, patient_key)
+    if text is not None:
+        return text
+    clean = {k: (patient_key if k in cpr_columns
+                 else v if type(v) is str and len(v) < SHORTEST_CPR_TEXT else _scrubbed(v))
              for k, v in record.items()}  # a short text (most values of a wide export are empty) holds none
     return orjson.dumps(clean).decode()
 
 
-_DATES = (dt.date, dt.time)  # a datetime is a date
-_KEPT_OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+@functools.lru_cache(maxsize=256)  # a file's records share their keys (its columns), a FHIR resource's parts a few
+def _keys_kept_as_they_are(keys: tuple[Any, ...]) -> bool:
+    """Whether a record's keys are texts the scrubber leaves as they are."""
+    return all(type(key) is str and scrub_cpr(key) == key for key in keys)
 
 
-def _probe_value(value: object) -> None:
-    """A date or time is kept unscrubbed (its ISO text, ``2019-03-02T10:15:00``, is no CPR number): probed as null;
-    any other value JSON does not know sends the record to the full scrub."""
-    if isinstance(value, _DATES):
-        return None
-    raise TypeError(f"{type(value).__name__} is left to the full scrub")
+_APART = "\x00"  # joins a record's texts: no CPR pattern holds it or reads across it (it borders one as an end does)
 
 
-def _kept_value(value: object) -> str:
-    """A date or time as :func:`_scrubbed` keeps it; any other value orjson hands over (a subclass of a JSON type, a
-    dataclass) sends the record to the full scrub."""
-    if isinstance(value, _DATES):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is left to the full scrub")
+def _texts_kept_json(record: dict[str, Any], cpr_columns: tuple[str, ...], patient_key: str | None) -> str | None:
+    """The kept text of a record whose values are all texts and need no scrubbing, at C speed; else None.
 
-
-def unscrubbed_json(record: dict[str, Any], cpr_columns: tuple[str, ...], patient_key: str | None) -> str | None:
-    """:func:`scrubbed_json`'s text of a record in which nothing needs scrubbing, found at C speed; None when
-    something may (then the full scrub runs).
-
-    The record is written once as a JSON probe by the standard library: numbers as Python's ``str`` of them,
-    as the full scrub reads them; dates and times, which the full scrub keeps unscrubbed, as null; the CPR
-    columns, which become the pseudonym, as null. A probe with a backslash (an escaped quote, backslash or
-    control character, such as a line break, which can separate a CPR number's digits but is two characters
-    in JSON) sends the record to the full scrub. Without one, every key and text stands verbatim between
-    quotes, and numbers between brackets, commas and colons. Every match of the scrubber's patterns holds a
-    candidate (:func:`drg_etl.core.cpr.cpr_candidates`), which holds no quote or bracket; so each stretch of
-    the probe between quotes and brackets that holds a candidate (a key, a text, or numbers) is asked
-    whether the scrubber would replace anything in it, and a stretch that holds none needs nothing
-    replaced. A value that is not exactly a JSON type, a date or a time sends the record to the full scrub
-    too (orjson hands subclasses over; an enum or a UUID fails the probe).
+    The texts (the CPR columns' left out) are joined by :data:`_APART` and searched once for what every match
+    of the scrubber's patterns holds (:func:`drg_etl.core.cpr.cpr_candidates`); each text that holds a
+    candidate is asked of the scrubber itself. A match never holds or crosses ``_APART``, so a text's
+    matches are those of its pieces between two of them: the answer is the full scrub's.
     """
-    probe = dict(record)
-    kept = dict(record)
+    texts = dict(record)
     for column in cpr_columns:
-        if column in record:
-            probe[column], kept[column] = None, patient_key
+        if column in texts:
+            texts[column] = ""
     try:
-        probe_text = json.dumps(probe, ensure_ascii=False, default=_probe_value)
-    except (TypeError, ValueError, RecursionError):  # a key JSON cannot take, a value it does not know, a cycle
-        return None
-    if _JSON_ESCAPE in probe_text:
+        joined = _APART.join(texts.values())
+    except TypeError:  # a value that is not a text (a number, a date, a list): value by value
         return None
     checked_to = -1
-    for at in cpr_candidates(probe_text):
+    for at in cpr_candidates(joined):
         if at < checked_to:
             continue
-        start = max(probe_text.rfind(c, 0, at) for c in _JSON_BREAKS) + 1
-        end = min((i for c in _JSON_BREAKS if (i := probe_text.find(c, at)) >= 0), default=len(probe_text))
-        if scrub_cpr(stretch := probe_text[start:end]) != stretch:  # a key or text whole: the scrubber's own answer
-            return None
+        start = joined.rfind(_APART, 0, at) + 1
+        end = joined.find(_APART, at)
+        end = len(joined) if end < 0 else end
+        if scrub_cpr(text := joined[start:end]) != text:
+            return None  # something to scrub: value by value
         checked_to = end
-    try:
-        return orjson.dumps(kept, default=_kept_value, option=_KEPT_OPTIONS).decode()
-    except orjson.JSONEncodeError:  # a subclass, a non-text key, an integer beyond 64 bits: the full scrub
-        return None
+    for column in cpr_columns:
+        if column in texts:
+            texts[column] = patient_key
+    return orjson.dumps(texts).decode()
 
-
-_JSON_ESCAPE = "\\"  # what every escape in a JSON text starts with
-_JSON_BREAKS = '"[]{}'  # in a JSON text without escapes, what no key, text or number holds
 
 def _scrubbed(value: Any) -> Any:
     """A source value as kept: JSON-ready, and anything shaped like a CPR number replaced (a number too)."""
+    kind = type(value)  # the types of JSON first, exactly (a FHIR resource is nested dicts and lists of them)
+    if kind is str:
+        return value if len(value) < SHORTEST_CPR_TEXT else scrub_cpr(value)
+    if kind is dict:
+        if _keys_kept_as_they_are(tuple(value)):
+            return {k: v if type(v) is str and len(v) < SHORTEST_CPR_TEXT else _scrubbed(v) for k, v in value.items()}
+        return {scrub_cpr(str(k)): _scrubbed(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) is str and len(v) < SHORTEST_CPR_TEXT else _scrubbed(v) for v in value]
     if isinstance(value, str):
         return scrub_cpr(value)
     if isinstance(value, bool) or value is None:

@@ -156,8 +156,11 @@ def _record(columns: list[str], values: list[str], delimiter: str) -> dict[str, 
     if at is not None:
         values = [*values[:at], re.split(r"[\r\n]", values[at], maxsplit=1)[0]]
     record = dict(zip(columns, values, strict=False))
-    record |= {c: "" for c in columns[len(values):]} if at is not None else {}
-    return record | {"__fields__": fields, ABSORBED: "" if at is None else columns[min(at, len(columns) - 1)]}
+    if at is not None:
+        record |= {c: "" for c in columns[len(values):]}
+    record["__fields__"] = fields
+    record[ABSORBED] = "" if at is None else columns[min(at, len(columns) - 1)]
+    return record
 
 
 def _swallowed(values: list[str], delimiter: str, width: int) -> int | None:
@@ -168,6 +171,9 @@ def _swallowed(values: list[str], delimiter: str, width: int) -> int | None:
     with: a key (a CPR number, a record id) holding a digit and no space. A note of two lines whose second
     happens to hold semicolons ("Panodil; Ibuprofen; ...") is a note.
     """
+    joined = "".join(values)
+    if "\n" not in joined and "\r" not in joined:  # most records: no field holds a line break
+        return None
     for at, value in enumerate(values):
         if "\n" in value or "\r" in value:
             if any(_reads_as_record(line, delimiter, width) for line in value.splitlines()[1:]):

@@ -8,6 +8,7 @@ label is mapped to a canonical value through mappings/rh.yaml; nothing is hard-c
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 from collections.abc import Iterator
@@ -156,6 +157,7 @@ class _Record:
         return self.ctx.date(field, self.row.get(field, ""), parse_iso_date, required=required)
 
 
+@functools.cache  # one parser per score: a wide export asks for each in every row
 def _score(name: str, low: float, high: float, integer: bool):
     def parse(text: str) -> float:
         value = parse_integer(text) if integer else parse_decimal(text, comma=False)
