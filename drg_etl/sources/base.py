@@ -94,8 +94,7 @@ class StagedDelivery:
         model.check_fact(values)
         seq = self.fact_seq[table]
         self.fact_seq[table] = seq + 1
-        self.facts[table].append((self.delivery.center, file, row, patient_key,
-                                  *(values[c] for c in model.fact_columns[1:]), seq))
+        self.facts[table].append((self.delivery.center, file, row, patient_key, *model.fact_values(values), seq))
 
     def flush(self) -> None:
         """Hand the current batch to the sink and start a new one."""
@@ -252,7 +251,7 @@ class RowContext:
             self.fail(None, "value.missing_required", f"the record names no patient; its {table[:-1]} is not kept")
             return
         model = TABLES[table]
-        for column in (*model.identifier_columns, *model.free_text_columns):
+        for column in model.text_columns:
             value = values.get(column)
             if isinstance(value, str) and value != (clean := value.strip()):  # Unicode spaces too (a lone NBSP)
                 values[column] = clean or None
