@@ -1,4 +1,5 @@
-"""The kept source record's fast paths (a record's keys asked once, a record of texts searched as one text, the JSON
+"""The readers' fast paths give the answers of the slow ones. A header that is the contract exactly passes the schema.
+The kept source record's fast paths (a record's keys asked once, a record of texts searched as one text, the JSON
 types first) give the full scrub's text, byte for byte, on hostile records: CPR numbers in every spelling, split by
 characters JSON escapes, in numbers, keys and nested values, beside dates, subclasses and values JSON does not know.
 The comparison can fail: a weakened fast path is caught."""
@@ -12,11 +13,15 @@ import uuid
 from typing import Any
 
 import orjson
+import pandas as pd
 import pytest
 
 from drg_etl.core.cpr import CPR_PLACEHOLDER, SHORTEST_CPR_TEXT, scrub_cpr
+from drg_etl.core.delivery import FileRejected
+from drg_etl.core.formats import FORMATS
 from drg_etl.sources import base
 from drg_etl.sources.base import kept_json
+from drg_etl.sources.csvfile import check_columns, header_contract
 
 PSEUDONYM = "9f" * 32
 _PIECES = ["230487", "1236", "-", "\u2011", " ", "\u00a0", ".", "pt", "cpr:", "１２", "23", "04", "87", "12", "36",
@@ -182,3 +187,17 @@ def test_the_comparison_catches_a_weakened_fast_path(monkeypatch: pytest.MonkeyP
     assert _disagreements(records)[0]
     monkeypatch.undo()
     assert _disagreements(records)[0] == []
+
+
+def _contracts() -> list[tuple[str, ...]]:
+    """Every header contract of the formats: each file's columns, each sheet's."""
+    return [columns for center in FORMATS.values() for file in center.files
+            for columns in (file.columns, *(sheet.columns for sheet in file.sheets)) if columns]
+
+
+@pytest.mark.parametrize("columns", _contracts(), ids=lambda columns: columns[0])
+def test_a_header_that_is_the_contract_exactly_passes_the_schema_too(columns: tuple[str, ...]) -> None:
+    header_contract(list(columns)).validate(pd.DataFrame(columns=list(columns), dtype=str), lazy=True)
+    check_columns("file.csv", list(columns), list(columns))
+    with pytest.raises(FileRejected, match="out of order"):
+        check_columns("file.csv", [*columns[1:], columns[0]], list(columns))
