@@ -1,4 +1,5 @@
-"""The readers' fast paths give the answers of the slow ones. A header that is the contract exactly passes the schema.
+"""The readers' fast paths give the answers of the slow ones. A header that is the contract exactly passes the schema;
+the leading columns of a CSV row are those of its whole record.
 The kept source record's fast paths (a record's keys asked once, a record of texts searched as one text, the JSON
 types first) give the full scrub's text, byte for byte, on hostile records: CPR numbers in every spelling, split by
 characters JSON escapes, in numbers, keys and nested values, beside dates, subclasses and values JSON does not know.
@@ -21,7 +22,7 @@ from drg_etl.core.delivery import FileRejected
 from drg_etl.core.formats import FORMATS
 from drg_etl.sources import base
 from drg_etl.sources.base import kept_json
-from drg_etl.sources.csvfile import check_columns, header_contract
+from drg_etl.sources.csvfile import _record, check_columns, header_contract, leading_columns
 
 PSEUDONYM = "9f" * 32
 _PIECES = ["230487", "1236", "-", "\u2011", " ", "\u00a0", ".", "pt", "cpr:", "１２", "23", "04", "87", "12", "36",
@@ -201,3 +202,18 @@ def test_a_header_that_is_the_contract_exactly_passes_the_schema_too(columns: tu
     check_columns("file.csv", list(columns), list(columns))
     with pytest.raises(FileRejected, match="out of order"):
         check_columns("file.csv", [*columns[1:], columns[0]], list(columns))
+
+
+def test_the_leading_columns_of_a_row_are_those_of_its_whole_record() -> None:
+    rng = random.Random(20)
+    columns = ["record_id", "redcap_event_name", "x", "y", "cpr", "note", "z"]
+    pieces = ["1", "a", "", "2304871236", "\n", "\r", "7,screening_arm_1,,,,,", "x y", ","]
+    checked = 0
+    for _ in range(5_000):
+        values = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 3))) for _ in range(rng.randint(0, 9))]
+        record = _record(columns, values, ",")
+        for count in range(len(columns) + 1):
+            leading = leading_columns(columns, values, ",", count)
+            assert leading == {c: record[c] for c in columns[:count] if c in record}, (values, count)
+            checked += len(leading)
+    assert checked > 50_000

@@ -159,8 +159,9 @@ def read_fields(path: Path, file: str, *, encoding: str, delimiter: str, columns
 
 
 def leading_columns(columns: list[str], values: list[str], delimiter: str, count: int) -> dict[str, str]:
-    """The first ``count`` columns of :func:`read_records`' record of these fields, without building the rest
-    (a column the row lacks is missing, as there)."""
+    """:func:`read_records`' record of these fields, its first ``count`` columns only (not building the rest): the
+    same values where none of these columns is named again after them; a column the row lacks is missing, as
+    there."""
     if _swallowed(values, delimiter, len(columns)) is not None:
         record = _record(columns, values, delimiter)
         return {c: record[c] for c in columns[:count]}
