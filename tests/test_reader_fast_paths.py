@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import random
+import re
 import uuid
 from typing import Any
 
@@ -17,7 +18,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from drg_etl.core.cpr import CPR_PLACEHOLDER, SHORTEST_CPR_TEXT, scrub_cpr
+from drg_etl.core.cpr import CANDIDATE_LETTERS, CPR_PLACEHOLDER, SHORTEST_CPR_TEXT, fold_text, scrub_cpr
 from drg_etl.core.delivery import FileRejected
 from drg_etl.core.formats import FORMATS
 from drg_etl.sources import base
@@ -217,3 +218,15 @@ def test_the_leading_columns_of_a_row_are_those_of_its_whole_record() -> None:
             assert leading == {c: record[c] for c in columns[:count] if c in record}, (values, count)
             checked += len(leading)
     assert checked > 50_000
+
+
+def test_the_candidates_letters_and_digits_are_the_patterns() -> None:
+    """The candidate search's letters are those _CPR_LIKE's case-insensitive [A-Za-z] takes; in folded text every
+    decimal digit is an ASCII one."""
+    candidate, like = re.compile(f"[{CANDIDATE_LETTERS}]"), re.compile("[A-Za-z]", re.IGNORECASE)
+    digit = re.compile(r"\d")
+    for code in range(0x110000):
+        char = chr(code)
+        assert bool(candidate.fullmatch(char)) == bool(like.fullmatch(char)), hex(code)
+        if digit.fullmatch(char):
+            assert fold_text(char) in "0123456789", hex(code)

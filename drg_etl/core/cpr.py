@@ -138,9 +138,12 @@ def _scrubbed_text(text: str) -> str:
 # What every match of either pattern holds, with no look-around (so it is searched fast, and may be searched for
 # in many texts joined by characters it cannot hold): the date part (_DATE6 as one branch, which is faster), up to
 # three separators, then a digit and two letters or digits (_CPR_LIKE's sequence; _CPR_STRICT's four digits) or a
-# digit and a separator (_CPR_STRICT's "12 34"). Case-insensitive as _CPR_LIKE is (its [A-Za-z] then also takes
-# the Kelvin sign, the long s and the dotted and dotless i).
-_CPR_CANDIDATE = re.compile(rf"\d\d{_SEP}?\d\d{_SEP}?\d\d{_SEP}{{0,3}}\d(?:[0-9A-Za-z]{{2}}|\d{_SEP})", re.IGNORECASE)
+# digit and a separator (_CPR_STRICT's "12 34"). Searched in folded text, where every decimal digit is ASCII; the
+# letters are those _CPR_LIKE's case-insensitive [A-Za-z] takes (the dotted and dotless i, the long s and the
+# Kelvin sign too).
+CANDIDATE_LETTERS = "A-Za-z\u0130\u0131\u017f\u212a"
+_CPR_CANDIDATE = re.compile(rf"[0-9][0-9]{_SEP}?[0-9][0-9]{_SEP}?[0-9][0-9]{_SEP}{{0,3}}[0-9]"
+                            rf"(?:[0-9{CANDIDATE_LETTERS}]{{2}}|[0-9]{_SEP})")
 
 
 def cpr_candidates(text: str) -> list[int]:
