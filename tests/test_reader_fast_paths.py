@@ -1,5 +1,6 @@
 """The readers' fast paths give the answers of the slow ones. A header that is the contract exactly passes the schema;
-the leading columns of a CSV row are those of its whole record.
+the leading columns of a CSV row are those of its whole record; a parsed JSON record read from its own text is kept as
+the full scrub keeps it.
 The kept source record's fast paths (a record's keys asked once, a record of texts searched as one text, the JSON
 types first) give the full scrub's text, byte for byte, on hostile records: CPR numbers in every spelling, split by
 characters JSON escapes, in numbers, keys and nested values, beside dates, subclasses and values JSON does not know.
@@ -174,7 +175,10 @@ def test_a_cpr_split_by_a_control_character_is_scrubbed(text: str) -> None:
     assert kept_json({"note": text, "more": "x"}, (), None) == _full_scrub({"note": text, "more": "x"}, ())
 
 
-@pytest.mark.parametrize("number", [1.23456789e-05, 1.2345678901e20, 2304871236, 2304871236.0, -2304871236])
+_CPR_NUMBERS = [1.23456789e-05, 1.2345678901e20, 2304871236, 2304871236.0, -2304871236]
+
+
+@pytest.mark.parametrize("number", _CPR_NUMBERS)
 def test_a_number_that_reads_as_a_cpr_is_scrubbed(number: float) -> None:
     assert scrub_cpr(str(number)) != str(number)
     assert kept_json({"value": {"v": [number]}}, (), None) == '{"value":{"v":["<CPR?>"]}}'
@@ -230,3 +234,50 @@ def test_the_candidates_letters_and_digits_are_the_patterns() -> None:
         assert bool(candidate.fullmatch(char)) == bool(like.fullmatch(char)), hex(code)
         if digit.fullmatch(char):
             assert fold_text(char) in "0123456789", hex(code)
+
+
+def _parsed(records: list[tuple[dict[str, Any], tuple[str, ...]]]) -> list[dict[str, Any]]:
+    """The hostile records as a JSON parser gives them back (dates and other values as texts, tuples as lists;
+    a record with an integer beyond 64 bits left out)."""
+    parsed = []
+    for record, _ in records:
+        try:
+            parsed.append(orjson.loads(orjson.dumps(record, default=str)))
+        except TypeError:
+            pass
+    return parsed
+
+
+def _parsed_disagreements(records: list[dict[str, Any]]) -> tuple[list[Any], int]:
+    wrong, answered = [], 0
+    for record in records:
+        text = base.parsed_json_kept(record)
+        if text is not None:
+            answered += 1
+            if text != _full_scrub(record, ()):
+                wrong.append((record, text))
+    return wrong, answered
+
+
+def test_a_parsed_json_record_read_from_its_own_text_is_kept_as_the_full_scrub_keeps_it() -> None:
+    records = [*_parsed(_records(21, 10_000)), *({"value": {"v": [n]}} for n in _CPR_NUMBERS),
+               *({"note": text} for text in _ESCAPED_CPRS)]
+    wrong, answered = _parsed_disagreements(records)
+    assert wrong == []
+    assert answered > 1_000
+    assert sum(_full_scrub(r, ()) != orjson.dumps(r).decode() for r in records) > 1_000  # not vacuous
+
+
+def test_the_comparison_catches_a_weakened_parsed_json_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    records = [*_parsed(_records(22, 2_000)), *({"value": {"v": [n]}} for n in _CPR_NUMBERS),
+               *({"note": text} for text in _ESCAPED_CPRS)]
+    monkeypatch.setattr(base, "_JSON_ESCAPE", "\x01")  # an escaped line break read as two characters
+    assert _parsed_disagreements(records)[0]
+    monkeypatch.undo()
+    monkeypatch.setattr(base, "_JSON_NUMBER", re.compile("(?!)"))  # numbers not asked (1.23456789e-05)
+    assert _parsed_disagreements(records)[0]
+    monkeypatch.undo()
+    monkeypatch.setattr(base, "_CLEAN_TEXTS", {"230487-1236"})  # a remembered answer that is wrong is used
+    assert _parsed_disagreements([{"note": "230487-1236"}])[0]
+    monkeypatch.undo()
+    assert _parsed_disagreements(records)[0] == []

@@ -80,6 +80,11 @@ _MACHINE_ID = re.compile(r"(?<![0-9A-Za-z])(?:[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){
                          r"(?![0-9A-Za-z])")
 
 
+def is_machine_identifier(text: str) -> bool:
+    """Whether the text is one machine identifier whole (a UUID, a run of 16 or more hex digits: a pseudonym)."""
+    return _MACHINE_ID.fullmatch(text) is not None
+
+
 def _matches(pattern: re.Pattern[str], folded: str) -> list[re.Match[str]]:
     """The pattern's matches in the folded text, but those inside a machine identifier."""
     found = list(pattern.finditer(folded))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from drg_etl.core.cpr import (
     CprError,
     cpr_candidates,
     holds_cpr,
+    is_machine_identifier,
     parse_cpr,
     scrub_cpr,
 )
@@ -280,11 +282,19 @@ class RowContext:
                 return name
         return canonical
 
-    def keep_source(self, record: dict[str, Any], cpr_columns: tuple[str, ...] = ()) -> None:
+    def keep_source(self, record: dict[str, Any], cpr_columns: tuple[str, ...] = (), *,
+                    parsed_json: bool = False) -> None:
         """Keep the source record for staging, its CPR replaced by the pseudonym, every other CPR scrubbed (a
-        pseudonym's hex digits are never taken for one: :func:`drg_etl.core.cpr.scrub_cpr`)."""
+        pseudonym's hex digits are never taken for one: :func:`drg_etl.core.cpr.scrub_cpr`).
+
+        ``parsed_json``: the record holds only what a JSON parser gives (dicts, lists, texts, numbers, true, false,
+        null: a FHIR resource), so :func:`parsed_json_kept` may read it from its JSON text.
+        """
         self.record = record
-        self.staged.source_rows.append((self.file, self.row, kept_json(record, cpr_columns, self.patient_key)))
+        text = parsed_json_kept(record) if parsed_json and not cpr_columns else None
+        if text is None:
+            text = kept_json(record, cpr_columns, self.patient_key)
+        self.staged.source_rows.append((self.file, self.row, text))
 
 
 def kept_json(record: dict[str, Any], cpr_columns: tuple[str, ...], patient_key: str | None) -> str:
@@ -344,6 +354,51 @@ def _texts_kept_json(record: dict[str, Any], cpr_columns: tuple[str, ...], patie
         if column in texts:
             texts[column] = patient_key
     return orjson.dumps(texts).decode()
+
+
+# Only what a JSON parser gives: orjson hands anything else over (a subclass, a date, a dataclass) and fails
+_JSON_TYPES_ONLY = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_JSON_NUMBER = re.compile(r"-?[0-9][0-9.eE+-]*")  # in a JSON text's parts outside its quotes
+_JSON_ESCAPE = "\\"  # what every escape in a JSON text starts with
+_CLEAN_TEXTS: set[str] = set()  # texts met before that the scrubber leaves as they are (codes, systems, references)
+_CLEAN_TEXTS_HELD = 1 << 16
+
+
+def parsed_json_kept(record: dict[str, Any]) -> str | None:
+    """:func:`kept_json`'s text of a record that holds only what a JSON parser gives, when nothing in it needs
+    scrubbing: its JSON text itself; None when something may, or when it holds anything else (then the full
+    scrub runs).
+
+    The full scrub asks the scrubber every key, every text and every number as Python spells it. In orjson's
+    text, every key and text stands between quotes, verbatim unless it needs an escape (a quote, a backslash,
+    a control character such as a line break): a text with a backslash goes to the full scrub, so splitting at
+    the quotes gives the keys and texts, and between them the numbers. Integers orjson spells as Python does;
+    a float is read back and asked in Python's spelling (orjson writes 1e-05 as 0.00001). Each distinct text
+    is asked once (:data:`_CLEAN_TEXTS` remembers those it leaves, a machine identifier aside). Only for what a
+    parser gave: orjson writes an enum as its value, where the full scrub keeps its name.
+    """
+    try:
+        text = orjson.dumps(record, option=_JSON_TYPES_ONLY).decode()
+    except orjson.JSONEncodeError:
+        return None
+    if _JSON_ESCAPE in text:
+        return None
+    parts = text.split('"')
+    for unseen in set(parts[1::2]).difference(_CLEAN_TEXTS):  # the keys and texts
+        if scrub_cpr(unseen) != unseen:
+            return None
+        if not is_machine_identifier(unseen):  # one of a kind (a resource id): not worth remembering
+            if len(_CLEAN_TEXTS) >= _CLEAN_TEXTS_HELD:
+                _CLEAN_TEXTS.clear()
+            _CLEAN_TEXTS.add(unseen)
+    for number in _JSON_NUMBER.findall("\x00".join(parts[0::2])):
+        try:
+            spelled = repr(float(number)) if "." in number or "e" in number or "E" in number else number
+        except ValueError:  # not a number after all: orjson never writes one, but then the full scrub decides
+            return None
+        if scrub_cpr(spelled) != spelled:
+            return None
+    return text
 
 
 def _scrubbed(value: Any) -> Any:
