@@ -51,17 +51,38 @@ def _fold_char(char: str) -> str:
     return char
 
 
+class _FoldTable(dict[int, str]):
+    """:meth:`str.translate`'s table of :func:`_fold_char`, filled as characters are met (bounded: hostile text may
+    hold every character Unicode has)."""
+
+    LIMIT = 1 << 16
+
+    def __missing__(self, code: int) -> str:
+        folded = _fold_char(chr(code))
+        if len(self) < self.LIMIT:
+            self[code] = folded
+        return folded
+
+
+_FOLD_TABLE = _FoldTable()
+
+
 def fold_text(text: str) -> str:
     """``text`` with Unicode digits, dashes and spaces as their ASCII kin, one character for one."""
     if text.isascii():
         return text
-    return "".join(_fold_char(c) for c in text)
+    return text.translate(_FOLD_TABLE)
 
 
 # Machine identifiers that hold digits by chance: a UUID (FHIR resource ids), a run of 16 or more hex digits
 # (a pseudonym or its prefix). A CPR-shaped run inside one is not a CPR number.
 _MACHINE_ID = re.compile(r"(?<![0-9A-Za-z])(?:[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}|[0-9a-fA-F]{16,})"
                          r"(?![0-9A-Za-z])")
+
+
+def is_machine_identifier(text: str) -> bool:
+    """Whether the text is one machine identifier whole (a UUID, a run of 16 or more hex digits: a pseudonym)."""
+    return _MACHINE_ID.fullmatch(text) is not None
 
 
 def _matches(pattern: re.Pattern[str], folded: str) -> list[re.Match[str]]:
@@ -119,6 +140,25 @@ def _scrubbed_text(text: str) -> str:
     return "".join(parts)
 
 
+# What every match of either pattern holds, with no look-around (so it is searched fast, and may be searched for
+# in many texts joined by characters it cannot hold): the date part (_DATE6 as one branch, which is faster), up to
+# three separators, then a digit and two letters or digits (_CPR_LIKE's sequence; _CPR_STRICT's four digits) or a
+# digit and a separator (_CPR_STRICT's "12 34"). Searched in folded text, where every decimal digit is ASCII; the
+# letters are those _CPR_LIKE's case-insensitive [A-Za-z] takes (the dotted and dotless i, the long s and the
+# Kelvin sign too).
+CANDIDATE_LETTERS = "A-Za-z\u0130\u0131\u017f\u212a"
+_CPR_CANDIDATE = re.compile(rf"[0-9][0-9]{_SEP}?[0-9][0-9]{_SEP}?[0-9][0-9]{_SEP}{{0,3}}[0-9]"
+                            rf"(?:[0-9{CANDIDATE_LETTERS}]{{2}}|[0-9]{_SEP})")
+
+
+def cpr_candidates(text: str) -> list[int]:
+    """Where in ``text`` something may be a CPR number: the start of each candidate (see :data:`_CPR_CANDIDATE`).
+
+    A text holding none has nothing :func:`scrub_cpr` would replace; one holding some is asked :func:`scrub_cpr`.
+    """
+    return [match.start() for match in _CPR_CANDIDATE.finditer(fold_text(text))]
+
+
 def holds_cpr(text: str) -> bool:
     """Whether an identifier (a serial, a model, a resource id) holds a CPR number in any spelling.
 
@@ -126,8 +166,8 @@ def holds_cpr(text: str) -> bool:
     so that a serial of other digits is not taken for one (a CPR in an identifier is a data error
     that quarantines the record; in free text it is scrubbed).
     """
-    if len(text) < 10 or _TEN_DIGITS.search(text) is None:
-        return False
+    if len(text) < 10 or _TEN_DIGITS.search(text) is None or _MACHINE_ID.fullmatch(text):
+        return False  # a machine identifier whole (a FHIR id): every match in it is one
     for match in _matches(_CPR_STRICT, fold_text(text)):
         digits = re.sub(r"\D", "", match.group(0))
         day, month = int(digits[0:2]), int(digits[2:4])

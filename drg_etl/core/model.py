@@ -9,6 +9,7 @@ a reader's fact must carry (:meth:`Table.check_fact`).
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -56,10 +57,10 @@ class Table:
     # delivery with the same identity are one fact given twice (drg_etl/quality/identity.py).
     identity: tuple[str, ...] = ()
 
-    @property
-    def fact_columns(self) -> list[str]:
+    @functools.cached_property
+    def fact_columns(self) -> tuple[str, ...]:
         """The columns a reader's fact carries (lineage excluded)."""
-        return [c.name for c in self.columns]
+        return tuple(c.name for c in self.columns)
 
     @property
     def all_columns(self) -> tuple[Column, ...]:
@@ -87,6 +88,17 @@ class Table:
     def free_text_columns(self) -> tuple[str, ...]:
         """Columns of free text (a note, a reason)."""
         return tuple(c.name for c in self.columns if c.text == "free_text")
+
+    @functools.cached_property
+    def fact_values(self) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+        """A reader's values (a mapping by column) as a tuple in the fact's order, the patient key left out."""
+        getter = operator.itemgetter(*self.fact_columns[1:])
+        return getter if len(self.fact_columns) > 2 else lambda values: (getter(values),)
+
+    @functools.cached_property
+    def text_columns(self) -> tuple[str, ...]:
+        """The identifier columns, then the free-text columns."""
+        return (*self.identifier_columns, *self.free_text_columns)
 
     @functools.cached_property
     def reader_columns(self) -> frozenset[str]:

@@ -99,8 +99,8 @@ class Pseudonymizer:
 
     def __call__(self, cpr: Cpr) -> str:
         """The pseudonym of a validated CPR number."""
-        return hmac.new(self._key, cpr.digits.encode("ascii"), hashlib.sha256).hexdigest()
+        return hmac.digest(self._key, cpr.digits.encode("ascii"), "sha256").hex()  # hmac.new's, in one C call
 
     def of_text(self, text: str) -> str:
         """A pseudonym for any identifying text (an invalid CPR as written), so none is persisted."""
-        return "x-" + hmac.new(self._key, text.strip().encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+        return "x-" + hmac.digest(self._key, text.strip().encode("utf-8"), "sha256").hex()[:32]

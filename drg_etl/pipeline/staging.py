@@ -23,6 +23,7 @@ from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.rules import RULES
 from drg_etl.core.sql import read_sql
 from drg_etl.core.tables import PENDING, PENDING_DELIVERIES, PENDING_ISSUES, insert_row
+from drg_etl.core.transaction import transaction
 from drg_etl.pipeline.reconcile import ReconciliationError, reconcile
 from drg_etl.quality.delivery_rules import apply_delivery_rules
 from drg_etl.quality.identity import flag_repeated_facts
@@ -48,7 +49,13 @@ def _facts(staged: StagedDelivery, table: str) -> pd.DataFrame:
 
 
 def write_batch(con: duckdb.DuckDBPyConnection, staged: StagedDelivery) -> None:
-    """The sink of a reader: one batch of facts, issues and source records into the staging tables."""
+    """The sink of a reader: one batch of facts, issues and source records into the staging tables, in one
+    transaction: one commit a batch, not one a table (on a warehouse file each commit waits for the disk)."""
+    with transaction(con):
+        _write_batch(con, staged)
+
+
+def _write_batch(con: duckdb.DuckDBPyConnection, staged: StagedDelivery) -> None:
     delivery, delivery_id = staged.delivery, staged.delivery_id
     for table in TABLES:
         _insert(con, f"pending_{table}", _facts(staged, table))

@@ -116,7 +116,7 @@ class _Reader:
         subject = resource.get("subject") or resource.get("patient")
         if subject is not None:
             ctx.patient_key = self.patients.get(_ref(subject, "Patient") or "")
-        ctx.keep_source(self.deidentified(resource))
+        ctx.keep_source(self.deidentified(resource), parsed_json=True)  # orjson's, texts put in
         if cpr_shaped:
             ctx.fail("id", "cpr.in_identifier", f"the {resource.get('resourceType')}'s id holds a CPR number; "
                                                 "the resource is not kept")

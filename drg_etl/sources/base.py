@@ -10,6 +10,8 @@ whole treatment, a REDCap screening row) may still load the facts that pass.
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,7 +22,9 @@ from drg_etl.core.cpr import (
     CPR_PLACEHOLDER,
     SHORTEST_CPR_TEXT,
     CprError,
+    cpr_candidates,
     holds_cpr,
+    is_machine_identifier,
     parse_cpr,
     scrub_cpr,
 )
@@ -71,7 +75,10 @@ class StagedDelivery:
 
     def count(self, file: str) -> FileCount:
         """The counter of a file, created on first use."""
-        return self.counts.setdefault(file, FileCount(file))
+        counter = self.counts.get(file)
+        if counter is None:
+            counter = self.counts[file] = FileCount(file)
+        return counter
 
     def context(self, file: str, row: int, pseudonymize: Pseudonymizer, source_map: SourceMap,
                 resource_id: str | None = None) -> RowContext:
@@ -89,8 +96,7 @@ class StagedDelivery:
         model.check_fact(values)
         seq = self.fact_seq[table]
         self.fact_seq[table] = seq + 1
-        self.facts[table].append((self.delivery.center, file, row, patient_key,
-                                  *(values[c] for c in model.fact_columns[1:]), seq))
+        self.facts[table].append((self.delivery.center, file, row, patient_key, *model.fact_values(values), seq))
 
     def flush(self) -> None:
         """Hand the current batch to the sink and start a new one."""
@@ -247,7 +253,7 @@ class RowContext:
             self.fail(None, "value.missing_required", f"the record names no patient; its {table[:-1]} is not kept")
             return
         model = TABLES[table]
-        for column in (*model.identifier_columns, *model.free_text_columns):
+        for column in model.text_columns:
             value = values.get(column)
             if isinstance(value, str) and value != (clean := value.strip()):  # Unicode spaces too (a lone NBSP)
                 values[column] = clean or None
@@ -276,19 +282,136 @@ class RowContext:
                 return name
         return canonical
 
-    def keep_source(self, record: dict[str, Any], cpr_columns: tuple[str, ...] = ()) -> None:
+    def keep_source(self, record: dict[str, Any], cpr_columns: tuple[str, ...] = (), *,
+                    parsed_json: bool = False) -> None:
         """Keep the source record for staging, its CPR replaced by the pseudonym, every other CPR scrubbed (a
-        pseudonym's hex digits are never taken for one: :func:`drg_etl.core.cpr.scrub_cpr`)."""
+        pseudonym's hex digits are never taken for one: :func:`drg_etl.core.cpr.scrub_cpr`).
+
+        ``parsed_json``: the record holds only what a JSON parser gives (dicts, lists, texts, numbers, true, false,
+        null: a FHIR resource), so :func:`parsed_json_kept` may read it from its JSON text.
+        """
         self.record = record
-        clean = {scrub_cpr(k): (self.patient_key if k in cpr_columns
-                                else v if type(v) is str and len(v) < SHORTEST_CPR_TEXT else _scrubbed(v))
-                 for k, v in record.items()}  # a short text (most values of a wide export are empty) holds none
-        text = orjson.dumps(clean).decode()
+        text = parsed_json_kept(record) if parsed_json and not cpr_columns else None
+        if text is None:
+            text = kept_json(record, cpr_columns, self.patient_key)
         self.staged.source_rows.append((self.file, self.row, text))
+
+
+def kept_json(record: dict[str, Any], cpr_columns: tuple[str, ...], patient_key: str | None) -> str:
+    """A source record as kept: JSON text, its CPR columns' values the pseudonym, every other CPR scrubbed.
+
+    Keys are asked of the scrubber once for all records that have the same (a file's columns); a record of
+    texts only (a CSV row) is searched as one text (:func:`_texts_kept_json`); any other, value by value.
+    """
+    if not _keys_kept_as_they_are(tuple(record)):
+        clean = {scrub_cpr(k): (patient_key if k in cpr_columns else _scrubbed(v)) for k, v in record.items()}
+        return orjson.dumps(clean).decode()
+    text = _texts_kept_json(record, cpr_columns, patient_key)
+    if text is not None:
+        return text
+    clean = {k: (patient_key if k in cpr_columns
+                 else v if type(v) is str and len(v) < SHORTEST_CPR_TEXT else _scrubbed(v))
+             for k, v in record.items()}  # a short text (most values of a wide export are empty) holds none
+    return orjson.dumps(clean).decode()
+
+
+@functools.lru_cache(maxsize=256)  # a file's records share their keys (its columns), a FHIR resource's parts a few
+def _keys_kept_as_they_are(keys: tuple[Any, ...]) -> bool:
+    """Whether a record's keys are texts the scrubber leaves as they are."""
+    return all(type(key) is str and scrub_cpr(key) == key for key in keys)
+
+
+_APART = "\x00"  # joins a record's texts: no CPR pattern holds it or reads across it (it borders one as an end does)
+
+
+def _texts_kept_json(record: dict[str, Any], cpr_columns: tuple[str, ...], patient_key: str | None) -> str | None:
+    """The kept text of a record whose values are all texts and need no scrubbing, at C speed; else None.
+
+    The texts (the CPR columns' left out) are joined by :data:`_APART` and searched once for what every match
+    of the scrubber's patterns holds (:func:`drg_etl.core.cpr.cpr_candidates`); each text that holds a
+    candidate is asked of the scrubber itself. A match never holds or crosses ``_APART``, so a text's
+    matches are those of its pieces between two of them: the answer is the full scrub's.
+    """
+    texts = dict(record)
+    for column in cpr_columns:
+        if column in texts:
+            texts[column] = ""
+    try:
+        joined = _APART.join(texts.values())
+    except TypeError:  # a value that is not a text (a number, a date, a list): value by value
+        return None
+    checked_to = -1
+    for at in cpr_candidates(joined):
+        if at < checked_to:
+            continue
+        start = joined.rfind(_APART, 0, at) + 1
+        end = joined.find(_APART, at)
+        end = len(joined) if end < 0 else end
+        if scrub_cpr(text := joined[start:end]) != text:
+            return None  # something to scrub: value by value
+        checked_to = end
+    for column in cpr_columns:
+        if column in texts:
+            texts[column] = patient_key
+    return orjson.dumps(texts).decode()
+
+
+# Only what a JSON parser gives: orjson hands anything else over (a subclass, a date, a dataclass) and fails
+_JSON_TYPES_ONLY = orjson.OPT_PASSTHROUGH_SUBCLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+_JSON_NUMBER = re.compile(r"-?[0-9][0-9.eE+-]*")  # in a JSON text's parts outside its quotes
+_JSON_ESCAPE = "\\"  # what every escape in a JSON text starts with
+_CLEAN_TEXTS: set[str] = set()  # texts met before that the scrubber leaves as they are (codes, systems, references)
+_CLEAN_TEXTS_HELD = 1 << 16
+
+
+def parsed_json_kept(record: dict[str, Any]) -> str | None:
+    """:func:`kept_json`'s text of a record that holds only what a JSON parser gives, when nothing in it needs
+    scrubbing: its JSON text itself; None when something may, or when it holds anything else (then the full
+    scrub runs).
+
+    The full scrub asks the scrubber every key, every text and every number as Python spells it. In orjson's
+    text, every key and text stands between quotes, verbatim unless it needs an escape (a quote, a backslash,
+    a control character such as a line break): a text with a backslash goes to the full scrub, so splitting at
+    the quotes gives the keys and texts, and between them the numbers. Integers orjson spells as Python does;
+    a float is read back and asked in Python's spelling (orjson writes 1e-05 as 0.00001). Each distinct text
+    is asked once (:data:`_CLEAN_TEXTS` remembers those it leaves, a machine identifier aside). Only for what a
+    parser gave: orjson writes an enum as its value, where the full scrub keeps its name.
+    """
+    try:
+        text = orjson.dumps(record, option=_JSON_TYPES_ONLY).decode()
+    except orjson.JSONEncodeError:
+        return None
+    if _JSON_ESCAPE in text:
+        return None
+    parts = text.split('"')
+    for unseen in set(parts[1::2]).difference(_CLEAN_TEXTS):  # the keys and texts
+        if scrub_cpr(unseen) != unseen:
+            return None
+        if not is_machine_identifier(unseen):  # one of a kind (a resource id): not worth remembering
+            if len(_CLEAN_TEXTS) >= _CLEAN_TEXTS_HELD:
+                _CLEAN_TEXTS.clear()
+            _CLEAN_TEXTS.add(unseen)
+    for number in _JSON_NUMBER.findall("\x00".join(parts[0::2])):
+        try:
+            spelled = repr(float(number)) if "." in number or "e" in number or "E" in number else number
+        except ValueError:  # not a number after all: orjson never writes one, but then the full scrub decides
+            return None
+        if scrub_cpr(spelled) != spelled:
+            return None
+    return text
 
 
 def _scrubbed(value: Any) -> Any:
     """A source value as kept: JSON-ready, and anything shaped like a CPR number replaced (a number too)."""
+    kind = type(value)  # the types of JSON first, exactly (a FHIR resource is nested dicts and lists of them)
+    if kind is str:
+        return value if len(value) < SHORTEST_CPR_TEXT else scrub_cpr(value)
+    if kind is dict:
+        if _keys_kept_as_they_are(tuple(value)):
+            return {k: v if type(v) is str and len(v) < SHORTEST_CPR_TEXT else _scrubbed(v) for k, v in value.items()}
+        return {scrub_cpr(str(k)): _scrubbed(v) for k, v in value.items()}
+    if kind is list:
+        return [v if type(v) is str and len(v) < SHORTEST_CPR_TEXT else _scrubbed(v) for v in value]
     if isinstance(value, str):
         return scrub_cpr(value)
     if isinstance(value, bool) or value is None:

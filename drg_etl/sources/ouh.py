@@ -8,6 +8,7 @@ checked on its own, and the facts that pass load even when another fact of the r
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import re
 import zipfile
@@ -41,6 +42,7 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
+@functools.cache  # one parser per measure: each follow-up row asks for them
 def _number(name: str, low: float, high: float, integer: bool):
     def parse(text: str) -> float:
         try:

@@ -8,6 +8,7 @@ label is mapped to a canonical value through mappings/rh.yaml; nothing is hard-c
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 from collections.abc import Iterator
@@ -21,7 +22,16 @@ from drg_etl.core.mappings import source_map
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.sources.auh import add_measurements
 from drg_etl.sources.base import RowContext, StagedDelivery
-from drg_etl.sources.csvfile import ABSORBED, QUOTING, check_columns, first_line, read_records, read_text
+from drg_etl.sources.csvfile import (
+    ABSORBED,
+    QUOTING,
+    check_columns,
+    first_line,
+    leading_columns,
+    read_fields,
+    read_records,
+    read_text,
+)
 from drg_etl.sources.values import ValueProblem, check_score, parse_decimal, parse_integer, parse_iso_date
 
 FORMAT = FORMATS["rh"]
@@ -156,6 +166,7 @@ class _Record:
         return self.ctx.date(field, self.row.get(field, ""), parse_iso_date, required=required)
 
 
+@functools.cache  # one parser per score: a wide export asks for each in every row
 def _score(name: str, low: float, high: float, integer: bool):
     def parse(text: str) -> float:
         value = parse_integer(text) if integer else parse_decimal(text, comma=False)
@@ -181,7 +192,13 @@ def read_rh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonymi
                             delimiter=EXPORT.dialect.delimiter, columns=columns, line_end=EXPORT.dialect.line_end)
 
     keys: dict[str, str | None] = {}  # REDCap record id -> pseudonym, from the screening rows (a first pass)
-    for _row, record in records():
+    first_pass = ("record_id", "redcap_event_name", "cpr")  # the columns it reads, leading the export's
+    leading = (max(i for i, c in enumerate(columns) if c in first_pass) + 1  # past their last place (a name given
+               if set(first_pass) <= set(columns) else len(columns))         # twice: the last one's value counts)
+    for _row, values in read_fields(delivery.folder / file, file, encoding=EXPORT.dialect.python_encoding,
+                                    delimiter=EXPORT.dialect.delimiter, columns=columns,
+                                    line_end=EXPORT.dialect.line_end):
+        record = leading_columns(columns, values, EXPORT.dialect.delimiter, leading)
         if record["redcap_event_name"] == "screening_arm_1" and record["record_id"] not in keys:
             try:
                 keys[record["record_id"]] = pseudonymize(parse_cpr(record["cpr"]))

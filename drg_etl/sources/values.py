@@ -20,6 +20,8 @@ class ValueProblem(ValueError):
 _DANISH_DATE = re.compile(r"^(\d{2})-(\d{2})-(\d{4})$")
 _DOTTED_DATE = re.compile(r"^(\d{2})\.(\d{2})\.(\d{4})$")
 _ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})$")
+_DECIMAL = re.compile(r"^-?\d+(\.\d+)?$")
+_INTEGER = re.compile(r"^-?\d+$")
 
 
 def _make_date(year: str, month: str, day: str, text: str) -> dt.date:
@@ -71,7 +73,7 @@ def parse_decimal(text: str, *, comma: bool) -> float:
         if "." in raw:
             raise ValueProblem("code.unknown", f"{text!r} uses a decimal point; this source writes a comma")
         raw = raw.replace(",", ".")
-    if not re.match(r"^-?\d+(\.\d+)?$", raw):
+    if not _DECIMAL.match(raw):
         raise ValueProblem("code.unknown", f"{text!r} is not a number")
     try:
         return float(Decimal(raw))
@@ -82,7 +84,7 @@ def parse_decimal(text: str, *, comma: bool) -> float:
 def parse_integer(text: str) -> int:
     """A whole number."""
     raw = text.strip()
-    if not re.match(r"^-?\d+$", raw):
+    if not _INTEGER.match(raw):
         raise ValueProblem("code.unknown", f"{text!r} is not a whole number")
     return int(raw)
 
