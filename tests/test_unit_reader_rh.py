@@ -444,8 +444,6 @@ def test_rh_row_with_more_fields_than_the_header_breaks_row_shape(tmp_path: Path
     assert out.rows("procedures") == [4]
 
 
-@pytest.mark.xfail(strict=True, reason="a REDCap row with FEWER fields than the header is read as if the missing "
-                                       "fields were empty (here: taken for an empty form and ignored), no row.shape")
 def test_rh_row_with_fewer_fields_than_the_header_breaks_row_shape(tmp_path: Path) -> None:
     """A record cut short in the middle of the export is row.shape; the rows around it load."""
     folder = write_rh(tmp_path, [screening(), TRIAL, IMPLANT])
@@ -453,6 +451,25 @@ def test_rh_row_with_fewer_fields_than_the_header_breaks_row_shape(tmp_path: Pat
     out = read(folder)
     assert out.findings() == [(DATA, 3, None, "row.shape")]
     assert out.rows("procedures") == [4]
+
+
+def test_rh_screening_row_cut_short_before_its_cpr_breaks_row_shape_and_the_delivery_loads(tmp_path: Path) -> None:
+    """A screening row that ends before its cpr column is row.shape, not a rejected delivery (the first pass, which
+    reads every screening row's CPR, passes it by); its record's other rows have no patient."""
+    folder = write_rh(tmp_path, [screening(), TRIAL, screening(record="2"), {**TRIAL, "record_id": "2"}])
+    cut_row(folder, 4, 2)
+    out = read(folder)
+    assert out.findings() == [(DATA, 4, None, "row.shape"), (DATA, 5, "record_id", "patient.no_demographics")]
+    assert out.rows("patients") == [2]
+
+
+def test_rh_cpr_in_full_width_digits_is_an_invalid_cpr_and_the_delivery_loads(tmp_path: Path) -> None:
+    """A CPR number written in other digits than ASCII's (full-width) is cpr.invalid on its row, not a rejected
+    delivery; the digits it spells are never kept."""
+    wide = ANNA.translate({ord(d): ord(d) + 0xFF10 - ord("0") for d in "0123456789"})
+    out = read(write_rh(tmp_path, [screening(), TRIAL, screening(record="2", cpr=wide)]))
+    assert out.findings() == [(DATA, 4, "cpr", "cpr.invalid")]
+    assert out.rows("patients") == [2]
 
 
 def test_rh_record_id_holding_a_cpr_is_quarantined(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-_CPR_PATTERN = re.compile(r"^(\d{6})-?(\d{4})$")
+_CPR_PATTERN = re.compile(r"^(\d{6})-?(\d{4})$", re.ASCII)  # ASCII digits: what a CPR number is written in
 # Spellings are matched on a folded copy of the text (see fold_text): every Unicode decimal digit
 # as its ASCII digit, every dash as "-", every space as " ", character for character, so a match's
 # span in the fold is its span in the original.

@@ -92,7 +92,7 @@ class _Reader:
         self.patients: dict[str, str] = {}
         self.seen_lines: dict[str, set[bytes]] = defaultdict(set)  # digests of the lines read, per file
         self.faults: dict[str, Any] = {}  # device ref -> date of its lead-defect complication
-        self.seen_ids: dict[tuple[str, str], int] = {}
+        self.seen_ids: dict[str, dict[str, int]] = defaultdict(dict)  # id -> its first line, per file
         self.current: RowContext | None = None  # the line being read
 
     def guarded(self, read: Any, number: int, *args: Any) -> Any:
@@ -126,7 +126,7 @@ class _Reader:
             ctx.fail(None, "row.duplicate", f"line repeats an earlier line (id {resource.get('id')})")
             return None
         self.seen_lines[file].add(digest)
-        first = self.seen_ids.setdefault((file, resource.get("id", "")), number)
+        first = self.seen_ids[file].setdefault(resource.get("id", ""), number)
         if first != number:
             ctx.fail("id", "row.conflict", f"id {resource.get('id')} is also on line {first} with other content")
             return None
@@ -167,8 +167,10 @@ class _Reader:
         patient_rows = []
         for number, line, r in lines["Patient"]:
             patient_rows.append(self.guarded(self.patient, number, line, r) or (None, None))
+        self.forget("Patient")
         for number, line, r in lines["Condition"]:
             self.guarded(self.condition, number, line, r, pain)
+        self.forget("Condition")
         for ctx, sex in patient_rows:
             if ctx is None or not ctx.ok:
                 continue
@@ -182,10 +184,20 @@ class _Reader:
         removed: dict[str, Any] = {}
         for number, line, r in lines["Procedure"]:
             self.guarded(self.procedure, number, line, r, placed, removed)
+        self.forget("Procedure")
         for number, line, r in lines["Device"]:
             self.guarded(self.device, number, line, r, placed, removed, self.faults)
+        self.forget("Device")
         for number, line, r in lines["Observation"]:
             self.guarded(self.observation, number, line, r)
+        self.forget("Observation")
+
+    def forget(self, resource_type: str) -> None:
+        """Let go of what finding a file's duplicate lines and ids took, once the file is read (a line is only ever
+        compared with the lines of its own file): memory then holds one file's lines, not the delivery's."""
+        file = self.files[resource_type]
+        self.seen_lines.pop(file, None)
+        self.seen_ids.pop(file, None)
 
     def patient(self, number: int, line: str, r: dict[str, Any]) -> tuple[RowContext | None, str | None]:
         ctx = self.context(self.files["Patient"], number, line, r)

@@ -199,6 +199,8 @@ def read_rh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonymi
                                     delimiter=EXPORT.dialect.delimiter, columns=columns,
                                     line_end=EXPORT.dialect.line_end):
         record = leading_columns(columns, values, EXPORT.dialect.delimiter, leading)
+        if any(column not in record for column in first_pass):  # a row cut short: row.shape in the second pass
+            continue
         if record["redcap_event_name"] == "screening_arm_1" and record["record_id"] not in keys:
             try:
                 keys[record["record_id"]] = pseudonymize(parse_cpr(record["cpr"]))
@@ -210,6 +212,10 @@ def read_rh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonymi
             ctx = staged.context(file, row, pseudonymize, smap)
             ctx.keep_source(record, ("cpr",))
             ctx.fail(absorbed, "row.quoting", QUOTING)
+            continue
+        if fields != len(columns):  # a field too many or too few: the record's values cannot be placed
+            ctx = staged.context(file, row, pseudonymize, smap)
+            ctx.fail(None, "row.shape", f"{fields} fields, the header has {len(columns)}")
             continue
         event = record["redcap_event_name"]
         form = record["redcap_repeat_instrument"] or None
@@ -223,9 +229,6 @@ def read_rh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonymi
             staged.count(file).rows_ignored += 1
             continue
         ctx = staged.context(file, row, pseudonymize, smap)
-        if fields != len(record):
-            ctx.fail(None, "row.shape", f"{fields} fields, the header has {len(record)}")
-            continue
         if event == "screening_arm_1":
             ctx.cpr("cpr", record["cpr"])
         else:
