@@ -269,6 +269,20 @@ def _facts(table: str, facts_prefix: str, bounded_first: bool, bounded_last: boo
 # -- the resource types ------------------------------------------------------------------------------------------
 
 
+def _identified(group: str, source: str, id_sha1: str, extra: str = "") -> str:
+    """Two CTEs of a group's facts (``source``, aliased ``f``): ``<group>_facts``, with ``extra`` columns and the
+    SHA-1s of the resource's id (``id_sha1``) and of its patient's, and ``<group>_ids``, with both as UUID text
+    (``id``, ``patient_id``)."""
+    return f"""
+    {group}_facts as (
+        select f.*, {extra}
+            {id_sha1} as id_sha1,
+            {sha1_of_name("'Patient'", "f.patient_key")} as patient_sha1
+        from {source}),
+    {group}_ids as (
+        select f.*, {uuid_text("id_sha1")} as id, {uuid_text("patient_sha1")} as patient_id from {group}_facts f)"""
+
+
 def _observations(facts: Callable[[str], str]) -> str:
     """Observation, as :func:`drg_etl.fhir.build._observation` (one per measurement)."""
     has_timepoint = "(f.timepoint is not null and f.timepoint <> '')"
@@ -281,14 +295,9 @@ def _observations(facts: Callable[[str], str]) -> str:
               _required("tc.text", "no code for timepoint", "f.timepoint"), "'}]'"),
         "'}'")
     return f"""
-    observation_facts as (
-        select f.*,
-            {sha1_of_name("'Observation'", "f.patient_key", "f.center", _iso('f."date"'), "f.measure",
-                          _key_part("f.timepoint"))} as id_sha1,
-            {sha1_of_name("'Patient'", "f.patient_key")} as patient_sha1
-        from ({facts("measurements")}) f),
-    observation_ids as (
-        select f.*, {uuid_text("id_sha1")} as id, {uuid_text("patient_sha1")} as patient_id from observation_facts f),
+{_identified("observation", f"({facts('measurements')}) f",
+                 sha1_of_name("'Observation'", "f.patient_key", "f.center", _iso('f."date"'), "f.measure",
+                              _key_part("f.timepoint")))},
     observations as (
         select 'Observation' as resource_type, f.id, f.patient_id, f.center, {resource} as resource
         from observation_ids f
@@ -371,13 +380,8 @@ def _devices(facts: Callable[[str], str]) -> str:
               json_string("f.side"), "'}]}]'"),
         "'}'")
     return f"""
-    device_facts as (
-        select f.*,
-            {sha1_of_name("'Device'", "f.patient_key", "f.center", _key_part("f.device_ref"))} as device_sha1,
-            {sha1_of_name("'Patient'", "f.patient_key")} as patient_sha1
-        from ({facts("devices")}) f),
-    device_ids as (
-        select f.*, {uuid_text("device_sha1")} as id, {uuid_text("patient_sha1")} as patient_id from device_facts f),
+{_identified("device", f"({facts('devices')}) f",
+                 sha1_of_name("'Device'", "f.patient_key", "f.center", _key_part("f.device_ref")))},
     devices as (
         select 'Device' as resource_type, f.id, f.patient_id, f.center, {resource} as resource
         from device_ids f
@@ -511,14 +515,10 @@ def _procedures(facts: Callable[[str], str]) -> str:
               select f.procedure_row, 3 as action, d.* from procedure_rows f
               join procedure_devices d on {device_key} and d.device_ref = f.device_ref where {manipulated}) d
         group by d.procedure_row),
-    procedure_facts as (
-        select f.*, {{'devices': pf.devices, 'sites': pf.sites}} as focal,
-            {sha1_of_name("'Procedure'", "f.patient_key", "f.center", _key_part("f.procedure"), _iso('f."date"'),
-                          _key_part("f.device_ref"))} as id_sha1,
-            {sha1_of_name("'Patient'", "f.patient_key")} as patient_sha1
-        from procedure_rows f left join procedure_focal pf using (procedure_row)),
-    procedure_ids as (
-        select f.*, {uuid_text("id_sha1")} as id, {uuid_text("patient_sha1")} as patient_id from procedure_facts f),
+{_identified("procedure", "procedure_rows f left join procedure_focal pf using (procedure_row)",
+                 sha1_of_name("'Procedure'", "f.patient_key", "f.center", _key_part("f.procedure"),
+                              _iso('f."date"'), _key_part("f.device_ref")),
+                 "{'devices': pf.devices, 'sites': pf.sites} as focal,")},
     procedures as (
         select 'Procedure' as resource_type, f.id, f.patient_id, f.center, {resource} as resource
         from procedure_ids f
