@@ -444,3 +444,23 @@ def test_aauh_file_not_in_utf8_is_rejected_for_its_encoding(tmp_path: Path) -> N
     text = (folder / "Device.ndjson").read_text(encoding="utf-8")
     (folder / "Device.ndjson").write_bytes(text.encode("cp1252"))
     assert rejection(folder) == [("Device.ndjson", "file.encoding")]
+
+
+def test_aauh_seen_lines_tell_a_repeat_from_a_conflict_as_a_set_of_lines_would() -> None:
+    """SeenLines (a few dozen bytes a line) answers as a set of every line read and a dict of each id's first line
+    would: a repeat of any earlier line of an id (the first or a later conflicting one) is a repeat; other content
+    under a known id names the id's first line; ids are equal as dict keys are (1, 1.0 and True; not "1")."""
+    from drg_etl.sources.aauh import REPEATED, SeenLines
+
+    seen = SeenLines()
+    assert seen.earlier("o-1", '{"id":"o-1","v":1}', 3) is None
+    assert seen.earlier("o-1", '{"id":"o-1","v":2}', 4) == 3
+    assert seen.earlier("o-1", '{"id":"o-1","v":2}', 5) == REPEATED
+    assert seen.earlier("o-1", '{"id":"o-1","v":1}', 6) == REPEATED
+    assert seen.earlier("o-2", '{"id":"o-2","v":1}', 7) is None
+    assert seen.earlier(1, '{"id":1}', 8) is None
+    assert seen.earlier(1.0, '{"id":1.0}', 9) == 8
+    assert seen.earlier(True, '{"id":true}', 10) == 8
+    assert seen.earlier("1", '{"id":"1"}', 11) is None
+    with pytest.raises(TypeError):
+        seen.earlier({"not": "hashable"}, '{"id":{"not":"hashable"}}', 12)

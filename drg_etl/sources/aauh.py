@@ -81,6 +81,43 @@ def _ref(reference: dict[str, Any] | None, prefix: str) -> str | None:
     return text[len(prefix) + 1:] if text.startswith(prefix + "/") else None
 
 
+REPEATED = -1  # SeenLines.earlier: the line repeats an earlier line exactly
+
+
+def _id_key(identifier: Any) -> int:
+    """A resource id as a 128-bit number: equal for the ids a dict takes for equal (1, 1.0 and True are one key),
+    distinct otherwise (the text "1" is not the number 1)."""
+    if isinstance(identifier, bool) or (isinstance(identifier, float) and identifier.is_integer()):
+        identifier = int(identifier)
+    return int.from_bytes(hashlib.blake2b(orjson.dumps(identifier), digest_size=16).digest(), "big")
+
+
+class SeenLines:
+    """The lines of one file read so far, in a few dozen bytes a line (a million patients' Observations are 2.6
+    million lines): per resource id, its first line and a 64-bit digest of each distinct line that gave it. A line
+    repeated exactly gives the same id, so only the lines of one id are ever compared."""
+
+    def __init__(self) -> None:
+        self.first: dict[int, int] = {}  # id -> the digest of its first line << 32 | that line's number
+        self.more: dict[int, set[int]] = {}  # id given by more than one line -> the digests of its lines
+
+    def earlier(self, identifier: Any, line: str, number: int) -> int | None:
+        """None for a line whose id is new; :data:`REPEATED` for an exact repeat of an earlier line; else the
+        first line that gave its id (other content under one id)."""
+        hash(identifier)  # an id no dict takes (a list, an object) fails here, as a dict key does
+        key = _id_key(identifier)
+        digest = int.from_bytes(hashlib.blake2b(line.encode(), digest_size=8).digest(), "big")
+        entry = self.first.get(key)
+        if entry is None:
+            self.first[key] = digest << 32 | number
+            return None
+        digests = self.more.setdefault(key, {entry >> 32})
+        if digest in digests:
+            return REPEATED
+        digests.add(digest)
+        return entry & 0xFFFFFFFF
+
+
 class _Reader:
     """Reads the five files of one delivery; devices are finished once procedures are known."""
 
@@ -90,9 +127,8 @@ class _Reader:
         self.map = source_map("aauh")
         self.systems = self.map.spec["systems"]
         self.patients: dict[str, str] = {}
-        self.seen_lines: dict[str, set[bytes]] = defaultdict(set)  # digests of the lines read, per file
+        self.seen: dict[str, SeenLines] = defaultdict(SeenLines)  # the lines read, per file
         self.faults: dict[str, Any] = {}  # device ref -> date of its lead-defect complication
-        self.seen_ids: dict[str, dict[str, int]] = defaultdict(dict)  # id -> its first line, per file
         self.current: RowContext | None = None  # the line being read
 
     def guarded(self, read: Any, number: int, *args: Any) -> Any:
@@ -121,14 +157,12 @@ class _Reader:
             ctx.fail("id", "cpr.in_identifier", f"the {resource.get('resourceType')}'s id holds a CPR number; "
                                                 "the resource is not kept")
             return None
-        digest = hashlib.blake2b(line.encode(), digest_size=16).digest()
-        if digest in self.seen_lines[file]:
+        earlier = self.seen[file].earlier(resource.get("id", ""), line, number)
+        if earlier == REPEATED:
             ctx.fail(None, "row.duplicate", f"line repeats an earlier line (id {resource.get('id')})")
             return None
-        self.seen_lines[file].add(digest)
-        first = self.seen_ids[file].setdefault(resource.get("id", ""), number)
-        if first != number:
-            ctx.fail("id", "row.conflict", f"id {resource.get('id')} is also on line {first} with other content")
+        if earlier is not None:
+            ctx.fail("id", "row.conflict", f"id {resource.get('id')} is also on line {earlier} with other content")
             return None
         return ctx
 
@@ -196,8 +230,7 @@ class _Reader:
         """Let go of what finding a file's duplicate lines and ids took, once the file is read (a line is only ever
         compared with the lines of its own file): memory then holds one file's lines, not the delivery's."""
         file = self.files[resource_type]
-        self.seen_lines.pop(file, None)
-        self.seen_ids.pop(file, None)
+        self.seen.pop(file, None)
 
     def patient(self, number: int, line: str, r: dict[str, Any]) -> tuple[RowContext | None, str | None]:
         ctx = self.context(self.files["Patient"], number, line, r)
