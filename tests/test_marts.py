@@ -14,7 +14,7 @@ from helpers import TEST_KEY, Generated, Loaded, copy_of, reading, run_cli
 
 from drg_etl.analysis.national import national_analysis
 from drg_etl.core.paths import SQL_DIR
-from drg_etl.core.tables import MARTS
+from drg_etl.core.tables import MART_FOLLOW_UP_TABLE, MARTS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +48,22 @@ def test_a_plain_query_of_the_follow_up_mart_gives_the_official_pairs(fixture: s
         unlabelled = con.execute("select count(*) from marts.follow_up where timepoint_label is null "
                                  "and resolved_by = 'date_window'").fetchone()[0]
         assert unlabelled > 0, "aauh's dated assessments are placed by the windows"
+
+
+@pytest.mark.parametrize("fixture", ["loaded_demo", "loaded_other_seed"])
+def test_every_marts_key_holds_with_or_without_an_index(fixture: str, request: pytest.FixtureRequest) -> None:
+    """Each mart's declared key is unique, also where DuckDB keeps no index of it (marts.follow_up: one row per
+    Observation, by construction), and the DDL has the index exactly where it is declared kept."""
+    loaded: Loaded = request.getfixturevalue(fixture)
+    with reading(loaded.warehouse) as con:
+        for mart in MARTS:
+            if mart.primary_key:
+                key = ", ".join(mart.primary_key)
+                repeated = con.execute(f"select {key} from {mart.qualified} group by {key} "
+                                       "having count(*) > 1").fetchall()
+                assert repeated == [], mart.qualified
+            assert ("primary key" in mart.ddl()) == (bool(mart.primary_key) and mart.key_indexed), mart.qualified
+    assert not MART_FOLLOW_UP_TABLE.key_indexed
 
 
 def test_the_flags_mart_is_the_analysis_and_another_day_runs_its_query(loaded_demo: Loaded) -> None:
