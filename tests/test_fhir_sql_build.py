@@ -28,6 +28,7 @@ from drg_etl.fhir.build import build_patient, resource_id
 from drg_etl.fhir.sql_build import (
     SQL_GROUPS,
     UnknownGroup,
+    _sorted_columns,
     build_sql_rows,
     json_number,
     json_string,
@@ -41,14 +42,14 @@ HOSTILE = 'q"uote \\back\\slash\ttab\nline\r\x00nul\x01\x08\x0b\x0c\x1f\x7f \u20
 
 
 def _copy_sources(con: duckdb.DuckDBPyConnection, targets: str | None = None) -> None:
-    """The key-sorted copies ``fhir_src_<table>`` and ``fhir_src_targets`` a full rebuild reads (every patient,
-    or those of ``targets``)."""
+    """Copies ``fhir_src_<table>`` and ``fhir_src_targets`` as a rebuild reads them (every patient, or those of
+    ``targets``), each patient's facts in the order the Python builder is given them."""
     every = store._every_patient()
     chosen = every if targets is None else f"select * from ({every}) where patient_key in (select * from {targets})"
     con.execute(f"create or replace temp table {PREFIX}_targets as {chosen}")
     for name in TABLES:
-        con.execute(f"create or replace temp table {PREFIX}_{name} as "
-                    f"{store._source_select(name, f'{PREFIX}_targets')}")
+        con.execute(f"create or replace temp table {PREFIX}_{name} as select t.* from canonical.current_{name} t "
+                    f"semi join {PREFIX}_targets k using (patient_key) order by {_sorted_columns(name, 't')}")
 
 
 def batch_facts(con: duckdb.DuckDBPyConnection, relation: str, first: str,

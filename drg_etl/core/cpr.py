@@ -120,7 +120,7 @@ def scrub_cpr(text: str) -> str:
     letters; Unicode digits (full-width, Arabic-Indic, ...) and hyphens (non-breaking, en dash, ...).
     A registry's values repeat (dates, codes, column names): each distinct text is searched once.
     """
-    if len(text) < SHORTEST_CPR_TEXT or _MACHINE_ID.fullmatch(text):
+    if len(text) < SHORTEST_CPR_TEXT or is_machine_identifier(text):
         return text  # a machine identifier whole (a FHIR id, a pseudonym; each one distinct): never one, not cached
     return _scrubbed_text(text)
 
@@ -166,7 +166,7 @@ def holds_cpr(text: str) -> bool:
     so that a serial of other digits is not taken for one (a CPR in an identifier is a data error
     that quarantines the record; in free text it is scrubbed).
     """
-    if len(text) < 10 or _TEN_DIGITS.search(text) is None or _MACHINE_ID.fullmatch(text):
+    if len(text) < 10 or _TEN_DIGITS.search(text) is None or is_machine_identifier(text):
         return False  # a machine identifier whole (a FHIR id): every match in it is one
     for match in _matches(_CPR_STRICT, fold_text(text)):
         digits = re.sub(r"\D", "", match.group(0))

@@ -179,7 +179,9 @@ def _open(resource_type: str, id_expr: str) -> list[str]:
 
 
 def _sorted_columns(table: str, alias: str) -> str:
-    """The order of the store's key-sorted copies (``fhir.store._source_select``): the key, then every column."""
+    """The order in which the Python builder (the tests' oracle) is given a patient's facts: the key, then every
+    column. Where that order decides a resource (its home center, its focal devices, its complications), the SQL
+    ranks the facts by it, whatever order it reads them in."""
     return ", ".join([f"{alias}.patient_key", *(f'{alias}."{c.name}"' for c in TABLES[table].all_columns)])
 
 

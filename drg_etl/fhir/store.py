@@ -44,10 +44,10 @@ TARGETS = "fhir_src_targets"  # the patients a build is for (a temp table of the
 
 def _source_select(table: str, targets: str | None) -> str:
     """A key-sorted copy of the canonical table's facts of the target patients (``None``: every patient, as a full
-    rebuild's targets are, so no join with them)."""
-    order = ", ".join(f'"{c.name}"' for c in TABLES[table].all_columns)
+    rebuild's targets are, so no join with them). Sorted by the key alone, so that a batch's range of keys reads
+    few row groups: where the order of a patient's facts decides a resource, the SQL ranks them itself."""
     mine = "" if targets is None else f" semi join {targets} k using (patient_key)"
-    return f"select t.* from canonical.current_{table} t{mine} order by patient_key, {order}"
+    return f"select t.* from canonical.current_{table} t{mine} order by patient_key"
 
 
 def _batch_bounds(con: duckdb.DuckDBPyConnection, targets: str, size: int) -> list[tuple[str, str]]:
@@ -133,8 +133,6 @@ def _build_on_every_core(con: duckdb.DuckDBPyConnection, table: str, bounds: lis
         scratch = con.cursor()
         try:
             scratch.execute("attach $path as fhir_scratch", {"path": str(sources)})  # a path is never in the text
-            scratch.execute(f"create table fhir_scratch.{SOURCE_PREFIX}_targets as select patient_key from "
-                            f"({_every_patient()})")  # a full rebuild's targets
             for name in TABLES:
                 scratch.execute(f"create table fhir_scratch.{SOURCE_PREFIX}_{name} as {_source_select(name, None)}")
             scratch.execute("detach fhir_scratch")

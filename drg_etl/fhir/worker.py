@@ -1,11 +1,10 @@
 """A FHIR worker's process: tied to its load first, then it builds batches of patients' resources on request.
 
 ``python -m drg_etl.fhir.worker SOURCES OUT [--strict]`` (started by :mod:`drg_etl.fhir.pool`). SOURCES is a
-DuckDB file holding key-sorted copies of the canonical tables (``src_<table>``) and the target patients
-(``src_targets``); it is opened read-only. Each line on stdin is a task, ``{"n": 3, "first": KEY, "last": KEY}``;
-the worker builds those patients' resources in SQL and validates every one (:func:`drg_etl.fhir.sql_build.built_rows`),
-writes them to
-``OUT/<n>.tsv`` (:func:`drg_etl.fhir.batch.write_rows`) and answers one line on stdout:
+DuckDB file holding key-sorted copies of the canonical tables (``src_<table>``); it is opened read-only. Each line
+on stdin is a task, ``{"n": 3, "first": KEY, "last": KEY}``; the worker builds those patients' resources in SQL and
+validates every one (:func:`drg_etl.fhir.sql_build.built_rows`), writes them to ``OUT/<n>.tsv``
+(:func:`drg_etl.fhir.batch.write_rows`) and answers one line on stdout:
 ``{"n": 3, "resources": ..}``, or ``{"n": 3, "error": "..."}``. It ends when stdin closes.
 Nothing but paths, keys and counts crosses.
 """
@@ -17,7 +16,7 @@ import sys
 
 from drg_etl.core.process import die_with_parent
 
-SOURCE_PREFIX = "src"  # the SOURCES file's tables: src_targets, src_<table>
+SOURCE_PREFIX = "src"  # the SOURCES file's tables: src_<table>
 
 
 def serve(sources: str, out: str, strict: bool) -> None:
