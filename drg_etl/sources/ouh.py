@@ -11,10 +11,7 @@ import datetime as dt
 import functools
 import math
 import re
-import zipfile
 from typing import Any
-
-import openpyxl
 
 from drg_etl.core.delivery import Delivery, FileRejected, Issue
 from drg_etl.core.formats import (
@@ -32,6 +29,7 @@ from drg_etl.sources.auh import add_measurements
 from drg_etl.sources.base import RowContext, StagedDelivery
 from drg_etl.sources.csvfile import check_columns
 from drg_etl.sources.values import ValueProblem, check_score, parse_dotted_date
+from drg_etl.sources.workbook import UNREADABLE, Workbook
 
 FORMAT = FORMATS["ouh"]
 WORKBOOK = FORMAT.file("workbook")
@@ -58,12 +56,12 @@ def _number(name: str, low: float, high: float, integer: bool):
     return parse
 
 
-def open_workbook(delivery: Delivery) -> openpyxl.Workbook:
-    """Open the workbook read-only; reject it whole when it cannot be opened or lacks a sheet."""
+def open_workbook(delivery: Delivery) -> Workbook:
+    """Open the workbook; reject it whole when it cannot be opened or lacks a sheet."""
     name = WORKBOOK.file_name(delivery.cutoff)
     try:
-        workbook = openpyxl.load_workbook(delivery.folder / name, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
+        workbook = Workbook(delivery.folder / name)
+    except UNREADABLE as exc:
         raise FileRejected(name, "file.unreadable", f"the workbook cannot be opened: {exc}") from exc
     missing = [s.name for s in WORKBOOK.sheets if s.name not in workbook.sheetnames]
     if missing:
@@ -77,7 +75,7 @@ def read_ouh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonym
     smap = source_map("ouh")
     name, declared = WORKBOOK.file_name(delivery.cutoff), {s.name for s in WORKBOOK.sheets}
     for extra in workbook.sheetnames:  # reported like an extra file: the export changed, or holds more than it should
-        state = getattr(workbook[extra], "sheet_state", "visible")
+        state = workbook.states[extra]
         why = (f"a {state} sheet the format does not define; it was not read" if extra not in declared else
                f"the sheet is {state}: a hidden sheet may hold what the center did not mean to send" if
                state != "visible" else None)
@@ -87,7 +85,7 @@ def read_ouh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonym
     for sheet in WORKBOOK.sheets:
         file = sheet_file(WORKBOOK.file_name(delivery.cutoff), sheet.name)
         reader = ROW_READERS[sheet.role]
-        rows = workbook[sheet.name].iter_rows(values_only=True)
+        rows = workbook.rows(sheet.name)
         header = [_text(c) for c in next(rows, ())]
         while header and header[-1] == "":
             header.pop()
