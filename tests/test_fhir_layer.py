@@ -100,6 +100,25 @@ def _observations_changed(monkeypatch: pytest.MonkeyPatch, change: Callable[[str
     monkeypatch.setattr(sql_build, "build_sql_rows", changed)
 
 
+def test_the_resources_json_is_stored_zstd_compressed_after_a_load_and_a_full_rebuild(loaded_demo: Loaded,
+                                                                                      tmp_path: Path) -> None:
+    """DuckDB's default (dictionary + FSST) keeps the compact JSON at ~40% of its size, zstd at ~8%: the column is
+    declared zstd, so a load's table and a full rebuild's successor both store it so (and the checkpoint is short)."""
+    copy = tmp_path / "w.duckdb"
+    shutil.copy(loaded_demo.warehouse, copy)
+
+    def compressions(con: duckdb.DuckDBPyConnection) -> set[str]:
+        con.execute("checkpoint")
+        return {c for (c,) in con.execute("select distinct compression from pragma_storage_info('fhir.resources') "
+                                          "where column_name = 'resource' and segment_type <> 'VALIDITY'").fetchall()}
+
+    con = connect(copy)
+    assert compressions(con) == {"ZSTD"}
+    refresh_fhir(con, full=True)
+    assert compressions(con) == {"ZSTD"}
+    con.close()
+
+
 def test_a_schema_invalid_resource_stops_the_build_and_the_layer_stays(loaded_demo: Loaded, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     copy = tmp_path / "w.duckdb"

@@ -15,7 +15,7 @@ place that knows what "in force" means), ``quality.open_quarantine`` and ``canon
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import duckdb
@@ -264,7 +264,7 @@ FHIR_RESOURCES = WarehouseTable("fhir", "resources", "The FHIR layer: the nation
     _req("id", "varchar", "the resource's logical id: a UUID v5 of its type and natural key"),
     _col("patient_id", "varchar", "the Patient resource's id (the patient's own, for a Patient)"),
     _col("center", "varchar"),
-    _req("resource", "json", "compact JSON, as the export writes it"),
+    replace(_req("resource", "json", "compact JSON, as the export writes it"), compression="zstd"),
 ))
 
 # -- the views of warehouse/views.sql, declared for the data dictionary: their columns are their tables' --
