@@ -226,7 +226,7 @@ SOURCE_RECORDS = WarehouseTable("staging", "source_records", "Source records as 
     _req("delivery_id", "varchar"),
     _req("file", "varchar"),
     _req("row", "integer"),
-    _req("record", "json"),
+    replace(_req("record", "json"), compression="zstd"),
 ))
 
 # A delivery read and checked but not yet written waits in the staging.pending_* tables; the write moves it, in
