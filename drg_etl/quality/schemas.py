@@ -59,8 +59,9 @@ def schema_failures(table: str, frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(columns=FAILURE_COLUMNS)
 
 
-def frames(cursor: duckdb.DuckDBPyConnection, vectors: int = 16) -> Iterator[pd.DataFrame]:
-    """A query's result as pandas frames of ``vectors`` x 2,048 rows at most."""
+def frames(cursor: duckdb.DuckDBPyConnection, vectors: int = 64) -> Iterator[pd.DataFrame]:
+    """A query's result as pandas frames of ``vectors`` x 2,048 rows at most (131,072: pandera's cost is mostly per
+    column and check, so a larger frame checks a delivery in fewer calls; a third less time than 32,768 rows)."""
     while len(frame := cursor.fetch_df_chunk(vectors)):
         yield frame
 
