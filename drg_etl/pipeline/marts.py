@@ -132,14 +132,19 @@ def refresh_marts(con: duckdb.DuckDBPyConnection, changed_patients: str | None =
     try:
         for table, query in MART_QUERIES:
             sql = read_sql(query)
-            if table is not MART_PATIENT_FLAGS_TABLE:  # the later marts read the flags mart built first
-                sql = f"with patient_flags as (select * from {MART_PATIENT_FLAGS}) select * from ({sql})"
             if row_by_row and _per_patient(table):
                 mine = f"patient_id in (select patient_id from {changed_patients})"
+                if table is not MART_PATIENT_FLAGS_TABLE:  # the later marts read the flags mart built first: just
+                    # the changed patients' flags, so that a query joining them computes no other patient's rows
+                    # (DuckDB does not push the filter below a window or a correlated subquery)
+                    sql = (f"with patient_flags as (select * from {MART_PATIENT_FLAGS} where {mine}) "
+                           f"select * from ({sql})")
                 con.execute(f"delete from {table.qualified} where {mine}")
                 con.execute(f"insert into {table.qualified} by name select * from ({sql}) where {mine}",
                             bind(sql, parameters))
                 continue
+            if table is not MART_PATIENT_FLAGS_TABLE:
+                sql = f"with patient_flags as (select * from {MART_PATIENT_FLAGS}) select * from ({sql})"
             con.execute(f"drop table if exists {table.qualified}")
             con.execute(table.ddl())
             if end is not None:  # nothing loaded: the marts exist, empty
