@@ -119,6 +119,55 @@ def test_the_resources_json_is_stored_zstd_compressed_after_a_load_and_a_full_re
     con.close()
 
 
+def _first_observation_renamed(monkeypatch: pytest.MonkeyPatch, new_id: str) -> None:
+    """The first Observation row the SQL builder builds gets ``new_id`` as its id (a defect of the mapping)."""
+    real = sql_build.build_sql_rows
+
+    def renamed(*args: Any, **kwargs: Any) -> list:
+        rows = real(*args, **kwargs)
+        first = next(i for i, row in enumerate(rows) if row[0] == "Observation")
+        rows[first] = (rows[first][0], new_id, *rows[first][2:])
+        return rows
+
+    monkeypatch.setattr(sql_build, "build_sql_rows", renamed)
+
+
+def test_a_resource_built_twice_stops_a_full_build_and_the_layer_stays(loaded_demo: Loaded, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    copy = tmp_path / "w.duckdb"
+    shutil.copy(loaded_demo.warehouse, copy)
+    before = _export(copy, tmp_path / "before")
+    with duckdb.connect(str(copy), read_only=True) as con:
+        (taken,) = con.execute("select id from fhir.resources where resource_type = 'Observation' "
+                               "order by id desc limit 1").fetchone()
+    _first_observation_renamed(monkeypatch, taken)
+    con = connect(copy)
+    with pytest.raises(store.DuplicateResource, match=f"Observation/{taken}"):
+        refresh_fhir(con, full=True)
+    con.close()
+    assert _export(copy, tmp_path / "after") == before
+
+
+def test_an_incremental_build_that_rebuilds_another_patients_resource_stops(demo_clean: Generated, tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The incremental build checks just the ids it wrote, but against every resource: a rebuilt resource that takes
+    the id of a patient's resource the build did not touch is caught, and the load leaves the layer as it was."""
+    inbox = tmp_path / "inbox"
+    shutil.copytree(demo_clean.inbox, inbox)
+    warehouse = tmp_path / "w.duckdb"
+    load_inbox(inbox, warehouse, TEST_KEY)
+    before = _export(warehouse, tmp_path / "before")
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        (untouched,) = con.execute("select id from fhir.resources where resource_type = 'Observation' and "
+                                   "center = 'auh' order by id limit 1").fetchone()
+    shutil.copytree(inbox / "aauh" / "2019-12-31", inbox / "aauh" / "2020-03-31")
+    monkeypatch.setattr(store, "INCREMENTAL_SHARE", 1.0)
+    _first_observation_renamed(monkeypatch, untouched)
+    with pytest.raises(store.DuplicateResource, match=f"Observation/{untouched}"):
+        load_inbox(inbox, warehouse, TEST_KEY)
+    assert _export(warehouse, tmp_path / "after") == before
+
+
 def test_a_schema_invalid_resource_stops_the_build_and_the_layer_stays(loaded_demo: Loaded, tmp_path: Path,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     copy = tmp_path / "w.duckdb"

@@ -154,7 +154,12 @@ class DuplicateResource(DrgEtlError):
 
 def _finish(con: duckdb.DuckDBPyConnection, mode: str, strict: bool, patients: int, built: int,
             started: float) -> dict[str, int]:
-    twice = con.execute("select resource_type || '/' || id from fhir.resources group by resource_type, id "
+    # A resource can only be built twice among those this build wrote: an incremental build checks just their ids
+    # (against every resource), not every id of the layer again.
+    written = "" if mode == "full" else (
+        f" where (resource_type, id) in (select resource_type, id from fhir.resources where resource_type = "
+        f"'Organization' or patient_id in (select patient_id from {STALE}))")
+    twice = con.execute(f"select resource_type || '/' || id from fhir.resources{written} group by resource_type, id "
                         "having count(*) > 1 limit 5").fetchall()
     if twice:
         raise DuplicateResource(f"resources built twice: {[t for (t,) in twice]}")
