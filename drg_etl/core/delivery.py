@@ -16,6 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from drg_etl.core.cpr import scrub_cpr
+from drg_etl.core.file_hashes import file_sha256
 from drg_etl.core.rules import rule
 
 # What a pull (drg_etl.pull, pull.md) writes beside a delivery's files: its record of what was asked and
@@ -58,12 +59,13 @@ class Delivery:
         return f"{self.center}/{self.cutoff.isoformat()}"
 
     def file_hashes(self) -> dict[str, str]:
-        """SHA-256 of every file in the folder (read once per Delivery object)."""
+        """SHA-256 of every file in the folder (once per Delivery object; a file seen before is known by its
+        fingerprint, :mod:`drg_etl.core.file_hashes`)."""
         return dict(self._hashes)
 
     @functools.cached_property
     def _hashes(self) -> dict[str, str]:
-        return {p.name: sha256_file(p) for p in sorted(self.folder.iterdir())
+        return {p.name: file_sha256(p) for p in sorted(self.folder.iterdir())
                 if p.is_file() and p.name != PULL_RECORD}
 
     def content_id(self) -> str:
@@ -72,15 +74,6 @@ class Delivery:
         for name, sha in self.file_hashes().items():
             digest.update(f"{name}:{sha}".encode())
         return digest.hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    """The file's SHA-256, hex, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass

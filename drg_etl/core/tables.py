@@ -117,6 +117,18 @@ SETTINGS = WarehouseTable("quality", "settings", "Facts about the warehouse itse
     _req("value", "varchar", "its value"),
 ), ("name",))
 
+FILE_HASHES = WarehouseTable("quality", "file_hashes", "The SHA-256 of each delivery file a load read, by the "
+                             "file's fingerprint: a later load knows an unchanged file without reading it again "
+                             "(drg_etl/core/file_hashes.py). A changed file has another fingerprint and is read.", (
+    _req("path", "varchar", "the file's resolved path"),
+    _req("size", "ubigint", "its size in bytes"),
+    _req("mtime_ns", "bigint", "its modification time, nanoseconds since 1970"),
+    _req("ctime_ns", "bigint", "its change time (any write to it changes this), nanoseconds since 1970"),
+    _req("inode", "ubigint", "its inode number"),
+    _req("device", "ubigint", "the device of its file system"),
+    _req("sha256", "varchar", "the SHA-256 of its content, hex"),
+), ("path",))
+
 LOADS = WarehouseTable("quality", "loads", "Each load: when, how long, by which code, from which inbox.", (
     _req("load_id", "varchar"),
     _req("started_at", "timestamp", "when the load began (UTC)"),
@@ -343,9 +355,9 @@ MARTS: tuple[WarehouseTable, ...] = (MART_PATIENT_FLAGS_TABLE, MART_FOLLOW_UP_TA
 MART_PATIENT_FLAGS, MART_FOLLOW_UP, MART_LEAD_HISTORY, MART_QUALITY_BY_RULE = (t.qualified for t in MARTS)
 
 WAREHOUSE_TABLES: tuple[WarehouseTable, ...] = (
-    RULES, SETTINGS, LOADS, DELIVERIES, DELIVERY_FILES, REJECTIONS, QUARANTINE, RELEASES, CHECK_RESULTS, FHIR_BUILDS,
-    SOURCE_RECORDS, PENDING_DELIVERIES, PENDING_ISSUES, PENDING_FILES, PENDING_CONTRIBUTED, PENDING_SOURCE_RECORDS,
-    FHIR_DIRTY, FHIR_RESOURCES)
+    RULES, SETTINGS, FILE_HASHES, LOADS, DELIVERIES, DELIVERY_FILES, REJECTIONS, QUARANTINE, RELEASES, CHECK_RESULTS,
+    FHIR_BUILDS, SOURCE_RECORDS, PENDING_DELIVERIES, PENDING_ISSUES, PENDING_FILES, PENDING_CONTRIBUTED,
+    PENDING_SOURCE_RECORDS, FHIR_DIRTY, FHIR_RESOURCES)
 # Every staging table a delivery's rows wait in until the write: the declared ones and the canonical twins.
 PENDING: tuple[str, ...] = (*(t.name for t in WAREHOUSE_TABLES if t.name.startswith("pending_")),
                             *(f"pending_{t}" for t in CANONICAL_TABLES),

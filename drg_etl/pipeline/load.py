@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
+from drg_etl.core import file_hashes
 from drg_etl.core.delivery import Delivery, DeliveryRejected, InboxProblem, Issue
 from drg_etl.core.errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, DrgEtlError, UsageError
 from drg_etl.core.pseudonym import Pseudonymizer
-from drg_etl.core.tables import LOADS, REJECTIONS, insert_row, insert_rows
+from drg_etl.core.tables import FILE_HASHES, LOADS, REJECTIONS, insert_row, insert_rows
 from drg_etl.core.vocabulary import CENTERS
 from drg_etl.pipeline import warehouse
 from drg_etl.pipeline.reconcile import ReconciliationError
@@ -143,6 +144,13 @@ def stage_center(inbox: Path, center: str, con: duckdb.DuckDBPyConnection, pseud
     return result
 
 
+def _keep_file_hashes(con: duckdb.DuckDBPyConnection) -> None:
+    """Keep the hashes of the files this process read, by their fingerprints, for the next load."""
+    known = file_hashes.remembered()  # a few per delivery
+    if known:
+        con.executemany(f"insert or replace into {FILE_HASHES.qualified} values (?, ?, ?, ?, ?, ?, ?)", known)
+
+
 def _content_id(delivery: Delivery) -> str | None:
     """The delivery's content id, or None when its folder or a file vanished since the survey."""
     try:
@@ -257,6 +265,7 @@ def load_inbox(inbox: Path, warehouse_path: Path, key: bytes, progress: Callable
         rejected: list[dict[str, Any]] = [{"delivery": p.path, "file": FOLDER, "rule_id": p.rule_id,
                                            "reason": p.reason} for p in problems]
         warehouse.bind_key(con, pseudonymize.fingerprint)  # before any reading: a wrong key costs nothing
+        file_hashes.remember(con.execute(f"select * from {FILE_HASHES.qualified}").fetchall())  # unchanged: unread
         new = [d for d in found if (i := _content_id(d)) is not None and not warehouse.known_delivery(con, i)]
         if not new and warehouse.up_to_date(con):  # nothing new: nothing is written, not even the audit's row
             return load_report(con, load_id, [d.label for d in found], rejected)
@@ -287,6 +296,7 @@ def load_inbox(inbox: Path, warehouse_path: Path, key: bytes, progress: Callable
         if progress:
             progress("checkpointing")
         finish_load(con, load_id)
+        _keep_file_hashes(con)
         con.execute("checkpoint")
         con.execute("update quality.loads set skipped = ? where load_id = ?", [len(skipped), load_id])
         return load_report(con, load_id, skipped, rejected)

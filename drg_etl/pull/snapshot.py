@@ -21,7 +21,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from drg_etl.core.delivery import PULL_RECORD, sha256_file
+from drg_etl.core.delivery import PULL_RECORD
+from drg_etl.core.file_hashes import sha256_file
 
 BATCH = 10_000
 

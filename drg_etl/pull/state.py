@@ -70,7 +70,7 @@ class PullState:
         """The last pulled delivery when it is still in the inbox, unchanged: the base of an incremental pull."""
         if not self.cutoff or not self.files:
             return None
-        from drg_etl.core.delivery import sha256_file
+        from drg_etl.core.file_hashes import sha256_file
 
         folder = inbox / self.center / self.cutoff
         try:
