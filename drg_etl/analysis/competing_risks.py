@@ -1,14 +1,14 @@
 """Competing risks (analysis.md, "Beyond the paper: competing risks and device performance"): the
-Aalen-Johansen cumulative incidence of a lead defect and of an explantation without one, by NumPy over
-the competing-risks SQL's rows (one per day), beside 1 - Kaplan-Meier of "Device survival"."""
+Aalen-Johansen cumulative incidence of a lead defect and of an explantation without one, in the standard library
+over the competing-risks SQL's rows (one per day), beside 1 - Kaplan-Meier of "Device survival"."""
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from typing import Any
 
 import duckdb
-import numpy as np
 
 from drg_etl.analysis.survival import AT_DAYS, MASK, three_decimals
 from drg_etl.core.sql import read_sql
@@ -45,18 +45,26 @@ def aalen_johansen(rows: list[tuple[int, int, int, int]], days: tuple[int, ...] 
     """
     if not rows:
         return {k: [None] * len(days) for k in KINDS}
-    table = np.array(rows, dtype=float).reshape(-1, 4)
-    times, d1, d2, ending = table[:, 0], table[:, 1], table[:, 2], table[:, 3]
-    at_risk = ending[::-1].cumsum()[::-1]                 # n_j: those whose time is t_j or more
-    hazard = (d1 + d2) / at_risk
-    before = np.concatenate(([1.0], np.cumprod(1.0 - hazard)[:-1]))  # S(t_j-)
-    cif = {k: np.cumsum(before * d / at_risk) for k, d in zip(KINDS, (d1, d2), strict=True)}
+    times = [float(row[0]) for row in rows]
+    at_risk, remaining = [], 0.0
+    for row in reversed(rows):                            # n_j: those whose time is t_j or more
+        remaining += row[3]
+        at_risk.append(remaining)
+    at_risk.reverse()
+    cif: dict[str, list[float]] = {k: [] for k in KINDS}
+    sums = dict.fromkeys(KINDS, 0.0)
+    before = 1.0                                          # S(t_j-)
+    for (_day, d1, d2, _ending), n in zip(rows, at_risk, strict=True):
+        for k, d in zip(KINDS, (d1, d2), strict=True):
+            sums[k] += before * d / n
+            cif[k].append(sums[k])
+        before *= 1.0 - (d1 + d2) / n
     out: dict[str, list[float | None]] = {k: [] for k in KINDS}
     for day in days:
-        reached = int(np.searchsorted(times, day, side="right"))  # the days t_j <= day
-        anyone = bool((times >= day).any())
+        reached = bisect.bisect_right(times, day)         # the days t_j <= day
+        anyone = max(times) >= day
         for k in KINDS:
-            out[k].append(None if not anyone else (float(cif[k][reached - 1]) if reached else 0.0))
+            out[k].append(None if not anyone else (cif[k][reached - 1] if reached else 0.0))
     return out
 
 
