@@ -22,6 +22,8 @@ from statistics import NormalDist
 
 #: A sum stops when its next term is below this share of the sum (the terms fall faster than geometrically).
 _NEGLIGIBLE = 1e-17
+#: Cephes' MAXLOG, log(DBL_MAX): SciPy's upper tail is 0 where the log of x^a e^-x / Gamma(a) is below -MAXLOG.
+_MAXLOG = 7.09782712893383996732e2
 
 
 def _log_pmf(j: int, mu: float) -> float:
@@ -34,6 +36,8 @@ def poisson_sf(k: int, mu: float) -> float:
     if mu == 0:
         return 0.0
     if mu < k + 1:  # the upper tail is the smaller one: sum it from p(k + 1) upwards (terms fall: mu / (j + 1) < 1)
+        if (k + 1) * math.log(mu) - mu - math.lgamma(k + 1) < -_MAXLOG:  # past the denormals, as SciPy
+            return 0.0
         term, total, j = 1.0, 1.0, k + 1
         while term > _NEGLIGIBLE * total:
             j += 1
@@ -51,7 +55,7 @@ def poisson_sf(k: int, mu: float) -> float:
 
 def chi2_ppf(q: float, df: int) -> float:
     """The chi-square quantile scipy.stats.chi2.ppf(q, df) for 0 < q < 1 and an even df >= 2 (the exact Poisson
-    interval's); relative error about 1e-12."""
+    interval's); relative error about 1e-13 for q up to 0.9999 (P(a, x) is one less a small mass there)."""
     if df < 2 or df % 2:
         raise ValueError(f"chi2_ppf takes an even df of 2 or more, not {df}")
     a = df // 2
