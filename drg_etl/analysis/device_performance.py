@@ -14,11 +14,11 @@ from typing import Any
 
 import duckdb
 
+from drg_etl.analysis.flags import Flags, flags_statement
 from drg_etl.analysis.poisson import chi2_ppf, poisson_sf
 from drg_etl.analysis.survival import MASK
 from drg_etl.core.sql import read_sql
 from drg_etl.core.vocabulary import CENTERS
-from drg_etl.pipeline.marts import with_flags
 
 #: The pulse generators' models (analysis.md), always listed; ``unknown`` (a source that names none) and any other
 #: model a source names are listed where some patient has them.
@@ -46,14 +46,15 @@ def significant(value: float, digits: int = 3) -> float:
     return float(f"{value:.{digits}g}")
 
 
-def group_sums(con: duckdb.DuckDBPyConnection, observation_end: dt.date,
-               table: str | None = None) -> dict[str, dict[str, tuple[int, int, int]]]:
+def group_sums(con: duckdb.DuckDBPyConnection, observation_end: dt.date, table: str | None = None,
+               flags: Flags | None = None) -> dict[str, dict[str, tuple[int, int, int]]]:
     """Per grouping (``by_ipg_model``, ``by_center``) and group: (patients, days, events). ``table``: survival.sql's
-    rows at ``observation_end`` (:func:`~drg_etl.analysis.survival.survival_table`), if the caller holds them."""
+    rows at ``observation_end`` (:func:`~drg_etl.analysis.survival.survival_table`), if the caller holds them;
+    ``flags``: the flags at that day, if the caller found them (:func:`~drg_etl.analysis.flags.flags_at`)."""
     survival = f"select * from {table}" if table is not None else read_sql("analysis/survival.sql")
     sql = (f"with survival as ({survival}), "
            f"rows as ({read_sql('analysis/device_performance.sql')}) {_GROUPS_SQL}")
-    statement, parameters = with_flags(con, sql, observation_end)
+    statement, parameters = flags_statement(con, sql, observation_end, flags)
     out: dict[str, dict[str, tuple[int, int, int]]] = {"by_ipg_model": {}, "by_center": {}}
     for grouping, group, patients, days, events in con.execute(statement, parameters).fetchall():
         out[grouping][group] = (int(patients), int(days), int(events))
@@ -95,11 +96,12 @@ def group_figures(patients: int, days: int, events: int, total_days: int, total_
 
 
 def device_performance_figures(con: duckdb.DuckDBPyConnection, observation_end: dt.date,
-                               table: str | None = None) -> dict[str, Any]:
+                               table: str | None = None, flags: Flags | None = None) -> dict[str, Any]:
     """analysis.md's ``device_performance`` object: both models of IPG_MODELS and every center listed (a group
     without patients has zeros and nulls), and ``unknown`` or any other model where some patient has it.
-    ``table``: survival.sql's rows at ``observation_end`` (:func:`~drg_etl.analysis.survival.survival_table`)."""
-    sums = group_sums(con, observation_end, table)
+    ``table``: survival.sql's rows at ``observation_end`` (:func:`~drg_etl.analysis.survival.survival_table`);
+    ``flags``: as :func:`group_sums` takes them."""
+    sums = group_sums(con, observation_end, table, flags)
     out: dict[str, Any] = {}
     for grouping, listed in (("by_ipg_model", IPG_MODELS), ("by_center", CENTERS)):
         groups = sums[grouping]

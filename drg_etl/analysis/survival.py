@@ -22,6 +22,7 @@ from typing import Any
 
 import duckdb
 
+from drg_etl.analysis.flags import Flags, flags_statement
 from drg_etl.core.sql import read_sql
 from drg_etl.pipeline.marts import with_flags
 
@@ -42,15 +43,17 @@ def _sql(name: str) -> str:
 
 
 @contextlib.contextmanager
-def survival_table(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> Iterator[str]:
+def survival_table(con: duckdb.DuckDBPyConnection, observation_end: dt.date,
+                   flags: Flags | None = None) -> Iterator[str]:
     """warehouse/analysis/survival.sql's rows at ``observation_end``, run once into a temp table for the block
     (the survival figures, competing risks and device performance all read them); yields the table's name.
 
     A temp table lives in the connection's own temp catalog, so a read-only connection makes one too; it is
-    dropped when the block ends (and would go with the connection anyway).
+    dropped when the block ends (and would go with the connection anyway). ``flags``: the flags at
+    ``observation_end``, found once for the caller's statements (:func:`~drg_etl.analysis.flags.flags_at`).
     """
     name = f"drg_etl_survival_{next(_TABLES)}"
-    statement, parameters = with_flags(con, _sql("survival"), observation_end)
+    statement, parameters = flags_statement(con, _sql("survival"), observation_end, flags)
     con.execute(f"create temp table {name} as {statement}", parameters)
     try:
         yield name
@@ -190,21 +193,20 @@ def patient_times(con: duckdb.DuckDBPyConnection, observation_end: dt.date,
 
 
 def survival_figures(con: duckdb.DuckDBPyConnection, observation_end: dt.date,
-                     table: str | None = None) -> dict[str, Any]:
+                     table: str | None = None, flags: Flags | None = None) -> dict[str, Any]:
     """analysis.md's ``survival`` object, from the survival SQL over the marts and the flat tables (``table``:
-    :func:`survival_table`'s, holding that SQL's rows at ``observation_end``; made here when not given)."""
+    :func:`survival_table`'s, holding that SQL's rows at ``observation_end``; made here when not given; ``flags``:
+    as :func:`survival_table` takes them)."""
     if table is None:
-        with survival_table(con, observation_end) as made:
-            return survival_figures(con, observation_end, made)
+        with survival_table(con, observation_end, flags) as made:
+            return survival_figures(con, observation_end, made, flags)
     counts: dict[str, DayCounts] = {"defect": [], "explant": []}
     for curve, time, patients, events in con.execute(
             f"select 'defect', defect_days, count(*), count(*) filter (where defect_event) from {table} group by 2 "
             f"union all select 'explant', explant_days, count(*), count(*) filter (where explant_event) from {table} "
             "group by 2 order by 1, 2").fetchall():
         counts[curve].append((time, patients, events))
-    statement, parameters = with_flags(
-        con, "select count(*), count(*) filter (where revised), count(*) filter (where faulty_at_end) from ("
-        + _sql("survival_leads") + ")", observation_end)
+    statement, parameters = flags_statement(con, _sql("survival_leads"), observation_end, flags)
     placed, revised, faulty = con.execute(statement, parameters).fetchone()
     return {
         "lead_defect_free": kaplan_meier_from_counts(counts["defect"]),

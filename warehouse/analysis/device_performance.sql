@@ -17,17 +17,13 @@ ended as (
            s.first_implant + to_days(cast(s.explant_days as integer)) as end_date
     from survival s join patient_flags f using (patient_id)
 ),
-generator as (
-    select patient_id, ipg_model
-    from (
-        select
-            d.patient_id,
-            coalesce(nullif(trim(d.model), ''), 'unknown')                             as ipg_model,
-            row_number() over (partition by d.patient_id order by d.placed_date asc nulls last, d.id) as nth
-        from fhir.device_flat d join ended c using (patient_id)
-        where d.device_type = 'generator'
-    )
-    where nth = 1
+generator as (  -- the first generator: the least (no placed_date, placed_date, no id, id); arg_min, not a window
+    select d.patient_id,
+           arg_min(coalesce(nullif(trim(d.model), ''), 'unknown'),
+                   (d.placed_date is null, coalesce(d.placed_date, date '1970-01-01'), d.id is null, d.id)) as ipg_model
+    from fhir.device_flat d semi join ended c using (patient_id)
+    where d.device_type = 'generator'
+    group by d.patient_id
 ),
 defects as (
     select e.patient_id, count(*) as events

@@ -1,10 +1,14 @@
--- Device survival per lead (analysis.md, "Beyond the paper"): one row per lead placed in an
--- implanted patient (at the implant or a replacement, any center) on or before $observation_end.
--- Reads the relation `patient_flags` at the same $observation_end (drg_etl/pipeline/marts.py). Read from the FHIR layer's flat tables only.
+-- Device survival per lead (analysis.md, "Beyond the paper"): of the leads placed in an implanted patient
+-- (at the implant or a replacement, any center) on or before $observation_end, how many there are (placed),
+-- how many were revised, and how many were faulty at the end. Reads the relation `patient_flags` at the same
+-- $observation_end (drg_etl/pipeline/marts.py). Read from the FHIR layer's flat tables only.
 --   revised:       replaced (a later lead placed at the same level and side, as warehouse/marts/patient_flags.sql
 --                  repairs a fault) or removed (status removed*), on a date before the patient's
 --                  explantation of the complete system, or with no explantation by observation_end.
 --   faulty_at_end: status fractured or malfunction, taken on or before observation_end.
+-- A lead was replaced before the explantation exactly when some lead at its level and side was placed after it
+-- and before the explantation (or with none), that is when it was placed before the latest such lead: one
+-- aggregate per level and side, not a search for each lead's replacement.
 with
 params as (
     select cast($observation_end as date) as obs_end
@@ -19,31 +23,26 @@ explant as (
     group by i.patient_id
 ),
 leads as (
-    select d.id, d.patient_id, d.level, d.side, d.placed_date, d.status,
-           coalesce(d.status_date, d.placed_date) as status_date
-    from fhir.device_flat d join implanted using (patient_id), params
+    select d.patient_id, d.level, d.side, d.placed_date, d.status,
+           coalesce(d.status_date, d.placed_date) as status_date, e.explant_date
+    from fhir.device_flat d join implanted using (patient_id)
+    left join explant e using (patient_id), params
     where d.device_type = 'lead' and d.placed_date <= params.obs_end
 ),
-revision as (
-    select
-        l.id,
-        case when list_contains($removed_statuses, l.status) and l.status_date <= params.obs_end
-             then l.status_date end                                             as removed_date,
-        (select min(r.placed_date) from leads r
-         where r.patient_id = l.patient_id and r.level = l.level and r.side = l.side
-           and r.placed_date > l.placed_date)                                   as replaced_date
-    from leads l, params
+latest as (  -- per patient, level and side: the latest lead placed before the explantation (or at all without one)
+    select patient_id, level, side, max(placed_date) as latest
+    from leads
+    where explant_date is null or placed_date < explant_date
+    group by all
 )
 select
-    l.id,
-    l.patient_id,
-    l.placed_date,
-    least(v.removed_date, v.replaced_date)                                      as revision_date,
-    e.explant_date,
-    coalesce(least(v.removed_date, v.replaced_date) < e.explant_date,
-             least(v.removed_date, v.replaced_date) is not null)               as revised,
-    list_contains($faulty_statuses, l.status) and l.status_date <= params.obs_end as faulty_at_end
+    count(*)                                                                    as placed,
+    count(*) filter (where
+        (list_contains($removed_statuses, l.status) and l.status_date <= params.obs_end
+         and (l.explant_date is null or l.status_date < l.explant_date))        -- removed before the explantation
+        or l.placed_date < t.latest)                                             -- replaced before it
+                                                                                as revised,
+    count(*) filter (where list_contains($faulty_statuses, l.status) and l.status_date <= params.obs_end)
+                                                                                as faulty_at_end
 from leads l
-join revision v using (id)
-left join explant e using (patient_id), params
-order by l.patient_id, l.placed_date, l.id
+left join latest t using (patient_id, level, side), params
