@@ -3,19 +3,19 @@
 --   ipg_model: the model of the patient's first pulse generator (device_type 'generator', the earliest
 --              placed_date, then the smallest id; a generator with no placed_date comes last), 'unknown'
 --              where the source gives no model or no generator;
---   center:    the center of the first implant (patient_flags.implant_center);
+--   center:    the center of the first implant (patient_flags.implant_center, as survival.sql gives it);
 --   days:      first implant -> the explantation of the complete system or $observation_end, whichever
 --              is first;
 --   events:    every lead-defect complication ($defect_types) dated on or after the first implant and
 --              on or before that end (all of them, not only the first).
--- Reads the relations `survival` (warehouse/analysis/survival.sql's rows: the implanted patients and each
--- one's days from the first implant to the explantation or $observation_end) and `patient_flags` at the same
--- $observation_end (drg_etl/pipeline/marts.py), and the FHIR layer's flat tables.
+-- Reads the relation `survival` (warehouse/analysis/survival.sql's rows at the same $observation_end: the implanted
+-- patients, each one's days from the first implant to the explantation or $observation_end and the center of
+-- the first implant), and the FHIR layer's flat tables.
 with
 ended as (
-    select s.patient_id, s.first_implant, f.implant_center, s.explant_days as days,
+    select s.patient_id, s.first_implant, s.implant_center, s.explant_days as days,
            s.first_implant + to_days(cast(s.explant_days as integer)) as end_date
-    from survival s join patient_flags f using (patient_id)
+    from survival s
 ),
 generator as (  -- the first generator: the least (no placed_date, placed_date, no id, id); arg_min, not a window
     select d.patient_id,

@@ -1,5 +1,6 @@
 -- Device survival (analysis.md, "Beyond the paper"): one row per implanted patient whose first
--- implant lies on or before $observation_end, with the two times to event in days.
+-- implant lies on or before $observation_end, with the two times to event in days (and the center of the first
+-- implant, which device performance groups by).
 -- Reads the relation `patient_flags` at the same $observation_end (drg_etl/pipeline/marts.py). Read from the FHIR layer's flat tables only.
 --   lead-defect-free: first implant -> first lead_fracture / lead_malfunction dated on or after it;
 --                     censored at the explantation of the complete system or observation_end,
@@ -11,15 +12,24 @@ params as (
     select cast($observation_end as date) as obs_end
 ),
 cohort as (
-    select f.patient_id, f.first_implant
+    select f.patient_id, f.first_implant, f.implant_center, f.first_explant
     from patient_flags f, params
     where f.implanted and f.first_implant <= params.obs_end
 ),
-explant as (
+-- The first explantation on or after the first implant and on or before obs_end is the flags' first explantation
+-- (on or before obs_end) where that is on or after the first implant; the procedures are searched only for a
+-- patient explanted before the first implant.
+explant_before as (
     select c.patient_id, min(p.date) as explant_date
     from cohort c join fhir.procedure_flat p using (patient_id), params
-    where p.procedure = 'explant' and p.date >= c.first_implant and p.date <= params.obs_end
+    where c.first_explant < c.first_implant
+      and p.procedure = 'explant' and p.date >= c.first_implant and p.date <= params.obs_end
     group by c.patient_id
+),
+explant as (
+    select c.patient_id, c.first_implant, c.implant_center,
+           coalesce(case when c.first_explant >= c.first_implant then c.first_explant end, b.explant_date) as explant_date
+    from cohort c left join explant_before b using (patient_id)
 ),
 defect as (
     select c.patient_id, min(x.date) as defect_date
@@ -30,8 +40,9 @@ defect as (
 ),
 timed as (
     select
-        c.patient_id,
-        c.first_implant,
+        e.patient_id,
+        e.first_implant,
+        e.implant_center,
         e.explant_date,
         d.defect_date,
         coalesce(e.explant_date, params.obs_end)                            as defect_censor_date,
@@ -39,8 +50,7 @@ timed as (
             and d.defect_date <= coalesce(e.explant_date, params.obs_end)   as defect_event,
         e.explant_date is not null                                          as explant_event,
         params.obs_end
-    from cohort c
-    left join explant e using (patient_id)
+    from explant e
     left join defect d using (patient_id), params
 )
 select
@@ -50,6 +60,7 @@ select
     datediff('day', first_implant,
              case when defect_event then defect_date else defect_censor_date end)  as defect_days,
     explant_event,
-    datediff('day', first_implant, coalesce(explant_date, obs_end))               as explant_days
+    datediff('day', first_implant, coalesce(explant_date, obs_end))               as explant_days,
+    implant_center
 from timed
 order by patient_id

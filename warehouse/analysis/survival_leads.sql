@@ -14,19 +14,26 @@ params as (
     select cast($observation_end as date) as obs_end
 ),
 implanted as (
-    select patient_id, first_implant from patient_flags where implanted
+    select patient_id, first_implant, first_explant from patient_flags where implanted
 ),
-explant as (
+-- The first explantation on or after the first implant and on or before obs_end: the flags' first explantation
+-- where that is on or after the first implant; the procedures are searched only for a patient explanted before it.
+explant_before as (
     select i.patient_id, min(p.date) as explant_date
     from implanted i join fhir.procedure_flat p using (patient_id), params
-    where p.procedure = 'explant' and p.date >= i.first_implant and p.date <= params.obs_end
+    where i.first_explant < i.first_implant
+      and p.procedure = 'explant' and p.date >= i.first_implant and p.date <= params.obs_end
     group by i.patient_id
+),
+explant as (
+    select i.patient_id,
+           coalesce(case when i.first_explant >= i.first_implant then i.first_explant end, b.explant_date) as explant_date
+    from implanted i left join explant_before b using (patient_id)
 ),
 leads as (
     select d.patient_id, d.level, d.side, d.placed_date, d.status,
            coalesce(d.status_date, d.placed_date) as status_date, e.explant_date
-    from fhir.device_flat d join implanted using (patient_id)
-    left join explant e using (patient_id), params
+    from fhir.device_flat d join explant e using (patient_id), params
     where d.device_type = 'lead' and d.placed_date <= params.obs_end
 ),
 latest as (  -- per patient, level and side: the latest lead placed before the explantation (or at all without one)
