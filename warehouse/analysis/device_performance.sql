@@ -17,10 +17,9 @@ ended as (
            s.first_implant + to_days(cast(s.explant_days as integer)) as end_date
     from survival s
 ),
-generator as (  -- the first generator: the least (no placed_date, placed_date, no id, id); arg_min, not a window
+generator as (  -- one aggregate, not a window: the model of the first generator in this order
     select d.patient_id,
-           arg_min(coalesce(nullif(trim(d.model), ''), 'unknown'),
-                   (d.placed_date is null, coalesce(d.placed_date, date '1970-01-01'), d.id is null, d.id)) as ipg_model
+           first(coalesce(nullif(trim(d.model), ''), 'unknown') order by d.placed_date asc nulls last, d.id) as ipg_model
     from fhir.device_flat d semi join ended c using (patient_id)
     where d.device_type = 'generator'
     group by d.patient_id

@@ -17,10 +17,10 @@ due as (
       and f.first_implant + to_months(w.high_months) <= cast($observation_end as date)
       and (f.first_explant is null or f.first_explant >= f.first_implant + to_months(w.low_months))
 ),
-assessed as (  -- a timepoint not among the windows (baseline) has no bit: list_position is null
+assessed as (  -- only the windows' timepoints (not baseline) have a bit
     select u.patient_id, bit_or(1::bigint << (list_position($window_names, u.timepoint) - 1)) as timepoints
     from marts.follow_up u
-    where u.timepoint is not null and u.date <= cast($observation_end as date)
+    where list_contains($window_names, u.timepoint) and u.date <= cast($observation_end as date)
     group by u.patient_id
 )
 select d.center, d.timepoint, count(*) as due,
