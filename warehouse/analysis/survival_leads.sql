@@ -8,7 +8,8 @@
 --   faulty_at_end: status fractured or malfunction, taken on or before observation_end.
 -- A lead was replaced before the explantation exactly when some lead at its level and side was placed after it
 -- and before the explantation (or with none), that is when it was placed before the latest such lead: one
--- aggregate per level and side, not a search for each lead's replacement.
+-- aggregate per patient, level and side (its leads not removed, and that latest date), not a search for each
+-- lead's replacement.
 with
 params as (
     select cast($observation_end as date) as obs_end
@@ -31,25 +32,30 @@ explant as (
     from implanted i left join explant_before b using (patient_id)
 ),
 leads as (
-    select d.patient_id, d.level, d.side, d.placed_date, d.status,
-           coalesce(d.status_date, d.placed_date) as status_date, e.explant_date
+    select d.patient_id, d.level, d.side, d.placed_date, e.explant_date,
+           coalesce(list_contains($removed_statuses, d.status)
+                    and coalesce(d.status_date, d.placed_date) <= params.obs_end
+                    and (e.explant_date is null or coalesce(d.status_date, d.placed_date) < e.explant_date),
+                    false)                                                        as removed,  -- before the explantation
+           list_contains($faulty_statuses, d.status)
+               and coalesce(d.status_date, d.placed_date) <= params.obs_end      as faulty_at_end
     from fhir.device_flat d join explant e using (patient_id), params
     where d.device_type = 'lead' and d.placed_date <= params.obs_end
 ),
-latest as (  -- per patient, level and side: the latest lead placed before the explantation (or at all without one)
-    select patient_id, level, side, max(placed_date) as latest
-    from leads
-    where explant_date is null or placed_date < explant_date
-    group by all
+per_level as (
+    select
+        l.level is not null and l.side is not null                                as at_level,
+        count(*)                                                                  as placed,
+        count(*) filter (where l.removed)                                         as removed,
+        list(l.placed_date) filter (where not l.removed)                          as kept,
+        max(l.placed_date) filter (where l.explant_date is null or l.placed_date < l.explant_date) as latest,
+        count(*) filter (where l.faulty_at_end)                                   as faulty_at_end
+    from leads l
+    group by l.patient_id, l.level, l.side
 )
 select
-    count(*)                                                                    as placed,
-    count(*) filter (where
-        (list_contains($removed_statuses, l.status) and l.status_date <= params.obs_end
-         and (l.explant_date is null or l.status_date < l.explant_date))        -- removed before the explantation
-        or l.placed_date < t.latest)                                             -- replaced before it
-                                                                                as revised,
-    count(*) filter (where list_contains($faulty_statuses, l.status) and l.status_date <= params.obs_end)
-                                                                                as faulty_at_end
-from leads l
-left join latest t using (patient_id, level, side), params
+    coalesce(sum(placed), 0)                                                      as placed,
+    coalesce(sum(removed + case when at_level then coalesce(len([d for d in kept if d < latest]), 0) else 0 end), 0)
+                                                                                  as revised,  -- removed or replaced
+    coalesce(sum(faulty_at_end), 0)                                               as faulty_at_end
+from per_level
