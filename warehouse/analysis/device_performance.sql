@@ -1,5 +1,5 @@
 -- Device performance (analysis.md, "Beyond the paper: competing risks and device performance"): one row per
--- implanted patient whose first implant lies on or before $observation_end, with
+-- implanted patient whose first implant lies on or before $observation_end (unordered), with
 --   ipg_model: the model of the patient's first pulse generator (device_type 'generator', the earliest
 --              placed_date, then the smallest id; a generator with no placed_date comes last), 'unknown'
 --              where the source gives no model or no generator;
@@ -20,7 +20,7 @@ ended as (
 generator as (  -- one aggregate, not a window: the model of the first generator in this order
     select d.patient_id,
            first(coalesce(nullif(trim(d.model), ''), 'unknown') order by d.placed_date asc nulls last, d.id) as ipg_model
-    from fhir.device_flat d semi join ended c using (patient_id)
+    from fhir.device_flat d
     where d.device_type = 'generator'
     group by d.patient_id
 ),
@@ -40,4 +40,3 @@ select
 from ended e
 left join generator g using (patient_id)
 left join defects x using (patient_id)
-order by e.patient_id
