@@ -188,7 +188,7 @@ def patient_times(con: duckdb.DuckDBPyConnection, observation_end: dt.date,
     columns = "select defect_days, defect_event, explant_days, explant_event"
     if table is not None:
         return con.execute(f"{columns} from {table} order by patient_id").fetchall()
-    statement, parameters = with_flags(con, f"{columns} from ({_sql('survival')})", observation_end)
+    statement, parameters = with_flags(con, f"{columns} from ({_sql('survival')}) order by patient_id", observation_end)
     return con.execute(statement, parameters).fetchall()
 
 

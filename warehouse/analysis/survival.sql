@@ -1,6 +1,6 @@
 -- Device survival (analysis.md, "Beyond the paper"): one row per implanted patient whose first
 -- implant lies on or before $observation_end, with the two times to event in days (and the center of the first
--- implant, which device performance groups by).
+-- implant, which device performance groups by). Unordered: a caller that needs an order gives it.
 -- Reads the relation `patient_flags` at the same $observation_end (drg_etl/pipeline/marts.py). Read from the FHIR layer's flat tables only.
 --   lead-defect-free: first implant -> first lead_fracture / lead_malfunction dated on or after it;
 --                     censored at the explantation of the complete system or observation_end,
@@ -63,4 +63,3 @@ select
     datediff('day', first_implant, coalesce(explant_date, obs_end))               as explant_days,
     implant_center
 from timed
-order by patient_id
