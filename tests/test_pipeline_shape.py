@@ -138,6 +138,47 @@ def test_deliveries_read_by_worker_processes_give_the_same_warehouse(loaded_demo
     assert not any(parallel.KEY_HANDOVER in k for k in __import__("os").environ)
 
 
+def test_the_loader_stages_each_delivery_as_its_worker_finishes(loaded_demo: Loaded, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Staging follows the workers (the smallest deliveries are read last but staged when done): the centers are
+    staged in the order their workers finished, and the warehouse equals the serial load's."""
+    from drg_etl.pipeline import parallel
+
+    monkeypatch.setattr(parallel, "PARALLEL_BYTES", 0)
+    marks: list[str] = []
+    finished: list[str] = []
+    original = parallel._Workers._drive
+
+    def recording(self: parallel._Workers) -> None:
+        put = self.finished.put
+        self.finished.put = lambda item: (finished.append(item[0].center), put(item))  # type: ignore[method-assign]
+        original(self)
+
+    monkeypatch.setattr(parallel._Workers, "_drive", recording)
+    monkeypatch.setenv(parallel.WORKERS_VARIABLE, "2")
+    load_inbox(loaded_demo.gen.inbox, tmp_path / "w.duckdb", TEST_KEY, progress=marks.append)
+    assert [m.split()[1] for m in marks if m.startswith("staging ")] == finished
+    assert sorted(finished) == ["aauh", "auh", "ouh", "rh"]
+    assert _snapshot(tmp_path / "w.duckdb") == _snapshot(loaded_demo.warehouse)
+
+
+def test_a_reading_worker_that_dies_stops_the_load_and_the_next_load_loads_everything(
+        demo_clean: Generated, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that exits with an error (here: not Python at all) stops the load with its last words; the workers
+    still reading are stopped, and the next load reads every delivery again."""
+    from drg_etl.pipeline import parallel
+
+    monkeypatch.setattr(parallel, "PARALLEL_BYTES", 0)
+    monkeypatch.setenv(parallel.WORKERS_VARIABLE, "2")
+    path = tmp_path / "w.duckdb"
+    with monkeypatch.context() as broken:
+        broken.setattr(parallel.sys, "executable", "/bin/sh")  # `sh -m drg_etl.pipeline.reader`: an illegal option
+        with pytest.raises(parallel.WorkerFailed, match=r"reading \w+/2019-12-31 failed in its worker \(exit 2\)"):
+            load_inbox(demo_clean.inbox, path, TEST_KEY)
+    report = load_inbox(demo_clean.inbox, path, TEST_KEY)
+    assert len(report.loaded) == 4 and report.rejected == []
+
+
 def test_a_worker_reports_a_rejected_delivery_like_the_loader(demo_clean: Generated, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil

@@ -276,14 +276,16 @@ def load_inbox(inbox: Path, warehouse_path: Path, key: bytes, progress: Callable
 
         if progress:
             progress(f"reading {len(new)} new deliveries")
+        staged: dict[str, StageResult] = {}
         with prefetched(new, key) as reader:
-            for center in CENTERS:
+            for center in CENTERS if reader is None else reader.ready_centers(CENTERS):  # as the workers finish
                 if progress:
                     progress(f"staging {center}")
-                result = stage_center(inbox, center, con, pseudonymize, load_id, reader,
-                                      deliveries=found, accept_quarantine=accept_quarantine)
-                skipped += result.skipped
-                rejected += result.rejected
+                staged[center] = stage_center(inbox, center, con, pseudonymize, load_id, reader,
+                                              deliveries=found, accept_quarantine=accept_quarantine)
+        for center in CENTERS:
+            skipped += staged[center].skipped
+            rejected += staged[center].rejected
         if progress:
             progress("writing")
         write_pending(con, load_id)
