@@ -179,6 +179,20 @@ def test_a_reading_worker_that_dies_stops_the_load_and_the_next_load_loads_every
     assert len(report.loaded) == 4 and report.rejected == []
 
 
+def test_a_worker_that_cannot_start_stops_the_load_instead_of_waiting(demo_clean: Generated, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from drg_etl.pipeline import parallel
+
+    def no_process(*args: object, **kwargs: object) -> None:
+        raise OSError("no more processes")
+
+    monkeypatch.setattr(parallel, "PARALLEL_BYTES", 0)
+    monkeypatch.setenv(parallel.WORKERS_VARIABLE, "2")
+    monkeypatch.setattr(parallel.subprocess, "Popen", no_process)
+    with pytest.raises(parallel.WorkerFailed, match="starting a reading worker failed: OSError: no more processes"):
+        load_inbox(demo_clean.inbox, tmp_path / "w.duckdb", TEST_KEY)
+
+
 def test_a_worker_reports_a_rejected_delivery_like_the_loader(demo_clean: Generated, tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil

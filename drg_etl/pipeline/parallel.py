@@ -7,6 +7,9 @@ that file read-only, copies its tables into the warehouse's staging schema with 
 the delivery's rules there. Workers are plain ``python -m drg_etl.pipeline.reader`` processes: nothing
 crosses but the delivery's folder, the key (in the environment, not the command line) and
 the worker's DuckDB file. Small inboxes are read in process (starting workers costs more).
+The loader stages each center as soon as its deliveries' workers are done, while the others still read (a
+thread starts and reaps the workers); a staged delivery does not depend on another center's, so only the time
+changes (a test holds the warehouse to the serial load's).
 """
 
 from __future__ import annotations
@@ -61,7 +64,8 @@ class _Workers:
         self._lock = threading.Lock()
         self._running: list[tuple[subprocess.Popen, Delivery, Path]] = []
         self._stopped = False
-        self.finished: queue.Queue[tuple[Delivery, str | None]] = queue.Queue()  # (delivery, failure or None)
+        # (the delivery read, None) or (the delivery or None, why it failed)
+        self.finished: queue.Queue[tuple[Delivery | None, str | None]] = queue.Queue()
         self._thread = threading.Thread(target=self._drive, name="drg-etl-readers", daemon=True)
         self._thread.start()
 
@@ -74,6 +78,12 @@ class _Workers:
         self._running.append((process, delivery, out))
 
     def _drive(self) -> None:
+        try:
+            self._drive_until_done()
+        except Exception as exc:  # starting a worker failed: the loader, waiting for results, is told
+            self.finished.put((None, f"starting a reading worker failed: {type(exc).__name__}: {exc}"))
+
+    def _drive_until_done(self) -> None:
         while True:
             with self._lock:
                 if self._stopped:
@@ -127,8 +137,8 @@ class Prefetched:
         waiting = {c: ids for c, ids in waiting.items() if ids}
         while waiting:
             delivery, failure = self._workers.finished.get()
-            if failure is not None:
-                raise WorkerFailed(failure)
+            if failure is not None or delivery is None:
+                raise WorkerFailed(failure or "a reading worker failed")
             self._done.add(delivery.content_id())
             for center in [c for c, ids in waiting.items() if ids <= self._done]:
                 del waiting[center]
