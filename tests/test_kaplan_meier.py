@@ -1,7 +1,7 @@
-"""Kaplan-Meier by NumPy (drg_etl/analysis/survival.py) against lifelines' KaplanMeierFitter, its oracle: the
-estimate and the 95% log(-log) Greenwood band at the analysis's days and along the whole curve, to 1e-12, on
-random histories with ties of events and censorings on a day, everyone censored, one patient, times 0 and
-large cohorts."""
+"""Kaplan-Meier in plain floats over per-day counts (drg_etl/analysis/survival.py) against lifelines'
+KaplanMeierFitter, its oracle: the estimate and the 95% log(-log) Greenwood band at the analysis's days and along the
+whole curve, to 1e-12, on random histories with ties of events and censorings on a day, everyone censored, one
+patient, times 0 and large cohorts."""
 
 from __future__ import annotations
 
