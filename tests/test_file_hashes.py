@@ -85,3 +85,18 @@ def test_a_load_keeps_the_hashes_and_the_next_load_reads_no_unchanged_file(
     file_hashes.forget()
     report = load_inbox(inbox, warehouse, TEST_KEY)
     assert reads == [changed] and report.loaded == ["auh/2019-12-31"]
+
+
+def test_a_file_named_with_a_cpr_number_is_not_kept(demo_clean: Generated, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file's path is persisted with its hash: a center's file named with a CPR number is never kept (it is read
+    for its hash at every load instead)."""
+    monkeypatch.setattr(file_hashes, "SETTLED_NS", 0)
+    inbox, warehouse = tmp_path / "inbox", tmp_path / "w.duckdb"
+    shutil.copytree(demo_clean.inbox, inbox)
+    (inbox / "auh" / "2019-12-31" / "notes 010180-1234.txt").write_text("a note", encoding="utf-8")
+    load_inbox(inbox, warehouse, TEST_KEY)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        paths = [p for (p,) in con.execute("select path from quality.file_hashes").fetchall()]
+    assert len(paths) == len([p for p in inbox.rglob("*") if p.is_file()]) - 1
+    assert not any("1234" in p for p in paths)

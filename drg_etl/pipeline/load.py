@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from drg_etl.core import file_hashes
+from drg_etl.core.cpr import scrub_cpr
 from drg_etl.core.delivery import Delivery, DeliveryRejected, InboxProblem, Issue
 from drg_etl.core.errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, DrgEtlError, UsageError
 from drg_etl.core.pseudonym import Pseudonymizer
@@ -145,8 +146,9 @@ def stage_center(inbox: Path, center: str, con: duckdb.DuckDBPyConnection, pseud
 
 
 def _keep_file_hashes(con: duckdb.DuckDBPyConnection) -> None:
-    """Keep the hashes of the files this process read, by their fingerprints, for the next load."""
-    known = file_hashes.remembered()  # a few per delivery
+    """Keep the hashes of the files this process read, by their fingerprints, for the next load (not a file whose
+    path holds a CPR number: a file a center named so is read for its hash at every load instead)."""
+    known = [entry for entry in file_hashes.remembered() if scrub_cpr(entry[0]) == entry[0]]  # a few per delivery
     if known:
         con.executemany(f"insert or replace into {FILE_HASHES.qualified} values (?, ?, ?, ?, ?, ?, ?)", known)
 
