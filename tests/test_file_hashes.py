@@ -6,6 +6,7 @@ keeps the size and sets the modification time back; a file written just before i
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -100,3 +101,20 @@ def test_a_file_named_with_a_cpr_number_is_not_kept(demo_clean: Generated, tmp_p
         paths = [p for (p,) in con.execute("select path from quality.file_hashes").fetchall()]
     assert len(paths) == len([p for p in inbox.rglob("*") if p.is_file()]) - 1
     assert not any("1234" in p for p in paths)
+
+
+def test_a_reading_worker_takes_the_hashes_the_load_knows(demo_clean: Generated, tmp_path: Path) -> None:
+    """The load hands a worker the hashes it knows of the delivery's files (hashes.json): the worker reads none of
+    those files for its hash (here a stand-in hash for one file proves whose hash it used)."""
+    from drg_etl.pipeline.reader import HASHES_FILE, WORK_FILE, read_one
+
+    (folder,) = (demo_clean.inbox / "auh").iterdir()
+    prom = folder / "prom.csv"
+    stand_in = "0" * 64
+    (tmp_path / HASHES_FILE).write_text(
+        json.dumps([[*file_hashes.fingerprint(prom, prom.stat()), stand_in]]), encoding="utf-8")
+    read_one(str(folder), "auh", folder.name, TEST_KEY, str(tmp_path))
+    with duckdb.connect(str(tmp_path / WORK_FILE), read_only=True) as con:
+        hashes = dict(con.execute("select file, sha256 from staging.pending_files").fetchall())
+    assert hashes["prom.csv"] == stand_in
+    assert hashes["patienter.csv"] == file_hashes.sha256_file(folder / "patienter.csv")

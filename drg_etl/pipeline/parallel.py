@@ -29,12 +29,13 @@ from pathlib import Path
 
 import duckdb
 
+from drg_etl.core import file_hashes
 from drg_etl.core.delivery import Delivery, DeliveryRejected, FileRejected
 from drg_etl.core.errors import DrgEtlError
 from drg_etl.core.process import FOLDER_PREFIX
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.tables import PENDING, PENDING_DELIVERIES
-from drg_etl.pipeline.reader import KEY_HANDOVER, LOAD_PID_VARIABLE, WORK_FILE
+from drg_etl.pipeline.reader import HASHES_FILE, KEY_HANDOVER, LOAD_PID_VARIABLE, WORK_FILE
 from drg_etl.pipeline.staging import discard, read_into
 
 WORKERS_VARIABLE = "DRG_ETL_READ_WORKERS"  # how many deliveries are read at once (default: the cores; 1: in process)
@@ -60,6 +61,11 @@ class _Workers:
     def __init__(self, jobs: list[tuple[Delivery, Path]], key: bytes, workers: int) -> None:
         self._queue = list(jobs)
         self._workers = workers
+        known = file_hashes.remembered()  # here, before the thread: the loader's thread adds to them
+        for delivery, out in jobs:  # a worker reads no file for its hash that the load already knows
+            folder = delivery.folder.resolve()
+            mine = [entry for entry in known if Path(entry[0]).parent == folder]
+            (out / HASHES_FILE).write_text(json.dumps(mine), encoding="utf-8")
         self._env = {**os.environ, KEY_HANDOVER: key.hex(), LOAD_PID_VARIABLE: str(os.getpid())}
         self._lock = threading.Lock()
         self._running: list[tuple[subprocess.Popen, Delivery, Path]] = []

@@ -16,6 +16,7 @@ __all__ = ["KEY_HANDOVER", "LOAD_PID_VARIABLE", "WORK_FILE", "die_with_parent", 
 
 KEY_HANDOVER = "DRG_ETL_WORKER_KEY"  # the key reaches a worker in its environment, never on its command line
 WORK_FILE = "read.duckdb"  # the DuckDB file a worker reads its delivery into, in the folder the load gave it
+HASHES_FILE = "hashes.json"  # the hashes the load knows of the delivery's files, by fingerprint: not read again
 
 
 def read_one(folder: str, center: str, cutoff: str, key: bytes, out: str) -> None:
@@ -26,6 +27,7 @@ def read_one(folder: str, center: str, cutoff: str, key: bytes, out: str) -> Non
 
     import duckdb
 
+    from drg_etl.core import file_hashes
     from drg_etl.core.delivery import Delivery, DeliveryRejected
     from drg_etl.core.pseudonym import Pseudonymizer
     from drg_etl.core.tables import warehouse_ddl
@@ -35,6 +37,8 @@ def read_one(folder: str, center: str, cutoff: str, key: bytes, out: str) -> Non
     con.execute(warehouse_ddl())
     delivery = Delivery(center, dt.date.fromisoformat(cutoff), Path(folder))
     target = Path(out)
+    if (target / HASHES_FILE).exists():
+        file_hashes.remember(json.loads((target / HASHES_FILE).read_text(encoding="utf-8")))
     try:
         read_into(con, delivery, Pseudonymizer(key))
     except DeliveryRejected as exc:
