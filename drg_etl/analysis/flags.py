@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 
 from drg_etl.core.tables import MART_PATIENT_FLAGS
-from drg_etl.pipeline.marts import bind, flags_relation, study_parameters, with_flags
+from drg_etl.pipeline.marts import flags_held, flags_query, with_flags, with_relation
 
 #: Numbers the temp tables of :func:`flags_at`.
 _TABLES = itertools.count(1)
@@ -34,18 +34,17 @@ class Flags:
 
     def with_flags(self, sql: str) -> tuple[str, dict[str, Any]]:
         """``sql`` (which reads the relation ``patient_flags``) with the flags in front, and its parameters."""
-        statement = f"with patient_flags as ({self.relation}) select * from ({sql})"
-        return statement, bind(sql, study_parameters(self.observation_end))
+        return with_relation(self.relation, {}, sql, self.observation_end)
 
 
 @contextlib.contextmanager
 def flags_at(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> Iterator[Flags]:
     """The flags at ``observation_end`` for the block: the mart where it holds at that day, else its query's rows
     in a temp table (a read-only connection makes one too), dropped when the block ends."""
-    sql, parameters = flags_relation(con, observation_end)
-    if sql == f"select * from {MART_PATIENT_FLAGS}":
-        yield Flags(sql, observation_end)
+    if flags_held(con, observation_end):
+        yield Flags(f"select * from {MART_PATIENT_FLAGS}", observation_end)
         return
+    sql, parameters = flags_query(observation_end)
     name = f"drg_etl_flags_{next(_TABLES)}"
     con.execute(f"create temp table {name} as {sql}", parameters)
     try:

@@ -70,22 +70,36 @@ def warehouse_observation_end(con: duckdb.DuckDBPyConnection) -> dt.date | None:
     return con.execute("select max(cutoff) from quality.deliveries_in_force").fetchone()[0]
 
 
+def flags_held(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> bool:
+    """Whether the flags mart holds the flags at ``observation_end`` (it was built for that day)."""
+    held = con.execute(f"select max(observation_end) from {MART_PATIENT_FLAGS}").fetchone()[0] \
+        if _exists(con, MART_PATIENT_FLAGS) else None
+    return held == observation_end
+
+
 def flags_relation(con: duckdb.DuckDBPyConnection, observation_end: dt.date) -> tuple[str, dict[str, Any]]:
     """The patient flags at ``observation_end`` as a query and its parameters: the mart itself when it holds
     at that day, else the mart's own query at the other day (one definition, warehouse/marts/patient_flags.sql)."""
-    held = con.execute(f"select max(observation_end) from {MART_PATIENT_FLAGS}").fetchone()[0] \
-        if _exists(con, MART_PATIENT_FLAGS) else None
-    if held == observation_end:
-        return f"select * from {MART_PATIENT_FLAGS}", {}
+    return (f"select * from {MART_PATIENT_FLAGS}", {}) if flags_held(con, observation_end) \
+        else flags_query(observation_end)
+
+
+def flags_query(observation_end: dt.date) -> tuple[str, dict[str, Any]]:
+    """The flags mart's own query at ``observation_end``, and its parameters."""
     sql = read_sql("marts/patient_flags.sql")
     return sql, bind(sql, study_parameters(observation_end))
 
 
-def with_flags(con: duckdb.DuckDBPyConnection, sql: str, observation_end: dt.date) -> tuple[str, dict[str, Any]]:
-    """``sql`` (which reads the relation ``patient_flags``) with the flags at ``observation_end`` in front."""
-    flags_sql, flags_parameters = flags_relation(con, observation_end)
+def with_relation(flags_sql: str, flags_parameters: dict[str, Any], sql: str,
+                  observation_end: dt.date) -> tuple[str, dict[str, Any]]:
+    """``sql`` (which reads the relation ``patient_flags``) with ``flags_sql`` in front as that relation."""
     statement = f"with patient_flags as ({flags_sql}) select * from ({sql})"
     return statement, {**flags_parameters, **bind(sql, study_parameters(observation_end))}
+
+
+def with_flags(con: duckdb.DuckDBPyConnection, sql: str, observation_end: dt.date) -> tuple[str, dict[str, Any]]:
+    """``sql`` (which reads the relation ``patient_flags``) with the flags at ``observation_end`` in front."""
+    return with_relation(*flags_relation(con, observation_end), sql, observation_end)
 
 
 def _exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
