@@ -365,6 +365,21 @@ class ReadOutcome:
         return [f[column] for f in self.facts[table]]
 
 
+def fact_rows(batch: StagedDelivery) -> dict[str, list[dict[str, Any]]]:
+    """A batch's facts by table, each a row of its staging table's columns (but the delivery's id and cutoff), in
+    the order the reader gave them: those read record by record, then those read as a set (Arrow frames)."""
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for table, facts in batch.facts.items():
+        columns = ["center", "source_file", "source_row", *TABLES[table].fact_columns, "fact_seq"]
+        rows[table] = [dict(zip(columns, fact, strict=True)) for fact in facts]
+    for kind, frame in batch.frames:
+        if kind in TABLES:
+            rows[kind] += frame.to_pylist()
+    for table in rows:
+        rows[table].sort(key=lambda row: row["fact_seq"])
+    return rows
+
+
 def read_delivery_facts(center: str, folder: Path, key: bytes, cutoff: dt.date = CUTOFF_DATE, *,
                         resource_ids: bool = False) -> ReadOutcome:
     """Read a center's delivery in ``folder`` under the pseudonym ``key`` with the library's entry point,
@@ -374,10 +389,8 @@ def read_delivery_facts(center: str, folder: Path, key: bytes, cutoff: dt.date =
     issues: list[Issue] = []
 
     def sink(batch: StagedDelivery) -> None:
-        for table, rows in batch.facts.items():
-            columns = ["center", "source_file", "source_row", *TABLES[table].fact_columns, "fact_seq"]
-            facts[table] += [{k: v for k, v in zip(columns, row, strict=True) if k not in ("center", "fact_seq")}
-                             for row in rows]
+        for table, rows in fact_rows(batch).items():
+            facts[table] += [{k: v for k, v in row.items() if k not in ("center", "fact_seq")} for row in rows]
         issues.extend(batch.issues)
 
     staged = read_delivery(Delivery(center, cutoff, folder), Pseudonymizer(key), sink)

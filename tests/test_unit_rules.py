@@ -644,14 +644,14 @@ def test_rule_a_value_the_reader_cannot_handle(wh: Loaded, monkeypatch: pytest.M
     """An exception a reader raises on one record's value quarantines that record; the rest loads."""
     from drg_etl.sources import auh
 
-    real = auh.ROW_READERS["complications"]
+    real = auh.parse_danish_date
 
-    def breaking(ctx: Any, record: dict[str, str]) -> None:
-        if record["Note"] == "boom":
+    def breaking(text: str) -> dt.date:  # a value parser's defect, met by the reader's value steps and row rules
+        if text == "10-05-2016":
             raise OverflowError("int too large to convert to float")
-        real(ctx, record)
+        return real(text)
 
-    monkeypatch.setitem(auh.ROW_READERS, "complications", breaking)
+    monkeypatch.setattr(auh, "parse_danish_date", breaking)
     write_auh(wh.inbox, {"komplikationer.csv": [f"{ANNA};10-05-2016;Infektion;Nej;boom",
                                                 f"{ANNA};11-05-2016;Infektion;Nej;fine"]})
     wh.load()

@@ -69,6 +69,13 @@ def _write_batch(con: duckdb.DuckDBPyConnection, staged: StagedDelivery) -> None
     _insert(con, "pending_source_records", pd.DataFrame.from_records(
         [(delivery_id, file, row, record) for file, row, record in staged.source_rows],
         columns=["delivery_id", "file", "row", "record"]))
+    for kind, frame in staged.frames:  # what was read as a set: Arrow tables, inserted as they are
+        table = f"pending_{kind}"
+        con.register("incoming", frame)
+        dated = ", $cutoff as cutoff" if kind in TABLES else ""
+        con.execute(f"insert into staging.{table} by name select $id as delivery_id{dated}, * from incoming",
+                    {"id": delivery_id, "cutoff": delivery.cutoff} if dated else {"id": delivery_id})
+        con.unregister("incoming")
 
 
 def discard(con: duckdb.DuckDBPyConnection, delivery_id: str) -> None:

@@ -3,13 +3,16 @@ model."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from drg_etl.core.delivery import Delivery
 from drg_etl.core.formats import FORMATS
 from drg_etl.core.levels import LevelError, parse_level
-from drg_etl.core.mappings import source_map
+from drg_etl.core.mappings import SourceMap, source_map
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.sources.base import RowContext, StagedDelivery
-from drg_etl.sources.csvfile import ABSORBED, QUOTING, read_records
+from drg_etl.sources.columnar import ColumnarFile, Probe, RolePlan, Verdicts, optional
+from drg_etl.sources.csvfile import ABSORBED, QUOTING, _record, read_fields
 from drg_etl.sources.values import ValueProblem, check_score, parse_danish_date, parse_decimal, parse_integer
 
 FORMAT = FORMATS["auh"]
@@ -43,24 +46,39 @@ def pcs_total(text: str) -> int:
 
 
 def read_auh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonymizer) -> None:
-    """Read the five files into ``staged`` (files were checked present by the caller)."""
+    """Read the five files into ``staged`` (files were checked present by the caller): each as a set
+    (:mod:`drg_etl.sources.columnar`), a record the row rules' SQL does not take by its row reader."""
     smap = source_map("auh")
+    verdicts = Verdicts(delivery, pseudonymize, smap)
     for source in FORMAT.files:
         file, columns, text = source.file_name(delivery.cutoff), list(source.columns), source.dialect
-        for row, record in read_records(delivery.folder / file, file, encoding=text.python_encoding,
-                                        delimiter=text.delimiter, columns=columns, line_end=text.line_end):
-            ctx = staged.context(file, row, pseudonymize, smap)
-            fields = int(record.pop("__fields__"))
-            if absorbed := record.pop(ABSORBED):
-                ctx.keep_source(record, ("CPR",))
-                ctx.fail(absorbed, "row.quoting", QUOTING)
-                continue
-            if fields != len(columns):
-                ctx.fail(None, "row.shape", f"{fields} fields, the header has {len(columns)}")
-                continue
-            ctx.cpr("CPR", record["CPR"])
-            ctx.keep_source(record, ("CPR",))
-            ctx.guarded(ROW_READERS[source.role], ctx, record)
+
+        def read_row(into: StagedDelivery, row: int, values: list[str], file: str = file, role: str = source.role,
+                     columns: list[str] = columns, delimiter: str = text.delimiter) -> None:
+            read_record(into, pseudonymize, smap, file, role, row, _record(columns, values, delimiter))
+
+        fields = read_fields(delivery.folder / file, file, encoding=text.python_encoding, delimiter=text.delimiter,
+                             columns=columns, line_end=text.line_end)
+        ColumnarFile(staged, file, columns, FORMAT.patient_column, PLANS[source.role], verdicts, read_row
+                     ).read(fields)
+
+
+def read_record(staged: StagedDelivery, pseudonymize: Pseudonymizer, smap: SourceMap, file: str, role: str,
+                row: int, record: dict[str, str]) -> None:
+    """Read one record of a file by its role's row reader (the definition of its facts and findings)."""
+    ctx = staged.context(file, row, pseudonymize, smap)
+    width = int(record.pop("__fields__"))
+    if absorbed := record.pop(ABSORBED):
+        ctx.keep_source(record, ("CPR",))
+        ctx.fail(absorbed, "row.quoting", QUOTING)
+        return
+    columns = FORMAT.file(role).columns
+    if width != len(columns):
+        ctx.fail(None, "row.shape", f"{width} fields, the header has {len(columns)}")
+        return
+    ctx.cpr("CPR", record["CPR"])
+    ctx.keep_source(record, ("CPR",))
+    ctx.guarded(ROW_READERS[role], ctx, record)
 
 
 def _patient(ctx: RowContext, r: dict[str, str]) -> None:
@@ -140,5 +158,51 @@ ROW_READERS = {  # by the file's role in the format
     "devices": _device,
     "measurements": _measurement,
     "complications": _complication,
+}
+
+
+def _date(ctx: RowContext, column: str, raw: str) -> object:
+    return ctx.date(column, raw, parse_danish_date, required=False)
+
+
+def _label(concept: str) -> Callable[[RowContext, str, str], object]:
+    return lambda ctx, column, raw: ctx.label(column, concept, raw, required=False)
+
+
+# Each file's records read as a set: the probes (a row reader's steps, once per distinct text) and the SQL of
+# the row rules (warehouse/readers/auh_<role>.sql); what the SQL returns is what the row readers above give.
+PLANS = {
+    "patients": RolePlan("patients", "readers/auh_patients.sql", (
+        Probe("sex", "Køn", "VARCHAR", _label("sex")),
+        Probe("pain_location", "Smertelokalisation", "VARCHAR", _label("pain_location")),
+        Probe("diagnosis", "Diagnose", "VARCHAR", _label("diagnosis")),
+    )),
+    "procedures": RolePlan("procedures", "readers/auh_procedures.sql", (
+        Probe("kind", "Procedurekode", "VARCHAR", _label("procedure")),
+        Probe("day", "Dato", "DATE", _date),
+        Probe("ends", "Slutdato", "DATE", _date),
+        Probe("result", "Resultat", "BOOLEAN", _label("trial_success")),
+    )),
+    "devices": RolePlan("devices", "readers/auh_devices.sql", (
+        Probe("kind", "Type", "VARCHAR", _label("device_type")),
+        Probe("serial", "Serienr", "VARCHAR", lambda ctx, column, raw: ctx.required(column, raw)),
+        Probe("placed", "Implantationsdato", "DATE", _date),
+        Probe("level", "Niveau", "VARCHAR", optional(read_level)),
+        Probe("side", "Side", "VARCHAR", _label("side")),
+        Probe("status", "Status", "VARCHAR", _label("lead_status")),
+        Probe("status_day", "Statusdato", "DATE", _date),
+    ), {"device_ref": FORMAT.device_ref.template}),
+    "measurements": RolePlan("measurements", "readers/auh_measurements.sql", (
+        Probe("day", "Dato", "DATE", _date),
+        Probe("timepoint", "Tidspunkt", "VARCHAR", _label("timepoint")),
+        Probe("average", "NRS_gns", "DOUBLE", lambda ctx, column, raw: ctx.value(column, nrs_average, raw)),
+        Probe("worst", "NRS_max", "DOUBLE", lambda ctx, column, raw: ctx.value(column, nrs_worst, raw)),
+        Probe("pcs", "PCS", "DOUBLE", lambda ctx, column, raw: ctx.value(column, pcs_total, raw)),
+    )),
+    "complications": RolePlan("complications", "readers/auh_complications.sql", (
+        Probe("day", "Dato", "DATE", _date),
+        Probe("kind", "Type", "VARCHAR", _label("complication")),
+        Probe("permanent", "Permanent", "BOOLEAN", _label("permanent")),
+    )),
 }
 __all__ = ["ValueProblem", "read_auh"]

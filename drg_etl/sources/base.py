@@ -66,6 +66,10 @@ class StagedDelivery:
     batch_records: int = field(default_factory=lambda: BATCH_RECORDS)
     facts: dict[str, list[tuple[Any, ...]]] = field(default_factory=lambda: {t: [] for t in CANONICAL_TABLES})
     issues: list[Issue] = field(default_factory=list)
+    # Facts, kept records and the records that gave a fact, read as a set (drg_etl.sources.columnar): Arrow tables
+    # of a staging table's columns (but the delivery's id and cutoff), by kind: a fact table's name,
+    # "source_records" or "contributed"
+    frames: list[tuple[str, Any]] = field(default_factory=list)
     counts: dict[str, FileCount] = field(default_factory=dict)
     source_rows: list[tuple[str, int, str]] = field(default_factory=list)
     contributed: set[tuple[str, int]] = field(default_factory=set)
@@ -104,7 +108,7 @@ class StagedDelivery:
             self.sink(self)
         for table in self.facts:
             self.facts[table] = []
-        self.issues, self.source_rows, self.contributed, self.buffered = [], [], set(), 0
+        self.issues, self.source_rows, self.contributed, self.frames, self.buffered = [], [], set(), [], 0
 
 
 class RowContext:
