@@ -8,13 +8,10 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import duckdb
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from drg_etl import __version__
 from drg_etl.core.cpr import scrub_cpr
@@ -26,16 +23,36 @@ from drg_etl.synth import DEFAULT_SEED
 # Each command imports the library it calls inside its function: a command's start pays for its own modules
 # only (analyze: no load, FHIR validation, plots or generator; issue 18).
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from drg_etl.pipeline.load import LoadReport
     from drg_etl.pull.result import PullResult
     from drg_etl.synth.generate import GenerateResult
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="drg-etl: validated, standards-based loads of the Danish DRG-stimulation registry.")
+
+
+class _LazyConsole:
+    """A Rich console made on first use: importing Rich takes about 20 ms, and ``analyze --json`` prints nothing
+    through one (each command's tables import Rich's Table and Text where they are made)."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+
 # Nothing printed is ever read as Rich markup: names, paths and messages come from deliveries and users, and a
 # "[/x]" in them must print as it is. Colour is given as a style, never as markup in the text.
-console = Console(markup=False)
-errors = Console(stderr=True, soft_wrap=True, markup=False)  # one line per error, never wrapped
+console = _LazyConsole(markup=False)
+errors = _LazyConsole(stderr=True, soft_wrap=True, markup=False)  # one line per error, never wrapped
 DEBUG = {"on": False}
 
 
@@ -76,6 +93,8 @@ def _errors() -> Iterator[None]:
 
 
 def _print_generated(result: GenerateResult, out: Path) -> None:
+    from rich.table import Table
+
     table = Table(title=f"Deliveries written under {out}")
     for column in ("center", "file", "records"):
         table.add_column(column, justify="right" if column == "records" else "left")
@@ -123,6 +142,8 @@ def generate_command(
 
 def _error_line(message: str) -> None:
     """One line on stderr: ``error: <message>``, the message as plain text (never markup), no CPR number."""
+    from rich.text import Text
+
     errors.print(Text.assemble(("error:", "red"), " ", scrub_cpr(message)), highlight=False)
 
 
@@ -133,6 +154,9 @@ def _fail(exc: DrgEtlError) -> typer.Exit:
 
 def print_load(report: LoadReport) -> None:
     """The per-file table of a load, the rejected files with reasons, and the issues."""
+    from rich.table import Table
+    from rich.text import Text
+
     from drg_etl.pipeline.load import FOLDER
 
     table = Table(title="Load")
@@ -302,6 +326,8 @@ def quality_command(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON for machines")] = False,
 ) -> None:
     """The data-quality report: per file and rule, the counts, Kahn category, severity and examples."""
+    from rich.table import Table
+
     from drg_etl.pipeline.warehouse import connect
     from drg_etl.quality.report import quality_report
 
@@ -414,6 +440,8 @@ def _p_text(value: object) -> str:
 
 def print_figures(figures: dict) -> None:
     """The national analysis as readable tables."""
+    from rich.table import Table
+
     c = figures["cohort"]
     table = Table(title=f"National analysis, observation end {figures['observation_end']}")
     table.add_column("figure")
@@ -490,6 +518,9 @@ def export_fhir_command(
 
 def print_comparison(figures: dict) -> bool:
     """The computed figures beside the paper's, each marked as matching at the paper's rounding."""
+    from rich.table import Table
+    from rich.text import Text
+
     from drg_etl.reference.compare import compare_with_paper
 
     table = Table(title="drg-etl beside Horan et al. 2021 (at the paper's rounding)")
