@@ -14,14 +14,13 @@ import duckdb
 import typer
 
 from drg_etl import __version__
-from drg_etl.core.cpr import scrub_cpr
 from drg_etl.core.display import format_p
 from drg_etl.core.errors import EXIT_USAGE, DrgEtlError, interrupted_by
-from drg_etl.core.pseudonym import DEMO_KEY, KEY_VARIABLE, OLD_KEY_VARIABLE, key_from_environment
 from drg_etl.synth import DEFAULT_SEED
 
 # Each command imports the library it calls inside its function: a command's start pays for its own modules
-# only (analyze: no load, FHIR validation, plots or generator; issue 18).
+# only (analyze: no load, FHIR validation, plots, generator, pseudonym key or CPR scrubber, and with --json no
+# Rich; issue 18).
 if TYPE_CHECKING:
     from rich.console import Console
 
@@ -144,6 +143,8 @@ def _error_line(message: str) -> None:
     """One line on stderr: ``error: <message>``, the message as plain text (never markup), no CPR number."""
     from rich.text import Text
 
+    from drg_etl.core.cpr import scrub_cpr
+
     errors.print(Text.assemble(("error:", "red"), " ", scrub_cpr(message)), highlight=False)
 
 
@@ -204,6 +205,7 @@ def load_command(
     no CPR number. Exit 0: done; 1: done, but a delivery, file or folder was rejected (each named); 2: nothing
     was done (an empty inbox among others).
     """
+    from drg_etl.core.pseudonym import key_from_environment
     from drg_etl.pipeline.load import load_inbox
 
     with _errors():
@@ -222,6 +224,7 @@ def rekey_command(
                                              "(their CPR numbers give the new pseudonyms)")],
 ) -> None:
     """Rotate the pseudonym key: from DRG_ETL_OLD_PSEUDONYM_KEY to DRG_ETL_PSEUDONYM_KEY, in one transaction."""
+    from drg_etl.core.pseudonym import KEY_VARIABLE, OLD_KEY_VARIABLE, key_from_environment
     from drg_etl.pipeline.rekey import rekey
 
     with _errors():
@@ -543,6 +546,7 @@ def demo_command(
 ) -> None:
     """Generate, load, analyze and export in a fresh work folder; compare the figures with the paper's."""
     from drg_etl.analysis.national import national_analysis
+    from drg_etl.core.pseudonym import DEMO_KEY, KEY_VARIABLE
     from drg_etl.fhir.export import export_fhir
     from drg_etl.pipeline.load import load_inbox
     from drg_etl.pipeline.warehouse import connect
