@@ -172,18 +172,18 @@ def _label(concept: str) -> Callable[[RowContext, str, str], object]:
 # Each file's records read as a set: the probes (a row reader's steps, once per distinct text) and the SQL of
 # the row rules (warehouse/readers/auh_<role>.sql); what the SQL returns is what the row readers above give.
 PLANS = {
-    "patients": RolePlan("patients", "readers/auh_patients.sql", (
+    "patients": RolePlan({"patients": "readers/auh_patients.sql"}, (
         Probe("sex", "Køn", "VARCHAR", _label("sex")),
         Probe("pain_location", "Smertelokalisation", "VARCHAR", _label("pain_location")),
         Probe("diagnosis", "Diagnose", "VARCHAR", _label("diagnosis")),
     )),
-    "procedures": RolePlan("procedures", "readers/auh_procedures.sql", (
+    "procedures": RolePlan({"procedures": "readers/auh_procedures.sql"}, (
         Probe("kind", "Procedurekode", "VARCHAR", _label("procedure")),
         Probe("day", "Dato", "DATE", _date),
         Probe("ends", "Slutdato", "DATE", _date),
         Probe("result", "Resultat", "BOOLEAN", _label("trial_success")),
     )),
-    "devices": RolePlan("devices", "readers/auh_devices.sql", (
+    "devices": RolePlan({"devices": "readers/auh_devices.sql"}, (
         Probe("kind", "Type", "VARCHAR", _label("device_type")),
         Probe("serial", "Serienr", "VARCHAR", lambda ctx, column, raw: ctx.required(column, raw)),
         Probe("placed", "Implantationsdato", "DATE", _date),
@@ -191,15 +191,15 @@ PLANS = {
         Probe("side", "Side", "VARCHAR", _label("side")),
         Probe("status", "Status", "VARCHAR", _label("lead_status")),
         Probe("status_day", "Statusdato", "DATE", _date),
-    ), {"device_ref": FORMAT.device_ref.template}),
-    "measurements": RolePlan("measurements", "readers/auh_measurements.sql", (
+    ), params={"device_ref": FORMAT.device_ref.template}),
+    "measurements": RolePlan({"measurements": "readers/auh_measurements.sql"}, (
         Probe("day", "Dato", "DATE", _date),
         Probe("timepoint", "Tidspunkt", "VARCHAR", _label("timepoint")),
         Probe("average", "NRS_gns", "DOUBLE", lambda ctx, column, raw: ctx.value(column, nrs_average, raw)),
         Probe("worst", "NRS_max", "DOUBLE", lambda ctx, column, raw: ctx.value(column, nrs_worst, raw)),
         Probe("pcs", "PCS", "DOUBLE", lambda ctx, column, raw: ctx.value(column, pcs_total, raw)),
     )),
-    "complications": RolePlan("complications", "readers/auh_complications.sql", (
+    "complications": RolePlan({"complications": "readers/auh_complications.sql"}, (
         Probe("day", "Dato", "DATE", _date),
         Probe("kind", "Type", "VARCHAR", _label("complication")),
         Probe("permanent", "Permanent", "BOOLEAN", _label("permanent")),

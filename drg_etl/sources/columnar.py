@@ -68,21 +68,31 @@ class Probe:
     column: str
     sql_type: str
     step: ValueStep
+    also: tuple[str, ...] = ()  # further columns whose texts the same step reads alike (one relation for all)
 
 
 @dataclass(frozen=True)
 class RolePlan:
-    """How one file's records are read as a set: the probes, and the SQL of the row rules of its facts' table.
+    """How one file's records are read as a set: the probes, and the SQL of the row rules.
 
-    ``sql`` (``warehouse/<sql>``) selects from ``ready`` (the screened records) joined to the probes: each clean
-    record's facts of ``table``, with ``row``, ``k`` (the fact's place in its record) and the table's fact
-    columns (the patient key aside).
+    ``facts`` gives, by canonical table, the SQL (``warehouse/<file>``, one ``select``) of the clean records'
+    facts of that table over ``ready`` (the screened records) and the probes: ``row``, ``k`` (the fact's place
+    among its record's facts of the table), ``patient_key`` and the table's fact columns. ``clean``, when given,
+    selects the records the SQL takes (``row``, and what the facts' SQL reads of them) into the relation
+    ``clean``; without it, a record is taken when it gives a fact. A record taken is read by the SQL alone, so
+    ``clean`` must hold every rule its facts depend on.
     """
 
-    table: str
-    sql: str
+    facts: dict[str, str]
     probes: tuple[Probe, ...]
+    clean: str | None = None
     params: dict[str, Any] = field(default_factory=dict)  # the SQL's named parameters
+
+
+def _named(sql: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters a SQL file names (DuckDB refuses a parameter a statement does not use)."""
+    text = read_sql(sql)
+    return {name: value for name, value in params.items() if f"${name}" in text}
 
 
 def optional(step: ValueStep) -> ValueStep:
@@ -108,11 +118,11 @@ class Verdicts:
         self._scratch.issues.clear()
         return RowContext(self._scratch, file, 0, self._pseudonymize, self._map)
 
-    def of(self, file: str, probe: Probe, texts: pa.Array) -> pa.Table:
-        """The probe's relation over the distinct ``texts``: each one's value and whether the step found nothing
-        wrong."""
+    def of(self, file: str, probe: Probe, texts: list[pa.Array]) -> pa.Table:
+        """The probe's relation over the distinct texts of its columns: each one's value and whether the step
+        found nothing wrong."""
         seen = self._seen.setdefault((file, probe.name), {})
-        raws = pc.unique(texts).to_pylist()
+        raws = pc.unique(pa.chunked_array(texts, pa.string())).to_pylist()
         for text in raws:
             if text not in seen:
                 ctx = self._context(file)
@@ -125,9 +135,16 @@ class Verdicts:
         return pa.table({"raw": pa.array(raws, pa.string()), "ok": pa.array([v[0] for v in verdicts], pa.bool_()),
                          "value": pa.array([v[1] for v in verdicts], _ARROW_TYPES[probe.sql_type])})
 
-    def patients(self, file: str, column: str, texts: pa.Array) -> pa.Table:
-        """The patient of each distinct CPR text (``RowContext.cpr``): pseudonym, sex and birth year; nulls where
-        the row reader finds something wrong with it (it then reads the record)."""
+    def patients_by_cpr(self, file: str, column: str, texts: pa.Array) -> pa.Table:
+        """The patient of each CPR text of ``texts``, in their order (``RowContext.cpr``): ``patient_key``,
+        ``patient_sex`` and ``birth_year``; nulls where the row reader finds something wrong with it (it then reads
+        the record)."""
+        known = self._patients_of(file, column, texts).combine_chunks()
+        at = pc.index_in(texts, value_set=known.column("raw").chunk(0))
+        return pa.table({name: pc.take(known.column(name).chunk(0), at)
+                         for name in ("patient_key", "patient_sex", "birth_year")})
+
+    def _patients_of(self, file: str, column: str, texts: pa.Array) -> pa.Table:
         raws = pc.unique(texts).to_pylist()
         for text in raws:
             if text not in self._patients:
@@ -144,17 +161,19 @@ class Verdicts:
 
 
 RowReader = Callable[[StagedDelivery, int, list[str]], None]  # reads one record into a staged delivery
+# The patient of each record of a chunk, by the chunk's columns: patient_key, patient_sex, birth_year (nulls where the
+# row reader is to read the record)
+PatientsOf = Callable[[dict[str, pa.Array]], pa.Table]
 
 
 class ColumnarFile:
     """One file's records, read a chunk at a time (see the module's text)."""
 
     def __init__(self, staged: StagedDelivery, file: str, columns: Sequence[str], cpr_column: str, plan: RolePlan,
-                 verdicts: Verdicts, read_row: RowReader) -> None:
+                 verdicts: Verdicts, read_row: RowReader, patients: PatientsOf | None = None) -> None:
         self.staged, self.file, self.columns, self.plan = staged, file, list(columns), plan
         self.verdicts, self.read_row, self.cpr_column = verdicts, read_row, cpr_column
-        model = TABLES[plan.table]
-        self._fact_columns = list(model.fact_columns[1:])
+        self._patients = patients or (lambda texts: verdicts.patients_by_cpr(file, cpr_column, texts[cpr_column]))
         self._con = duckdb.connect(config={"threads": 1})
 
     def read(self, rows: Iterator[tuple[int, list[str]]]) -> None:
@@ -182,15 +201,16 @@ class ColumnarFile:
             if row not in clean:
                 staged.position = (file, row)  # the record an error that escapes the row reader names
                 self.read_row(odd, row, values)
-        self._hand_on(len(chunk), odd)
+        self._hand_on(len(clean), odd)
 
     def _take(self, rows: list[tuple[int, list[str]]]) -> None:
-        """The temp tables ``facts`` (the clean records' facts) and ``taken`` (their rows and kept records), from
-        the screen and the role's SQL over ``rows``."""
+        """The temp tables ``facts_<table>`` (the clean records' facts) and ``taken`` (their rows and kept
+        records), from the screen and the plan's SQL over ``rows``."""
         con, file, plan = self._con, self.file, self.plan
         if not rows:
-            con.execute("create or replace temp table facts as select null::bigint as row, null::bigint as k "
-                        "where false")
+            for table in plan.facts:
+                con.execute(f"create or replace temp table facts_{table} as select null::bigint as row, "
+                            "null::bigint as k where false")
             con.execute("create or replace temp table taken as select null::bigint as row, null::varchar as kept "
                         "where false")
             return
@@ -198,56 +218,75 @@ class ColumnarFile:
         texts = {name: pa.array(fields[at], pa.string()) for at, name in enumerate(self.columns)}
         cpr = self.cpr_column
         others = [texts[c] for c in self.columns if c != cpr]
-        patients = self.verdicts.patients(file, cpr, texts[cpr])
-        patients = patients.combine_chunks()
-        at = pc.index_in(texts[cpr], value_set=patients.column("raw").chunk(0))
-        key = pc.take(patients.column("patient_key").chunk(0), at)
+        patients = self._patients(texts)
+        key = patients.column("patient_key").combine_chunks()
         record = pa.StructArray.from_arrays([key if c == cpr else texts[c] for c in self.columns], names=self.columns)
         relations = {"chunk": pa.table({
             "row": pa.array([row for row, _ in rows], pa.int64()),
             "joined": pc.binary_join_element_wise(*others, APART) if len(others) > 1 else others[0],
-            "patient_key": key, "patient_sex": pc.take(patients.column("patient_sex").chunk(0), at),
-            "birth_year": pc.take(patients.column("birth_year").chunk(0), at), "record": record,
+            "patient_key": key, "patient_sex": patients.column("patient_sex"),
+            "birth_year": patients.column("birth_year"), "record": record,
             **{c: texts[c] for c in self.columns if c != cpr}})}
-        relations |= {probe.name: self.verdicts.of(file, probe, texts[probe.column]) for probe in plan.probes}
+        relations |= {probe.name: self.verdicts.of(file, probe, [texts[c] for c in (probe.column, *probe.also)])
+                      for probe in plan.probes}
         for name, relation in relations.items():
             con.register(name, relation)
         try:
             con.execute(read_sql("readers/ready.sql"), {"candidate": CANDIDATE_SQL})
-            con.execute(f"create or replace temp table facts as {read_sql(plan.sql)}", plan.params)
-            con.execute("create or replace temp table taken as select row, kept from ready semi join facts using (row)")
+            if plan.clean is not None:
+                con.execute(f"create or replace temp table clean as {read_sql(plan.clean)}",
+                            _named(plan.clean, plan.params))
+            for table, sql in plan.facts.items():
+                con.execute(f"create or replace temp table facts_{table} as {read_sql(sql)}", _named(sql, plan.params))
+            if plan.clean is None:
+                con.execute("create or replace temp table clean as "
+                            + " union ".join(f"select row from facts_{table}" for table in plan.facts))
+            con.execute("create or replace temp table taken as select row, kept from ready semi join clean using (row)")
         finally:
             for name in relations:
                 con.unregister(name)
 
-    def _hand_on(self, records: int, odd: StagedDelivery) -> None:
-        """Give the staged delivery the chunk's ``records``: the SQL's facts and the row reader's (``odd``) in
-        reading order (each fact's ``fact_seq``), the kept records, findings and counts; hand the batch on."""
-        staged, con, table, file = self.staged, self._con, self.plan.table, self.file
-        if any(rows for name, rows in odd.facts.items() if name != table):
-            raise TypeError(f"{file}'s row reader gave facts of another table than {table}, which its plan reads")
-        layout = ["center", "source_file", "row", "patient_key", *self._fact_columns, "k"]
-        odd_facts = [dict(zip(layout[2:], fact[2:], strict=True)) for fact in odd.facts[table]]
-        con.register("odd_facts", pa.Table.from_pylist(odd_facts) if odd_facts else
-                     pa.table({"row": pa.array([], pa.int64()), "k": pa.array([], pa.int64())}))
-        try:
-            frame = con.sql(read_sql("readers/in_order.sql"), params={
-                "center": staged.delivery.center, "file": file, "offset": staged.fact_seq[table]}).to_arrow_table()
-        finally:
-            con.unregister("odd_facts")
-        if missing := set(TABLES[table].fact_columns).difference(frame.column_names):
-            raise TypeError(f"{self.plan.sql} gives no {sorted(missing)}")  # a reader's defect, never the data's
-        if len(frame):
-            staged.frames.append((table, frame))
-            staged.fact_seq[table] += len(frame)
+    def _hand_on(self, taken: int, odd: StagedDelivery) -> None:
+        """Give the staged delivery the chunk: the SQL's facts and the row reader's (``odd``) in reading order
+        (each fact's ``fact_seq``), the kept records, findings and counts (``taken``: records the SQL read); hand
+        the batch on."""
+        staged, con, file = self.staged, self._con, self.file
+        if any(rows for name, rows in odd.facts.items() if name not in self.plan.facts):
+            raise TypeError(f"{file}'s row reader gave facts of a table its plan does not read")
+        for table in self.plan.facts:
+            self._hand_on_facts(table, odd.facts[table])
         kept = con.sql("select $file as file, row, kept as record from taken", params={"file": file}).to_arrow_table()
         if len(kept):
             staged.frames.append(("source_records", kept))
-            staged.frames.append(("contributed", kept.drop_columns(["record"])))
+            gave = con.sql(" union ".join(f"select $file as file, row from facts_{table}" for table in self.plan.facts),
+                           params={"file": file}).to_arrow_table()
+            staged.frames.append(("contributed", gave))
         staged.issues += odd.issues
         staged.source_rows += odd.source_rows
         staged.contributed |= odd.contributed
-        staged.count(file).rows_read += records
-        staged.buffered += records
+        counter, odd_counter = staged.count(file), odd.count(file)
+        counter.rows_read += taken + odd_counter.rows_read
+        counter.rows_ignored += odd_counter.rows_ignored
+        staged.buffered += taken + odd.buffered
         if staged.buffered >= staged.batch_records:
             staged.flush()
+
+    def _hand_on_facts(self, table: str, odd_facts: list[tuple[Any, ...]]) -> None:
+        """One table's facts of the chunk, the SQL's and the row reader's, numbered in reading order."""
+        staged, con = self.staged, self._con
+        layout = ["row", "patient_key", *TABLES[table].fact_columns[1:], "k"]  # (center and file left out)
+        rows = [dict(zip(layout, fact[2:], strict=True)) for fact in odd_facts]
+        con.register("odd_facts", pa.Table.from_pylist(rows) if rows else
+                     pa.table({"row": pa.array([], pa.int64()), "k": pa.array([], pa.int64())}))
+        con.execute(f"create or replace temp view facts as select * from facts_{table}")
+        try:
+            frame = con.sql(read_sql("readers/in_order.sql"), params={
+                "center": staged.delivery.center, "file": self.file, "offset": staged.fact_seq[table]}
+                            ).to_arrow_table()
+        finally:
+            con.unregister("odd_facts")
+        if len(frame) and (missing := set(TABLES[table].fact_columns).difference(frame.column_names)):
+            raise TypeError(f"{self.plan.facts[table]} gives no {sorted(missing)}")  # a reader's defect
+        if len(frame):
+            staged.frames.append((table, frame))
+            staged.fact_seq[table] += len(frame)
