@@ -88,7 +88,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_inbox(tmp_path_factory.mktemp("columnar"), patients=400, seed=7).inbox
 
 
-@pytest.mark.parametrize("center", ["auh"])
+@pytest.mark.parametrize("center", ["auh", "rh"])
 def test_generated_delivery_reads_the_same_as_a_set(generated: Path, center: str) -> None:
     """The generator's delivery: the same staged contents both ways, and the SQL read most records."""
     (folder,) = (generated / center).iterdir()
@@ -199,3 +199,97 @@ def test_hostile_auh_delivery_reads_the_same_as_a_set(tmp_path: Path, seed: int)
     rules = {issue[5] for issue in expected["issues"]}
     assert {"cpr.invalid", "date.invalid", "date.out_of_range", "code.unknown", "score.out_of_range",
             "cpr.in_free_text", "cpr.in_identifier", "row.shape", "value.missing_required"} <= rules, rules
+
+
+# -- rh: the generator's REDCap export with hostile values planted in its cells ----------------------------------
+
+REDCAP_CODES = ["1", "2", "0", "9", "", " 1", "x", "01", "1.0", "-1"]
+REDCAP_POOLS: dict[str, list[str]] = {
+    "cpr": CPRS,
+    "date": ["2016-04-07", "2015-13-01", "2016-02-30", "07-04-2016", "", " 2016-04-07", "2008-01-01",
+             "2020-01-01", "2016-4-7", "２０１６-04-07"],
+    "nrs_avg": CODES["nrs_average"],
+    "integer": CODES["integer"],
+    "serial": CODES["serial"],
+    "checkbox": ["0", "1", "", "2", " 1", "x"],
+    "text": TEXTS,
+    "record_id": ["010180-1234", "9999", ""],
+    "redcap_event_name": ["bogus_arm_1", "month_3_arm_1", "screening_arm_1", ""],
+    "redcap_repeat_instrument": ["prom", "complication", "surgery", "nope"],
+}
+
+
+def _redcap_pool(column: str) -> list[str]:
+    """The hostile values a column of rh's export is given."""
+    if column in REDCAP_POOLS:
+        return REDCAP_POOLS[column]
+    if column.endswith(("_date", "_start", "_end")):
+        return REDCAP_POOLS["date"]
+    if column == "nrs_avg":
+        return REDCAP_POOLS["nrs_avg"]
+    if column == "nrs_worst" or column.startswith("pcs_"):
+        return REDCAP_POOLS["integer"]
+    if column.endswith("_serial"):
+        return REDCAP_POOLS["serial"]
+    if "___" in column:
+        return REDCAP_POOLS["checkbox"]
+    if column in ("surg_reason", "comp_note"):
+        return REDCAP_POOLS["text"]
+    return REDCAP_CODES
+
+
+def hostile_rh(source: Path, folder: Path, rng: random.Random) -> None:
+    """rh's generated export (``source``) copied to ``folder`` with one cell of most records made
+    hostile (codes, dates, scores, CPR numbers, free text, event and instrument names), some rows of the wrong
+    width; the data dictionary as it was."""
+    import csv
+    import shutil
+
+    folder.mkdir(parents=True)
+    (data,) = source.glob("DRGDK_DATA_*.csv")
+    shutil.copy(source / "DRGDK_DataDictionary.csv", folder)
+    raw = data.read_bytes()
+    bom = raw.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.reader(raw.decode("utf-8-sig").splitlines()))
+    header, records = rows[0], rows[1:]
+    out = [header]
+    for at, record in enumerate(records):
+        record = list(record)
+        cells = [i for i, column in enumerate(header)  # the cells it fills, now and then an empty one
+                 if column != "redcap_repeat_instance" and (record[i] or rng.random() < 0.02)]
+        if rng.random() < 0.6:  # one hostile cell, so that each finding stands alone
+            at_cell = rng.choice(cells)
+            record[at_cell] = rng.choice(_redcap_pool(header[at_cell]))
+        if rng.random() < 0.01 and at < len(records) - 1:
+            record = record[:-1] if rng.random() < 0.5 else [*record, "x"]
+        out.append(record)
+    text = io_text(out)
+    folder.joinpath(data.name).write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8"))
+
+
+def io_text(rows: list[list[str]]) -> str:
+    """Rows as REDCap writes its CSV export: commas, CRLF, a field quoted where it must be."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows(rows)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_hostile_rh_export_reads_the_same_as_a_set(generated: Path, tmp_path: Path, seed: int) -> None:
+    """Hostile cells in rh's export: the same findings, facts and kept records both ways; the SQL still read
+    a share of the records itself."""
+    (source,) = (generated / "rh").iterdir()
+    folder = tmp_path / "rh" / source.name
+    hostile_rh(source, folder, random.Random(seed))
+    expected = row_by_row("rh", folder)
+    got, by_sql = as_set("rh", folder)
+    assert got["issues"] == expected["issues"]
+    assert got == expected
+    records = sum(read for read, _ in expected["counts"].values())
+    assert by_sql > 0.4 * records, (by_sql, records)
+    rules = {issue[5] for issue in expected["issues"]}
+    assert {"cpr.invalid", "cpr.in_identifier", "date.invalid", "date.out_of_range", "code.unknown",
+            "score.out_of_range", "row.shape"} <= rules, rules

@@ -41,6 +41,7 @@ from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.sql import read_sql
 from drg_etl.sources.base import UNREADABLE, RowContext, StagedDelivery
 
+RESERVED = frozenset({"row", "k", "joined", "record", "patient_key", "patient_sex", "birth_year", "kept", "forms"})
 CHUNK_ROWS = 65_536  # rows a chunk holds: what bounds the reader's memory, whatever the file's size
 APART = "|"  # joins a record's texts for the screen: no CPR candidate holds it or reads across it
 
@@ -87,6 +88,7 @@ class RolePlan:
     probes: tuple[Probe, ...]
     clean: str | None = None
     params: dict[str, Any] = field(default_factory=dict)  # the SQL's named parameters
+    relations: dict[str, pa.Table] = field(default_factory=dict)  # fixed relations the SQL joins (a project's events)
 
 
 def _named(sql: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -114,7 +116,9 @@ class Verdicts:
         self._seen: dict[tuple[str, str], dict[str, tuple[bool, Any]]] = {}
         self._patients: dict[str, tuple[str, str, int] | None] = {}
 
-    def _context(self, file: str) -> RowContext:
+    def context(self, file: str) -> RowContext:
+        """A scratch context for asking a row reader's step about one value (its findings are looked at, then
+        dropped)."""
         self._scratch.issues.clear()
         return RowContext(self._scratch, file, 0, self._pseudonymize, self._map)
 
@@ -125,7 +129,7 @@ class Verdicts:
         raws = pc.unique(pa.chunked_array(texts, pa.string())).to_pylist()
         for text in raws:
             if text not in seen:
-                ctx = self._context(file)
+                ctx = self.context(file)
                 try:
                     value = probe.step(ctx, probe.column, text)
                     seen[text] = (not ctx.issues, value if not ctx.issues else None)
@@ -148,7 +152,7 @@ class Verdicts:
         raws = pc.unique(texts).to_pylist()
         for text in raws:
             if text not in self._patients:
-                ctx = self._context(file)
+                ctx = self.context(file)
                 key = ctx.cpr(column, text)
                 self._patients[text] = None if ctx.issues or key is None else (key, ctx.cpr_sex(), ctx.birth_year())
         known = [self._patients[t] or (None, None, None) for t in raws]
@@ -164,20 +168,29 @@ RowReader = Callable[[StagedDelivery, int, list[str]], None]  # reads one record
 # The patient of each record of a chunk, by the chunk's columns: patient_key, patient_sex, birth_year (nulls where the
 # row reader is to read the record)
 PatientsOf = Callable[[dict[str, pa.Array]], pa.Table]
+Derived = Callable[[dict[str, pa.Array]], dict[str, pa.Array]]  # further columns of a chunk, from its columns
 
 
 class ColumnarFile:
     """One file's records, read a chunk at a time (see the module's text)."""
 
     def __init__(self, staged: StagedDelivery, file: str, columns: Sequence[str], cpr_column: str, plan: RolePlan,
-                 verdicts: Verdicts, read_row: RowReader, patients: PatientsOf | None = None) -> None:
+                 verdicts: Verdicts, read_row: RowReader, patients: PatientsOf | None = None,
+                 derive: Derived | None = None) -> None:
         self.staged, self.file, self.columns, self.plan = staged, file, list(columns), plan
+        self._derive = derive
         self.verdicts, self.read_row, self.cpr_column = verdicts, read_row, cpr_column
         self._patients = patients or (lambda texts: verdicts.patients_by_cpr(file, cpr_column, texts[cpr_column]))
         self._con = duckdb.connect(config={"threads": 1})
 
     def read(self, rows: Iterator[tuple[int, list[str]]]) -> None:
-        """Read every record of ``rows`` (row number, fields), in chunks of :data:`CHUNK_ROWS`."""
+        """Read every record of ``rows`` (row number, fields), in chunks of :data:`CHUNK_ROWS` (by the row reader
+        alone when a column bears a name the SQL gives its own columns)."""
+        if RESERVED.intersection(self.columns):
+            self._con.close()
+            for row, values in rows:
+                self.read_row(self.staged, row, values)
+            return
         try:
             chunk: list[tuple[int, list[str]]] = []
             for item in rows:
@@ -226,13 +239,17 @@ class ColumnarFile:
             "joined": pc.binary_join_element_wise(*others, APART) if len(others) > 1 else others[0],
             "patient_key": key, "patient_sex": patients.column("patient_sex"),
             "birth_year": patients.column("birth_year"), "record": record,
-            **{c: texts[c] for c in self.columns if c != cpr}})}
+            **{c: texts[c] for c in self.columns if c != cpr},
+            **(self._derive(texts) if self._derive is not None else {})})}
         relations |= {probe.name: self.verdicts.of(file, probe, [texts[c] for c in (probe.column, *probe.also)])
                       for probe in plan.probes}
+        relations |= plan.relations
         for name, relation in relations.items():
             con.register(name, relation)
         try:
             con.execute(read_sql("readers/ready.sql"), {"candidate": CANDIDATE_SQL})
+            con.execute("create or replace temp view ready as "
+                        "select c.* exclude (joined, record) from chunk c semi join screened using (row)")
             if plan.clean is not None:
                 con.execute(f"create or replace temp table clean as {read_sql(plan.clean)}",
                             _named(plan.clean, plan.params))
@@ -241,7 +258,8 @@ class ColumnarFile:
             if plan.clean is None:
                 con.execute("create or replace temp table clean as "
                             + " union ".join(f"select row from facts_{table}" for table in plan.facts))
-            con.execute("create or replace temp table taken as select row, kept from ready semi join clean using (row)")
+            con.execute("create or replace temp table taken as "
+                        "select row, to_json(record) as kept from chunk semi join clean using (row)")
         finally:
             for name in relations:
                 con.unregister(name)

@@ -11,25 +11,29 @@ import csv
 import functools
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from drg_etl.core.cpr import CprError, holds_cpr, parse_cpr
 from drg_etl.core.delivery import Delivery, FileRejected, Issue
 from drg_etl.core.formats import FORMATS
 from drg_etl.core.levels import LevelError, parse_level
-from drg_etl.core.mappings import source_map
+from drg_etl.core.mappings import SourceMap, source_map
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.sources.auh import add_measurements
 from drg_etl.sources.base import RowContext, StagedDelivery
+from drg_etl.sources.columnar import ColumnarFile, Probe, RolePlan, Verdicts, optional
 from drg_etl.sources.csvfile import (
     ABSORBED,
     QUOTING,
+    _record,
     check_columns,
     first_line,
     leading_columns,
     read_fields,
-    read_records,
     read_text,
 )
 from drg_etl.sources.values import ValueProblem, check_score, parse_decimal, parse_integer, parse_iso_date
@@ -48,6 +52,7 @@ FIELD_TYPES = ("text", "notes", "dropdown", "radio", "checkbox", "file", "calc",
                "yesno", "truefalse")
 REDCAP_CODE = re.compile(r"-?[A-Za-z0-9_.]+")  # a choice's raw code: letters, digits, underscores (a number)
 PCS_ITEMS = [f"pcs_{i:02d}" for i in range(1, 14)]
+SCREENING = "screening_arm_1"  # the event whose row holds the CPR number (every other row names its record)
 
 
 def data_file(delivery: Delivery) -> str:
@@ -187,10 +192,6 @@ def read_rh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonymi
     file = data_file(delivery)
     columns = _found_columns(delivery, file, dictionary)
 
-    def records() -> Iterator[tuple[int, dict[str, str]]]:
-        return read_records(delivery.folder / file, file, encoding=EXPORT.dialect.python_encoding,
-                            delimiter=EXPORT.dialect.delimiter, columns=columns, line_end=EXPORT.dialect.line_end)
-
     keys: dict[str, str | None] = {}  # REDCap record id -> pseudonym, from the screening rows (a first pass)
     first_pass = ("record_id", "redcap_event_name", "cpr")  # the columns it reads, leading the export's
     leading = (max(i for i, c in enumerate(columns) if c in first_pass) + 1  # past their last place (a name given
@@ -201,51 +202,70 @@ def read_rh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonymi
         record = leading_columns(columns, values, EXPORT.dialect.delimiter, leading)
         if any(column not in record for column in first_pass):  # a row cut short: row.shape in the second pass
             continue
-        if record["redcap_event_name"] == "screening_arm_1" and record["record_id"] not in keys:
+        if record["redcap_event_name"] == SCREENING and record["record_id"] not in keys:
             try:
                 keys[record["record_id"]] = pseudonymize(parse_cpr(record["cpr"]))
             except CprError:
                 keys[record["record_id"]] = None
-    for row, record in records():
-        fields = int(record.pop("__fields__"))
-        if absorbed := record.pop(ABSORBED):
-            ctx = staged.context(file, row, pseudonymize, smap)
-            ctx.keep_source(record, ("cpr",))
-            ctx.fail(absorbed, "row.quoting", QUOTING)
-            continue
-        if fields != len(columns):  # a field too many or too few: the record's values cannot be placed
-            ctx = staged.context(file, row, pseudonymize, smap)
-            ctx.fail(None, "row.shape", f"{fields} fields, the header has {len(columns)}")
-            continue
-        event = record["redcap_event_name"]
-        form = record["redcap_repeat_instrument"] or None
-        event_forms = PROJECT.instruments_at(event)
-        forms = (form,) if form else event_forms or ()
-        if not form and event_forms is None:
-            ctx = staged.context(file, row, pseudonymize, smap)
-            ctx.fail("redcap_event_name", "code.unknown", f"{event!r} is not an event of the project")
-            continue
-        if _empty(record, forms, dictionary):
-            staged.count(file).rows_ignored += 1
-            continue
+    def read_row(into: StagedDelivery, row: int, values: list[str]) -> None:
+        read_record(into, pseudonymize, smap, dictionary, keys, file, columns, row,
+                    _record(columns, values, EXPORT.dialect.delimiter))
+
+    fields = read_fields(delivery.folder / file, file, encoding=EXPORT.dialect.python_encoding,
+                         delimiter=EXPORT.dialect.delimiter, columns=columns, line_end=EXPORT.dialect.line_end)
+    verdicts = Verdicts(delivery, pseudonymize, smap)
+    plan = set_plan(dictionary, columns, verdicts, file)
+    if plan is None:  # an export without a column the SQL reads: every record by the row reader
+        for row, values in fields:
+            read_row(staged, row, values)
+        return
+    ColumnarFile(staged, file, columns, "cpr", plan, verdicts, read_row,
+                 patients=lambda texts: _patients(verdicts, file, keys, texts),
+                 derive=lambda texts: _derived(dictionary, texts)).read(fields)
+
+
+def read_record(staged: StagedDelivery, pseudonymize: Pseudonymizer, smap: SourceMap, dictionary: Dictionary,
+                keys: dict[str, str | None], file: str, columns: list[str], row: int, record: dict[str, str]) -> None:
+    """Read one record of the export by the row reader (the definition of its facts and findings)."""
+    fields = int(record.pop("__fields__"))
+    if absorbed := record.pop(ABSORBED):
         ctx = staged.context(file, row, pseudonymize, smap)
-        if event == "screening_arm_1":
-            ctx.cpr("cpr", record["cpr"])
-        else:
-            ctx.patient_key = keys.get(record["record_id"])
-            if ctx.patient_key is None:
-                ctx.fail("record_id", "patient.no_demographics",
-                         f"record {record['record_id']} has no valid demographics (screening) row")
         ctx.keep_source(record, ("cpr",))
-        if holds_cpr(record["record_id"]):
-            ctx.fail("record_id", "cpr.in_identifier", "the REDCap record id holds a CPR number; the record is not "
-                                                       "kept (number records with REDCap's auto-numbering)")
-            continue
+        ctx.fail(absorbed, "row.quoting", QUOTING)
+        return
+    if fields != len(columns):  # a field too many or too few: the record's values cannot be placed
+        ctx = staged.context(file, row, pseudonymize, smap)
+        ctx.fail(None, "row.shape", f"{fields} fields, the header has {len(columns)}")
+        return
+    event = record["redcap_event_name"]
+    form = record["redcap_repeat_instrument"] or None
+    event_forms = PROJECT.instruments_at(event)
+    forms = (form,) if form else event_forms or ()
+    if not form and event_forms is None:
+        ctx = staged.context(file, row, pseudonymize, smap)
+        ctx.fail("redcap_event_name", "code.unknown", f"{event!r} is not an event of the project")
+        return
+    if _empty(record, forms, dictionary):
+        staged.count(file).rows_ignored += 1
+        return
+    ctx = staged.context(file, row, pseudonymize, smap)
+    if event == SCREENING:
+        ctx.cpr("cpr", record["cpr"])
+    else:
+        ctx.patient_key = keys.get(record["record_id"])
         if ctx.patient_key is None:
-            continue
-        reader = _Record(ctx, record, dictionary)
-        for name in forms:
-            ctx.guarded(FORM_READERS[name], reader, event)
+            ctx.fail("record_id", "patient.no_demographics",
+                     f"record {record['record_id']} has no valid demographics (screening) row")
+    ctx.keep_source(record, ("cpr",))
+    if holds_cpr(record["record_id"]):
+        ctx.fail("record_id", "cpr.in_identifier", "the REDCap record id holds a CPR number; the record is not "
+                                                   "kept (number records with REDCap's auto-numbering)")
+        return
+    if ctx.patient_key is None:
+        return
+    reader = _Record(ctx, record, dictionary)
+    for name in forms:
+        ctx.guarded(FORM_READERS[name], reader, event)
 
 
 def _found_columns(delivery: Delivery, file: str, dictionary: Dictionary) -> list[str]:
@@ -383,3 +403,101 @@ def _complication(r: _Record, event: str) -> None:
 FORM_READERS = {"demographics": _demographics, "prom": _prom, "trial": _trial, "implant": _implant,
                 "lead": _lead, "surgery": _surgery, "complication": _complication}
 __all__ = ["ValueProblem", "read_rh"]
+
+
+# -- the export read as a set (drg_etl.sources.columnar) ----------------------------------------------------------
+
+SET_COLUMNS = (*KEYS, "cpr", "sex", "pain_location", "diagnosis", "prom_date", "nrs_avg", "nrs_worst", *PCS_ITEMS,
+               "pcs_total", "trial_start", "trial_end", "trial_success", "implant_date", "ipg_model", "ipg_serial",
+               "lead_date", "lead_level", "lead_side", "lead_serial", "lead_status", "lead_status_date", "surg_date",
+               "surg_type", "surg_reason", "comp_date", "comp_permanent", "comp_note")  # what rh_clean.sql reads
+CODED = {"sex": "sex", "pain_location": "pain_location", "diagnosis": "diagnosis", "trial_success": "trial_success",
+         "ipg_model": "ipg_model", "lead_side": "side", "lead_status": "lead_status", "surg_type": "surgery_type",
+         "comp_permanent": "permanent"}  # coded field -> its concept in mappings/rh.yaml, as the form readers read it
+DATES = ("prom_date", "trial_start", "trial_end", "implant_date", "lead_date", "lead_status_date", "surg_date",
+         "comp_date")
+
+
+def set_plan(dictionary: Dictionary, columns: list[str], verdicts: Verdicts, file: str) -> RolePlan | None:
+    """How the export is read as a set, its value steps the form readers' own; None when the export lacks a column
+    the SQL reads (every record is then read by the row reader)."""
+    if not set(SET_COLUMNS) <= set(columns):
+        return None
+
+    def code(field: str, concept: str | None) -> Callable[[RowContext, str, str], Any]:
+        return lambda ctx, column, raw: _Record(ctx, {field: raw}, dictionary).code(field, concept, required=False)
+
+    def level(ctx: RowContext, column: str, raw: str) -> str | None:
+        label = _Record(ctx, {column: raw}, dictionary).code(column, None, required=False)
+        if label is None:
+            return None
+        try:
+            return parse_level(label)
+        except LevelError as exc:
+            ctx.fail(column, "code.unknown", str(exc))
+            return None
+
+    def score(name: str, low: float, high: float, integer: bool) -> Callable[[RowContext, str, str], Any]:
+        return lambda ctx, column, raw: ctx.value(column, _score(name, low, high, integer), raw)
+
+    probes = (
+        *(Probe(f"code_{f}", f, "BOOLEAN" if concept in ("trial_success", "permanent") else "VARCHAR",
+                code(f, concept)) for f, concept in CODED.items()),
+        Probe("day", DATES[0], "DATE", lambda ctx, column, raw: ctx.date(column, raw, parse_iso_date, required=False),
+              also=DATES[1:]),
+        Probe("nrs_avg", "nrs_avg", "DOUBLE", score("nrs_avg", 0, 10, False)),
+        Probe("nrs_worst", "nrs_worst", "DOUBLE", score("nrs_worst", 0, 10, True)),
+        Probe("pcs_total", "pcs_total", "DOUBLE", score("pcs_total", 0, 52, True)),
+        Probe("item", PCS_ITEMS[0], "DOUBLE", score(PCS_ITEMS[0], 0, 4, True), also=tuple(PCS_ITEMS[1:])),
+        Probe("serial", "ipg_serial", "VARCHAR", optional(lambda ctx, column, raw: ctx.required(column, raw)),
+              also=("lead_serial",)),
+        Probe("lead_level", "lead_level", "VARCHAR", level),
+    )
+    choices = list(dictionary.choices.get("comp_type", {}).items())
+    checked = []
+    for code_, label in choices:
+        ctx = verdicts.context(file)
+        value = ctx.label(checkbox_column("comp_type", code_), "complication", label)
+        checked.append((not ctx.issues, value))
+    events = source_map("rh").spec["events"]
+    relations = {
+        "event_forms": pa.table({"event": [e.name for e in PROJECT.events],
+                                 "forms": pa.array([list(e.instruments) for e in PROJECT.events],
+                                                   pa.list_(pa.string()))}),
+        "timepoints": pa.table({"event": list(events), "timepoint": list(events.values())}),
+        "checkbox": pa.table({"position": pa.array(range(len(choices)), pa.int64()),
+                              "ok": pa.array([ok for ok, _ in checked], pa.bool_()),
+                              "value": pa.array([value for _, value in checked], pa.string())}),
+    }
+    pattern = r"[01]?(\|[01]?)" + f"{{{len(choices) - 1}}}" if choices else ".+"  # as many checkboxes, each 0/1/empty
+    device = FORMAT.device_ref
+    return RolePlan(
+        facts={table: f"readers/rh_{table}.sql"
+               for table in ("patients", "measurements", "procedures", "devices", "complications")},
+        probes=probes, clean="readers/rh_clean.sql", relations=relations,
+        params={"checks_pattern": pattern, "template": device.template, "generator_slot": device.generator_slot,
+                "lead_slot": device.lead_slot})
+
+
+def _patients(verdicts: Verdicts, file: str, keys: dict[str, str | None], texts: dict[str, pa.Array]) -> pa.Table:
+    """Each row's patient: a screening row's own CPR number, any other row's record's (its screening row's)."""
+    screening = pc.equal(texts["redcap_event_name"], SCREENING)
+    own = verdicts.patients_by_cpr(file, "cpr", texts["cpr"])
+    named = pa.array([keys.get(record_id) for record_id in texts["record_id"].to_pylist()], pa.string())
+    return pa.table({"patient_key": pc.if_else(screening, own.column("patient_key"), named),
+                     "patient_sex": pc.if_else(screening, own.column("patient_sex"), pa.scalar(None, pa.string())),
+                     "birth_year": pc.if_else(screening, own.column("birth_year"), pa.scalar(None, pa.int32()))})
+
+
+def _derived(dictionary: Dictionary, texts: dict[str, pa.Array]) -> dict[str, pa.Array]:
+    """``prom_filled`` (a prom column holds a value, as rh._prom asks; spaces stripped, the only white space a
+    screened record holds) and ``checks`` (comp_type's checkboxes in the dictionary's order, joined by '|')."""
+    rows = len(texts["record_id"])
+    filled = pa.array([False] * rows, pa.bool_())
+    for column in dictionary.form_columns("prom"):
+        if column in texts:
+            filled = pc.or_(filled, pc.not_equal(pc.utf8_trim(texts[column], " "), ""))
+    empty = pa.array([""] * rows, pa.string())
+    boxes = [texts.get(checkbox_column("comp_type", c), empty) for c in dictionary.choices.get("comp_type", {})]
+    checks = pc.binary_join_element_wise(*boxes, "|") if len(boxes) > 1 else (boxes[0] if boxes else empty)
+    return {"prom_filled": filled, "checks": checks}
