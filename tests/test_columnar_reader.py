@@ -293,3 +293,110 @@ def test_hostile_rh_export_reads_the_same_as_a_set(generated: Path, tmp_path: Pa
     rules = {issue[5] for issue in expected["issues"]}
     assert {"cpr.invalid", "cpr.in_identifier", "date.invalid", "date.out_of_range", "code.unknown",
             "score.out_of_range", "row.shape"} <= rules, rules
+
+
+# -- aauh: the generator's Observations with hostile resources planted among them ---------------------------------
+
+def _plain_observations(self: Any, lines: Any) -> None:
+    """aauh's Observations read line by line by the row reader, as before they were read as a set."""
+    for number, line, resource in lines:
+        self.guarded(self.observation, number, line, resource)
+
+
+def aauh_line_by_line(folder: Path) -> dict[str, Any]:
+    """:func:`staged_contents` of an aauh delivery with every Observation read by the row reader alone."""
+    from drg_etl.sources import aauh
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(aauh._Reader, "observations", _plain_observations)
+        got = staged_contents("aauh", folder)
+    assert got.pop("by_sql") == 0
+    return got
+
+
+def hostile_observations(source: Path, folder: Path, rng: random.Random) -> None:
+    """aauh's generated delivery copied to ``folder``, most Observations made hostile in one place each (every one
+    still valid R4, as the file must be): codes, dates, values, subjects, CPR numbers in the id or a note, text that is
+    not ASCII, numbers the scrubber spells otherwise, lines repeated or conflicting with an earlier one."""
+    import json
+    import shutil
+
+    shutil.copytree(source, folder)
+    (observations,) = folder.glob("Observation.ndjson")
+    lines = observations.read_text(encoding="utf-8").splitlines()
+    taken: list[str] = []
+
+    def change(resource: dict[str, Any]) -> None:
+        kind = rng.randrange(14)
+        if kind == 0:
+            resource["code"]["coding"][0]["code"] = rng.choice(["XYZ", "nrs-gns", "NRS GNS"])
+        elif kind == 1:
+            resource["code"]["coding"][0]["system"] = "http://other.example/codes"
+        elif kind == 2:
+            resource["effectiveDateTime"] = rng.choice(["2016-02-30", "2016", "2008-01-01", "2021-01-01",
+                                                        "2016-04-07T10:00:00+01:00"])
+        elif kind == 3:
+            resource.pop("effectiveDateTime")
+        elif kind == 4:
+            resource["valueQuantity"]["value"] = rng.choice([11, -1, 10, 0, 3.25, 1e20, 0.00001, 7.0, 52, 53,
+                                                             1234567890123456789, 1012801234])
+        elif kind == 5:
+            resource["valueQuantity"].pop("value")
+        elif kind == 6:
+            resource["subject"]["reference"] = rng.choice(["Patient/unknown", "Group/1", "Patient/"])
+        elif kind == 7:
+            resource["id"] = rng.choice(["010180-1234", "0101801234", "x010180-1234x"])
+        elif kind == 8:
+            resource["note"] = [{"text": rng.choice(["pt 010180-1234", "ring 0101801234", "12-34/56 78 12 34",
+                                                     "ok", "Ømt efter 3 mdr", "linje\nskift", 'citat "x"'])}]
+        elif kind == 9:
+            resource["note"] = [{"text": "ref Patient/" + resource["subject"]["reference"].split("/")[-1] + "1"}]
+        elif kind == 10 and taken:
+            resource.clear()
+            resource.update(json.loads(rng.choice(taken)))  # the same line again
+        elif kind == 11 and taken:
+            earlier = json.loads(rng.choice(taken))
+            resource["id"] = earlier["id"]  # an id given before, with other content
+        elif kind == 12:
+            resource["id"] = resource["id"].upper()
+        else:
+            resource["status"] = "amended"
+
+    out = []
+    for line in lines:
+        resource = json.loads(line)
+        if rng.random() < 0.5:
+            change(resource)
+        text = json.dumps(resource, ensure_ascii=rng.random() < 0.5, separators=(",", ":"))
+        out.append(text)
+        taken.append(text)
+    observations.write_text("\n".join(out) + "\n", encoding="utf-8")
+
+
+def test_generated_aauh_observations_read_the_same_as_a_set(generated: Path) -> None:
+    """The generator's aauh delivery: line by line and as a set stage the same; the SQL read most Observations."""
+    (folder,) = (generated / "aauh").iterdir()
+    expected = aauh_line_by_line(folder)
+    got, by_sql = as_set("aauh", folder)
+    assert got == expected
+    observations = next(read for file, (read, _) in expected["counts"].items() if file.startswith("Observation"))
+    assert by_sql > 0.9 * observations, (by_sql, observations)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_hostile_aauh_observations_read_the_same_as_a_set(generated: Path, tmp_path: Path, seed: int) -> None:
+    """Hostile Observations: the same findings, facts, kept records and counts both ways; the SQL still read a share
+    of the lines itself."""
+    (source,) = (generated / "aauh").iterdir()
+    folder = tmp_path / "aauh" / source.name
+    hostile_observations(source, folder, random.Random(seed))
+    expected = aauh_line_by_line(folder)
+    got, by_sql = as_set("aauh", folder)
+    assert got["issues"] == expected["issues"]
+    assert got == expected
+    assert by_sql > 0.3 * sum(read for read, _ in expected["counts"].values()), by_sql
+    rules = {issue[5] for issue in expected["issues"]}
+    assert {"code.unknown", "date.invalid", "date.out_of_range", "score.out_of_range", "value.missing_required",
+            "patient.no_demographics", "cpr.in_identifier", "row.duplicate", "row.conflict"} <= rules, rules
+    kept = " ".join(record for _, _, record in got["kept"])
+    assert "010180-1234" not in kept and "0101801234" not in kept and "<CPR?>" in kept  # a note's CPR scrubbed

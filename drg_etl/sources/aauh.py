@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from drg_etl.core.cpr import CPR_PLACEHOLDER, CprError, holds_cpr, parse_cpr
 from drg_etl.core.delivery import Delivery, FileRejected
@@ -24,6 +26,7 @@ from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.vocabulary import LEAD_DEFECT_COMPLICATIONS
 from drg_etl.fhir.validate import first_error
 from drg_etl.sources.base import UNREADABLE, RowContext, StagedDelivery
+from drg_etl.sources.columnar import ColumnarFile, Probe, RolePlan, Verdicts, optional
 from drg_etl.sources.csvfile import open_text
 from drg_etl.sources.values import check_score, parse_iso_date
 
@@ -130,6 +133,8 @@ class _Reader:
         self.seen: dict[str, SeenLines] = defaultdict(SeenLines)  # the lines read, per file
         self.faults: dict[str, Any] = {}  # device ref -> date of its lead-defect complication
         self.current: RowContext | None = None  # the line being read
+        # (line number, its SeenLines verdict) when the verdict was reached before the row reader reads the line
+        self.judged: tuple[int, int | None] | None = None
 
     def guarded(self, read: Any, number: int, *args: Any) -> Any:
         """One line's step: a value error it raises quarantines that line with a finding, never the delivery."""
@@ -157,7 +162,10 @@ class _Reader:
             ctx.fail("id", "cpr.in_identifier", f"the {resource.get('resourceType')}'s id holds a CPR number; "
                                                 "the resource is not kept")
             return None
-        earlier = self.seen[file].earlier(resource.get("id", ""), line, number)
+        if self.judged is not None and self.judged[0] == number:
+            earlier = self.judged[1]
+        else:
+            earlier = self.seen[file].earlier(resource.get("id", ""), line, number)
         if earlier == REPEATED:
             ctx.fail(None, "row.duplicate", f"line repeats an earlier line (id {resource.get('id')})")
             return None
@@ -222,8 +230,7 @@ class _Reader:
         for number, line, r in lines["Device"]:
             self.guarded(self.device, number, line, r, placed, removed, self.faults)
         self.forget("Device")
-        for number, line, r in lines["Observation"]:
-            self.guarded(self.observation, number, line, r)
+        self.observations(lines["Observation"])
         self.forget("Observation")
 
     def forget(self, resource_type: str) -> None:
@@ -354,6 +361,78 @@ class _Reader:
                 ctx.fail("valueQuantity.value", getattr(exc, "rule_id", "score.out_of_range"), str(exc))
         if ctx.ok:
             ctx.add("measurements", date=day, timepoint=None, measure=measure, value=float(value))
+
+
+    # -- Observations read as a set (drg_etl.sources.columnar) ------------------------------------------------------
+
+    def observations(self, lines: Iterator[tuple[int, str, dict[str, Any]]]) -> None:
+        """Read the Observations a chunk at a time: the row rules of :meth:`observation` as SQL
+        (``warehouse/readers/aauh_observations.sql``) over the values each line gives, each code and date read
+        once by the row reader's own steps; a line the SQL does not take is read by :meth:`observation`."""
+        file = self.files["Observation"]
+        verdicts = Verdicts(self.delivery, self.pseudonymize, self.map)
+        plan = RolePlan(
+            facts={"measurements": "readers/aauh_observations.sql"},
+            probes=(Probe("measure", "code", "VARCHAR",
+                          optional(lambda ctx, column, raw: ctx.label("code", "measure", raw))),
+                    Probe("day", "effective", "DATE",
+                          optional(lambda ctx, column, raw: ctx.date("effectiveDateTime", raw, parse_iso_date)))),
+            relations={"score_ranges": pa.table({"measure": list(SCORE_RANGES),
+                                                 "low": [float(r[0]) for r in SCORE_RANGES.values()],
+                                                 "high": [float(r[1]) for r in SCORE_RANGES.values()]})})
+
+        def read_row(into: StagedDelivery, row: int, values: Sequence[str]) -> None:
+            earlier = values[1]
+            staged, self.staged = self.staged, into
+            self.judged = None if earlier == "ask" else (row, _EARLIER_OF[earlier] if earlier in _EARLIER_OF
+                                                         else int(earlier))
+            try:
+                self.guarded(self.observation, row, "", orjson.loads(values[-1]))
+            finally:
+                self.staged, self.judged = staged, None
+
+        def patients(texts: dict[str, pa.Array]) -> pa.Table:
+            keys = texts["patient"]
+            rows = len(keys)
+            return pa.table({"patient_key": pc.if_else(pc.equal(keys, ""), pa.scalar(None, pa.string()), keys),
+                             "patient_sex": pa.nulls(rows, pa.string()), "birth_year": pa.nulls(rows, pa.int32())})
+
+        ColumnarFile(self.staged, file, OBSERVATION_COLUMNS, "patient", plan, verdicts, read_row, patients=patients,
+                     kept_column="resource").read(self._observation_fields(file, lines))
+
+    def _observation_fields(self, file: str, lines: Iterator[tuple[int, str, dict[str, Any]]]
+                            ) -> Iterator[tuple[int, tuple[str, ...]]]:
+        """Each line as the texts the set reads (:data:`OBSERVATION_COLUMNS`), its SeenLines verdict reached here, in
+        the reading order, as :meth:`context` reaches it (a CPR-shaped id is never asked)."""
+        seen, measure_system = self.seen[file], self.systems["measure"]
+        for number, line, r in lines:
+            resource_id = r.get("id", "")
+            earlier: str = "none"
+            if not holds_cpr(str(resource_id)):
+                try:
+                    verdict = seen.earlier(resource_id, line, number)
+                    earlier = "none" if verdict is None else "repeated" if verdict == REPEATED else str(verdict)
+                except UNREADABLE:  # raised before anything is noted: the row reader asks again and meets it
+                    earlier = "ask"
+            patient = code = effective = value = ""
+            try:
+                subject = r.get("subject") or r.get("patient")
+                if subject is not None:
+                    patient = self.patients.get(_ref(subject, "Patient") or "") or ""
+                found = _code(r, "code", measure_system)
+                code = found if type(found) is str else ""
+                effective = r.get("effectiveDateTime") if type(r.get("effectiveDateTime")) is str else ""
+                number_value = (r.get("valueQuantity") or {}).get("value")
+                if type(number_value) is float or (type(number_value) is int and abs(number_value) < 1 << 53):
+                    value = repr(number_value)
+            except (*UNREADABLE, AttributeError):  # a shape the row reader meets with its finding
+                patient = ""
+            yield number, (patient, earlier, code, effective, value, orjson.dumps(r).decode())  # (a tuple of texts is
+            # left alone by the garbage collector, a list is scanned at every collection while its chunk is held)
+
+
+OBSERVATION_COLUMNS = ("patient", "earlier", "code", "effective", "value", "resource")  # the texts the set reads
+_EARLIER_OF: dict[str, int | None] = {"none": None, "repeated": REPEATED}
 
 
 def read_aauh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonymizer) -> None:

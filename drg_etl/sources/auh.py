@@ -3,7 +3,7 @@ model."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from drg_etl.core.delivery import Delivery
 from drg_etl.core.formats import FORMATS
@@ -53,7 +53,7 @@ def read_auh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonym
     for source in FORMAT.files:
         file, columns, text = source.file_name(delivery.cutoff), list(source.columns), source.dialect
 
-        def read_row(into: StagedDelivery, row: int, values: list[str], file: str = file, role: str = source.role,
+        def read_row(into: StagedDelivery, row: int, values: Sequence[str], file: str = file, role: str = source.role,
                      columns: list[str] = columns, delimiter: str = text.delimiter) -> None:
             read_record(into, pseudonymize, smap, file, role, row, _record(columns, values, delimiter))
 

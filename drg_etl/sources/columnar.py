@@ -164,7 +164,7 @@ class Verdicts:
                          "birth_year": pa.array([k[2] for k in known], pa.int32())})
 
 
-RowReader = Callable[[StagedDelivery, int, list[str]], None]  # reads one record into a staged delivery
+RowReader = Callable[[StagedDelivery, int, Sequence[str]], None]  # reads one record into a staged delivery
 # The patient of each record of a chunk, by the chunk's columns: patient_key, patient_sex, birth_year (nulls where the
 # row reader is to read the record)
 PatientsOf = Callable[[dict[str, pa.Array]], pa.Table]
@@ -176,14 +176,16 @@ class ColumnarFile:
 
     def __init__(self, staged: StagedDelivery, file: str, columns: Sequence[str], cpr_column: str, plan: RolePlan,
                  verdicts: Verdicts, read_row: RowReader, patients: PatientsOf | None = None,
-                 derive: Derived | None = None) -> None:
+                 derive: Derived | None = None, kept_column: str | None = None) -> None:
+        """``kept_column``: a column that holds each record's kept text itself (a resource's JSON, see
+        ``ready.sql``), left out of the screened texts and of the record kept as JSON."""
         self.staged, self.file, self.columns, self.plan = staged, file, list(columns), plan
-        self._derive = derive
+        self._derive, self.kept_column = derive, kept_column
         self.verdicts, self.read_row, self.cpr_column = verdicts, read_row, cpr_column
         self._patients = patients or (lambda texts: verdicts.patients_by_cpr(file, cpr_column, texts[cpr_column]))
         self._con = duckdb.connect(config={"threads": 1})
 
-    def read(self, rows: Iterator[tuple[int, list[str]]]) -> None:
+    def read(self, rows: Iterator[tuple[int, Sequence[str]]]) -> None:
         """Read every record of ``rows`` (row number, fields), in chunks of :data:`CHUNK_ROWS` (by the row reader
         alone when a column bears a name the SQL gives its own columns)."""
         if RESERVED.intersection(self.columns):
@@ -192,9 +194,9 @@ class ColumnarFile:
                 self.read_row(self.staged, row, values)
             return
         try:
-            chunk: list[tuple[int, list[str]]] = []
+            chunk: list[tuple[int, tuple[str, ...]]] = []
             for item in rows:
-                chunk.append(item)
+                chunk.append((item[0], tuple(item[1])))  # a tuple of texts: left alone by the garbage collector
                 if len(chunk) >= CHUNK_ROWS:
                     self._read_chunk(chunk)
                     chunk = []
@@ -203,7 +205,7 @@ class ColumnarFile:
         finally:
             self._con.close()
 
-    def _read_chunk(self, chunk: list[tuple[int, list[str]]]) -> None:
+    def _read_chunk(self, chunk: list[tuple[int, tuple[str, ...]]]) -> None:
         """Read a chunk: the SQL's clean records as a set, the others by the row reader; then hand it on."""
         staged, file, width = self.staged, self.file, len(self.columns)
         staged.position = (file, chunk[0][0])
@@ -216,7 +218,7 @@ class ColumnarFile:
                 self.read_row(odd, row, values)
         self._hand_on(len(clean), odd)
 
-    def _take(self, rows: list[tuple[int, list[str]]]) -> None:
+    def _take(self, rows: list[tuple[int, tuple[str, ...]]]) -> None:
         """The temp tables ``facts_<table>`` (the clean records' facts) and ``taken`` (their rows and kept
         records), from the screen and the plan's SQL over ``rows``."""
         con, file, plan = self._con, self.file, self.plan
@@ -229,17 +231,19 @@ class ColumnarFile:
             return
         fields = list(zip(*(values for _, values in rows), strict=True))
         texts = {name: pa.array(fields[at], pa.string()) for at, name in enumerate(self.columns)}
-        cpr = self.cpr_column
-        others = [texts[c] for c in self.columns if c != cpr]
+        cpr, kept = self.cpr_column, self.kept_column
+        others = [texts[c] for c in self.columns if c not in (cpr, kept)]
         patients = self._patients(texts)
         key = patients.column("patient_key").combine_chunks()
-        record = pa.StructArray.from_arrays([key if c == cpr else texts[c] for c in self.columns], names=self.columns)
+        fields = [c for c in self.columns if c != kept]
+        record = pa.StructArray.from_arrays([key if c == cpr else texts[c] for c in fields], names=fields)
         relations = {"chunk": pa.table({
             "row": pa.array([row for row, _ in rows], pa.int64()),
             "joined": pc.binary_join_element_wise(*others, APART) if len(others) > 1 else others[0],
             "patient_key": key, "patient_sex": patients.column("patient_sex"),
             "birth_year": patients.column("birth_year"), "record": record,
-            **{c: texts[c] for c in self.columns if c != cpr},
+            "kept": texts[kept] if kept is not None else pa.nulls(len(rows), pa.string()),
+            **{c: texts[c] for c in self.columns if c not in (cpr, kept)},
             **(self._derive(texts) if self._derive is not None else {})})}
         relations |= {probe.name: self.verdicts.of(file, probe, [texts[c] for c in (probe.column, *probe.also)])
                       for probe in plan.probes}
@@ -249,7 +253,7 @@ class ColumnarFile:
         try:
             con.execute(read_sql("readers/ready.sql"), {"candidate": CANDIDATE_SQL})
             con.execute("create or replace temp view ready as "
-                        "select c.* exclude (joined, record) from chunk c semi join screened using (row)")
+                        "select c.* exclude (joined, record, kept) from chunk c semi join screened using (row)")
             if plan.clean is not None:
                 con.execute(f"create or replace temp table clean as {read_sql(plan.clean)}",
                             _named(plan.clean, plan.params))
@@ -258,8 +262,9 @@ class ColumnarFile:
             if plan.clean is None:
                 con.execute("create or replace temp table clean as "
                             + " union ".join(f"select row from facts_{table}" for table in plan.facts))
+            kept_text = "to_json(record)" if kept is None else "kept"
             con.execute("create or replace temp table taken as "
-                        "select row, to_json(record) as kept from chunk semi join clean using (row)")
+                        f"select row, {kept_text} as kept from chunk semi join clean using (row)")
         finally:
             for name in relations:
                 con.unregister(name)

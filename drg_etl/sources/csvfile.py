@@ -12,7 +12,7 @@ import codecs
 import csv
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -173,7 +173,7 @@ QUOTING = ("a quoted field runs over a line break into what reads as further rec
 ABSORBED = "__absorbed__"  # the column whose quoted text ran over a line break into other records ("" if none)
 
 
-def _record(columns: list[str], values: list[str], delimiter: str) -> dict[str, str]:
+def _record(columns: list[str], values: Sequence[str], delimiter: str) -> dict[str, str]:
     """A record by column, with its field count; a field that swallowed other records is cut at its first line
     break and every field after it emptied, so no text of an absorbed record is kept."""
     at = _swallowed(values, delimiter, len(columns))
@@ -188,7 +188,7 @@ def _record(columns: list[str], values: list[str], delimiter: str) -> dict[str, 
     return record
 
 
-def _swallowed(values: list[str], delimiter: str, width: int) -> int | None:
+def _swallowed(values: Sequence[str], delimiter: str, width: int) -> int | None:
     """The first field holding a line break followed by what reads as a record of this file (an unclosed quote
     folds the next records into one field), or None.
 

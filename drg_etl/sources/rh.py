@@ -11,7 +11,7 @@ import csv
 import functools
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -207,7 +207,7 @@ def read_rh(delivery: Delivery, staged: StagedDelivery, pseudonymize: Pseudonymi
                 keys[record["record_id"]] = pseudonymize(parse_cpr(record["cpr"]))
             except CprError:
                 keys[record["record_id"]] = None
-    def read_row(into: StagedDelivery, row: int, values: list[str]) -> None:
+    def read_row(into: StagedDelivery, row: int, values: Sequence[str]) -> None:
         read_record(into, pseudonymize, smap, dictionary, keys, file, columns, row,
                     _record(columns, values, EXPORT.dialect.delimiter))
 

@@ -13,4 +13,15 @@ select row
 from chunk c
 where c.patient_key is not null
   and not regexp_matches(c.joined, '[^ -~\p{L}]|["\\]')
-  and not regexp_matches(c.joined, $candidate);
+  and not regexp_matches(c.joined, $candidate)
+  -- A record that holds its kept text itself (`kept`: a FHIR resource as orjson writes it, which the row reader
+  -- keeps as it is when nothing in it needs scrubbing, drg_etl.sources.base.parsed_json_kept) is screened out when
+  -- that text holds anything but printable ASCII, an escape, a number the scrubber would spell otherwise (an
+  -- exponent, 16 digits, a small decimal), or a candidate outside the machine identifiers the scrubber passes: a
+  -- UUID that stands between quotes, or after a resource type's slash, is replaced by a letter first (no
+  -- candidate can reach into one across a quote or a letter and a slash).
+  and (c.kept is null
+       or not regexp_matches(
+           regexp_replace(c.kept, '(["]|[A-Za-z]/)[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}"', '\1U"',
+                          'g'),
+           '[^ -~]|[\\]|[0-9][eE]|[0-9]{16}|0[.]0000|' || $candidate));
