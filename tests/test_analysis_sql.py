@@ -296,13 +296,16 @@ def _warehouse(seed: int, patients: int = 600) -> duckdb.DuckDBPyConnection:
 
 
 def _marts(con: duckdb.DuckDBPyConnection, end: dt.date) -> None:
-    """marts.patient_flags and marts.follow_up at ``end``, by the marts' own queries."""
+    """marts.patient_flags, marts.follow_up and marts.patient_course at ``end``, by the marts' own queries."""
     parameters = study_parameters(end)
     flags = read_sql("marts/patient_flags.sql")
     con.execute(f"create or replace table marts.patient_flags as {flags}", bind(flags, parameters))
     follow_up = "with patient_flags as (select * from marts.patient_flags) select * from (" \
         + read_sql("marts/follow_up.sql") + ")"
     con.execute(f"create or replace table marts.follow_up as {follow_up}", bind(follow_up, parameters))
+    course = "with patient_flags as (select * from marts.patient_flags) select * from (" \
+        + read_sql("marts/patient_course.sql") + ")"
+    con.execute(f"create or replace table marts.patient_course as {course}", bind(course, parameters))
 
 
 def _rows(con: duckdb.DuckDBPyConnection, sql: str, end: dt.date, survival: str | None = None) -> Counter[tuple]:
@@ -322,8 +325,8 @@ def test_the_rewritten_sql_gives_what_the_plain_sql_gave(seed: int) -> None:
         new = {name: read_sql(f"analysis/{name}.sql") for name in ORIGINAL}
         for name in ("by_center", "follow_up", "outcome_pairs"):
             assert _rows(con, new[name], end) == _rows(con, ORIGINAL[name], end), (name, seed, end)
-        # survival.sql now also gives the center of the first implant
-        assert _rows(con, f"select * exclude (implant_center) from ({new['survival']})", end) \
+        # survival.sql now also gives the center of the first implant, the generator's model and the defects
+        assert _rows(con, f"select * exclude (implant_center, ipg_model, defect_events) from ({new['survival']})", end) \
             == _rows(con, ORIGINAL["survival"], end), ("survival", seed, end)
         counts = "select count(*), count(*) filter (where revised), count(*) filter (where faulty_at_end) from ({})"
         assert _rows(con, new["survival_leads"], end) \
@@ -388,6 +391,11 @@ def test_outcomes_from_counted_pairs_are_the_outcomes_of_the_pairs(patients: int
                     rows.append((patient, measure, timepoint, 5.0, False, None))  # not official
     con.executemany("insert into marts.patient_flags values (?, ?)", flags)
     con.executemany("insert into marts.follow_up values (?, ?, ?, ?, ?, ?)", rows)
+    con.execute("""create table marts.patient_course as  -- its pairs, by the plain join of the mart with itself
+        select b.patient_id, list_sort(list({'measure': b.measure, 'baseline': b.value, 'month12': m.value})) as pairs
+        from marts.follow_up b join marts.follow_up m on m.patient_id = b.patient_id and m.measure = b.measure
+        where b.official and b.timepoint = 'baseline' and m.official and m.timepoint = 'month_12'
+        group by b.patient_id""")
     flagged = Flags("select * from marts.patient_flags", ENDS[0])
     pairs: dict[str, tuple[list[float], list[float]]] = {m: ([], []) for m in ("nrs_average", "nrs_worst", "pcs_total")}
     statement = "with patient_flags as (select * from marts.patient_flags) select measure, baseline, month12 from (" \
