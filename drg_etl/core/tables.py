@@ -342,8 +342,8 @@ MART_PATIENT_COURSE_TABLE = WarehouseTable(
              "per center of the patient's procedures: whether a trial and an implantation there lie in the study "
              "window"),
         _req("windows", "struct(timepoint varchar, opens date, closes date, first_assessed date)[]",
-             "implanted: per follow-up timepoint after the implant, its window's first and last day and the first "
-             "assessment (any measure) resolved to it in marts.follow_up"),
+             "implanted: per follow-up timepoint after the implant, its window's first and last day and the day of "
+             "the first assessment (any measure) resolved to it in marts.follow_up"),
         _req("pairs", "struct(measure varchar, baseline double, month12 double)[]",
              "per measure with both: the official baseline and 12-month values (marts.follow_up)"),
         _req("leads", "struct(placed_date date, status varchar, status_date date, next_placed_date date)[]",
