@@ -18,7 +18,7 @@ import pytest
 from drg_etl.analysis import national
 from drg_etl.analysis.flags import Flags
 from drg_etl.core.sql import read_sql
-from drg_etl.pipeline.marts import bind, study_parameters
+from drg_etl.pipeline.marts import bind, flags_query, study_parameters
 
 #: warehouse/analysis/*.sql as they were before the rewrite (their header comments left out): the oracles.
 ORIGINAL = {
@@ -296,22 +296,44 @@ def _warehouse(seed: int, patients: int = 600) -> duckdb.DuckDBPyConnection:
 
 
 def _marts(con: duckdb.DuckDBPyConnection, end: dt.date) -> None:
-    """marts.patient_flags and marts.follow_up at ``end``, by the marts' own queries."""
+    """marts.patient_flags, marts.follow_up and marts.patient_course at ``end``, by the marts' own queries."""
     parameters = study_parameters(end)
     flags = read_sql("marts/patient_flags.sql")
     con.execute(f"create or replace table marts.patient_flags as {flags}", bind(flags, parameters))
     follow_up = "with patient_flags as (select * from marts.patient_flags) select * from (" \
         + read_sql("marts/follow_up.sql") + ")"
     con.execute(f"create or replace table marts.follow_up as {follow_up}", bind(follow_up, parameters))
+    course = "with patient_flags as (select * from marts.patient_flags) select * from (" \
+        + read_sql("marts/patient_course.sql") + ")"
+    con.execute(f"create or replace table marts.patient_course as {course}", bind(course, parameters))
 
 
-def _rows(con: duckdb.DuckDBPyConnection, sql: str, end: dt.date, survival: str | None = None) -> Counter[tuple]:
-    """``sql``'s rows (as a multiset) over the flags at ``end``, with survival.sql's rows ``survival`` in front."""
-    statement = "with patient_flags as (select * from marts.patient_flags)"
+def _rows(con: duckdb.DuckDBPyConnection, sql: str, end: dt.date, survival: str | None = None,
+          flags: str = "select * from marts.patient_flags") -> Counter[tuple]:
+    """``sql``'s rows (as a multiset) over the flags at ``end`` (the query ``flags``), with survival.sql's rows
+    ``survival`` in front."""
+    statement = f"with patient_flags as ({flags})"
     if survival is not None:
         statement += f", survival as ({survival})"
     statement += f" select * from ({sql})"
     return Counter(con.execute(statement, bind(statement, study_parameters(end))).fetchall())
+
+
+def _same_as_the_plain_sql(con: duckdb.DuckDBPyConnection, end: dt.date, flags: str, case: tuple) -> None:
+    """Every rewritten analysis statement gives, over the flags ``flags`` at ``end``, what its plain formulation
+    (ORIGINAL) gives over the same flags."""
+    new = {name: read_sql(f"analysis/{name}.sql") for name in ORIGINAL}
+    for name in ("by_center", "follow_up", "outcome_pairs"):
+        assert _rows(con, new[name], end, flags=flags) == _rows(con, ORIGINAL[name], end, flags=flags), (name, case)
+    # survival.sql now also gives the center of the first implant, the generator's model and the defects
+    assert _rows(con, f"select * exclude (implant_center, ipg_model, defect_events) from ({new['survival']})", end,
+                 flags=flags) == _rows(con, ORIGINAL["survival"], end, flags=flags), ("survival", case)
+    counts = "select count(*), count(*) filter (where revised), count(*) filter (where faulty_at_end) from ({})"
+    assert _rows(con, new["survival_leads"], end, flags=flags) \
+        == _rows(con, counts.format(ORIGINAL["survival_leads"]), end, flags=flags), ("survival_leads", case)
+    assert _rows(con, new["device_performance"], end, survival=new["survival"], flags=flags) \
+        == _rows(con, ORIGINAL["device_performance"], end, survival=ORIGINAL["survival"], flags=flags), \
+        ("device_performance", case)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -319,18 +341,29 @@ def test_the_rewritten_sql_gives_what_the_plain_sql_gave(seed: int) -> None:
     con = _warehouse(seed)
     for end in ENDS:
         _marts(con, end)
-        new = {name: read_sql(f"analysis/{name}.sql") for name in ORIGINAL}
-        for name in ("by_center", "follow_up", "outcome_pairs"):
-            assert _rows(con, new[name], end) == _rows(con, ORIGINAL[name], end), (name, seed, end)
-        # survival.sql now also gives the center of the first implant
-        assert _rows(con, f"select * exclude (implant_center) from ({new['survival']})", end) \
-            == _rows(con, ORIGINAL["survival"], end), ("survival", seed, end)
-        counts = "select count(*), count(*) filter (where revised), count(*) filter (where faulty_at_end) from ({})"
-        assert _rows(con, new["survival_leads"], end) \
-            == _rows(con, counts.format(ORIGINAL["survival_leads"]), end), ("survival_leads", seed, end)
-        assert _rows(con, new["device_performance"], end, survival=new["survival"]) \
-            == _rows(con, ORIGINAL["device_performance"], end, survival=ORIGINAL["survival"]), \
-            ("device_performance", seed, end)
+        _same_as_the_plain_sql(con, end, "select * from marts.patient_flags", (seed, end))
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_the_course_mart_built_at_one_end_serves_every_other(seed: int) -> None:
+    """``analyze --observation-end`` at a day the marts were not built for: the flags are the flags mart's own query
+    at that day (marts.flags_query, as analysis.flags.flags_at runs it), marts.patient_course and marts.follow_up
+    stay as built at the warehouse's end. Each statement still gives what the plain SQL gives over those flags, at
+    earlier days and at a day after the last one the data reach."""
+    con = _warehouse(seed)
+    built = ENDS[0]
+    _marts(con, built)
+    latest = con.execute("select max(date) from (select date from fhir.procedure_flat union all "
+                         "select date from fhir.complication_flat union all "
+                         "select placed_date from fhir.device_flat)").fetchone()[0]
+    assert latest > built  # the data reach past the day the marts were built for
+    for end in (*ENDS[1:], latest + dt.timedelta(days=1)):
+        sql, parameters = flags_query(end)
+        con.execute(f"create or replace temp table flags_then as {sql}", parameters)
+        moved = con.execute("select count(*) from flags_then t join marts.patient_flags f using (patient_id) "
+                            "where t.still_implanted is distinct from f.still_implanted").fetchone()[0]
+        assert moved > 0, end  # the flags at that day are not the mart's
+        _same_as_the_plain_sql(con, end, "select * from flags_then", (seed, end))
 
 
 def test_the_random_warehouse_has_the_cases_the_rewrites_turn_on() -> None:
@@ -388,6 +421,11 @@ def test_outcomes_from_counted_pairs_are_the_outcomes_of_the_pairs(patients: int
                     rows.append((patient, measure, timepoint, 5.0, False, None))  # not official
     con.executemany("insert into marts.patient_flags values (?, ?)", flags)
     con.executemany("insert into marts.follow_up values (?, ?, ?, ?, ?, ?)", rows)
+    con.execute("""create table marts.patient_course as  -- its pairs, by the plain join of the mart with itself
+        select b.patient_id, list_sort(list({'measure': b.measure, 'baseline': b.value, 'month12': m.value})) as pairs
+        from marts.follow_up b join marts.follow_up m on m.patient_id = b.patient_id and m.measure = b.measure
+        where b.official and b.timepoint = 'baseline' and m.official and m.timepoint = 'month_12'
+        group by b.patient_id""")
     flagged = Flags("select * from marts.patient_flags", ENDS[0])
     pairs: dict[str, tuple[list[float], list[float]]] = {m: ([], []) for m in ("nrs_average", "nrs_worst", "pcs_total")}
     statement = "with patient_flags as (select * from marts.patient_flags) select measure, baseline, month12 from (" \

@@ -31,6 +31,9 @@ QUERIES = {
         where f.fully_functional and b.measure = 'nrs_average' and b.official and b.timepoint = 'baseline'
           and m.official and m.timepoint = 'month_12'""",
     "lead history": "select count(*), sum(defect_complications) from marts.lead_history",
+    "patient course": """select count(*), sum(len(centers)), sum(len(windows)), sum(len(pairs)), sum(len(defect_dates)),
+        sum(len([l for l in leads if l.next_placed_date is not null])), cast(max(windows[1].closes) as varchar),
+        sum(len([p for p in pairs if p.baseline > p.month12])) from marts.patient_course""",
     "comments": "select count(*), count(comment) from duckdb_columns() where schema_name in "
                 "('canonical', 'quality', 'fhir', 'marts')",
 }

@@ -324,6 +324,32 @@ MART_FOLLOW_UP_TABLE = WarehouseTable(
         _req("official", "boolean", "the assessment the analysis uses for its patient, measure and timepoint "
                                     "(baseline: the latest; later ones: the closest to the timepoint)"),
     ), ("observation_id",), key_indexed=False)
+MART_PATIENT_COURSE_TABLE = WarehouseTable(
+    "marts", "patient_course", "One row per trial patient: the per-patient figures the national analysis groups, as "
+                               "dates that hold at any observation end (the analysis compares them with its own).", (
+        _req("patient_id", "varchar", "the Patient's id in the FHIR layer"),
+        _req("implanted", "boolean", "an implantation in the study window"),
+        _col("first_implant", "date", "the first full implantation in the study window, at any center"),
+        _col("implant_center", "varchar", "the center of that first implantation"),
+        _col("first_explant", "date", "the first explantation of the complete system (any day)"),
+        _col("explant_after_implant", "date", "the first explantation of the complete system on or after the first "
+                                              "implantation"),
+        _req("defect_dates", "date[]", "the days of the lead fracture or malfunction complications on or after the "
+                                       "first implantation, ascending"),
+        _req("ipg_model", "varchar", "the model of the first pulse generator (the earliest placed, then the smallest "
+                                     "id); unknown: no model or no generator"),
+        _req("centers", "struct(center varchar, trial boolean, implant boolean)[]",
+             "per center of the patient's procedures: whether a trial and an implantation there lie in the study "
+             "window"),
+        _req("windows", "struct(timepoint varchar, opens date, closes date, first_assessed date)[]",
+             "implanted: per follow-up timepoint after the implant, its window's first and last day and the day of "
+             "the first assessment (any measure) resolved to it in marts.follow_up"),
+        _req("pairs", "struct(measure varchar, baseline double, month12 double)[]",
+             "per measure with both: the official baseline and 12-month values (marts.follow_up)"),
+        _req("leads", "struct(placed_date date, status varchar, status_date date, next_placed_date date)[]",
+             "per lead: its placement, status, the day of that status and the first lead placed after it at its "
+             "level and side (null: none, or no level or side)"),
+    ), ("patient_id",))
 MART_LEAD_HISTORY_TABLE = WarehouseTable(
     "marts", "lead_history", "One row per lead (Device) of a patient: placement, status, state at the observation "
                              "end, repair, and the complications the source links to it.", (
@@ -351,8 +377,9 @@ MART_QUALITY_BY_RULE_TABLE = WarehouseTable(
         _req("records", "bigint", "the records it flagged"),
     ), ("center", "rule_id"))
 MARTS: tuple[WarehouseTable, ...] = (MART_PATIENT_FLAGS_TABLE, MART_FOLLOW_UP_TABLE, MART_LEAD_HISTORY_TABLE,
-                                     MART_QUALITY_BY_RULE_TABLE)
-MART_PATIENT_FLAGS, MART_FOLLOW_UP, MART_LEAD_HISTORY, MART_QUALITY_BY_RULE = (t.qualified for t in MARTS)
+                                     MART_QUALITY_BY_RULE_TABLE, MART_PATIENT_COURSE_TABLE)
+MART_PATIENT_FLAGS, MART_FOLLOW_UP, MART_LEAD_HISTORY, MART_QUALITY_BY_RULE, MART_PATIENT_COURSE = (
+    t.qualified for t in MARTS)
 
 WAREHOUSE_TABLES: tuple[WarehouseTable, ...] = (
     RULES, SETTINGS, FILE_HASHES, LOADS, DELIVERIES, DELIVERY_FILES, REJECTIONS, QUARANTINE, RELEASES, CHECK_RESULTS,

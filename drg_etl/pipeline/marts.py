@@ -22,6 +22,7 @@ from drg_etl.core.sql import read_sql
 from drg_etl.core.tables import (
     MART_FOLLOW_UP_TABLE,
     MART_LEAD_HISTORY_TABLE,
+    MART_PATIENT_COURSE_TABLE,
     MART_PATIENT_FLAGS,
     MART_PATIENT_FLAGS_TABLE,
     MART_QUALITY_BY_RULE_TABLE,
@@ -30,12 +31,14 @@ from drg_etl.core.tables import (
 )
 from drg_etl.core.vocabulary import FAULTY_LEAD_STATUSES, LEAD_DEFECT_COMPLICATIONS, REMOVED_LEAD_STATUSES
 
-# Each mart and the query that fills it, in the order they are built (follow_up reads patient_flags).
+# Each mart and the query that fills it, in the order they are built (follow_up reads patient_flags; patient_course
+# reads patient_flags and follow_up).
 MART_QUERIES: tuple[tuple[WarehouseTable, str], ...] = (
     (MART_PATIENT_FLAGS_TABLE, "marts/patient_flags.sql"),
     (MART_FOLLOW_UP_TABLE, "marts/follow_up.sql"),
     (MART_LEAD_HISTORY_TABLE, "marts/lead_history.sql"),
     (MART_QUALITY_BY_RULE_TABLE, "marts/quality_by_rule.sql"),
+    (MART_PATIENT_COURSE_TABLE, "marts/patient_course.sql"),
 )
 _PARAMETER = re.compile(r"\$([a-z_]+)")
 _COMMENT = re.compile(r"--[^\n]*")
