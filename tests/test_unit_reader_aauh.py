@@ -462,5 +462,9 @@ def test_aauh_seen_lines_tell_a_repeat_from_a_conflict_as_a_set_of_lines_would()
     assert seen.earlier(1.0, '{"id":1.0}', 9) == 8
     assert seen.earlier(True, '{"id":true}', 10) == 8
     assert seen.earlier("1", '{"id":"1"}', 11) is None
-    with pytest.raises(TypeError):
-        seen.earlier({"not": "hashable"}, '{"id":{"not":"hashable"}}', 12)
+    noted = (dict(seen.first), {key: set(digests) for key, digests in seen.more.items()})
+    for odd in ({"not": "hashable"}, ["o-1"], 1 << 70):  # no dict key; too wide for the id's JSON digest
+        with pytest.raises(TypeError):
+            seen.earlier(odd, json.dumps({"id": str(odd)}), 12)
+        # nothing noted: the set reader hands such a line to the row reader ("ask"), which meets the same error
+        assert (seen.first, seen.more) == noted

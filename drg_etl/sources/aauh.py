@@ -20,7 +20,6 @@ import pyarrow.compute as pc
 from drg_etl.core.cpr import CPR_PLACEHOLDER, CprError, holds_cpr, parse_cpr
 from drg_etl.core.delivery import Delivery, FileRejected
 from drg_etl.core.formats import FORMATS
-from drg_etl.core.levels import LevelError, parse_level
 from drg_etl.core.mappings import source_map
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.vocabulary import LEAD_DEFECT_COMPLICATIONS
@@ -326,10 +325,7 @@ class _Reader:
             if len(note) != 2:
                 ctx.fail("note", "value.missing_required", "a lead's note must give its level and side")
             else:
-                try:
-                    level = parse_level(note[0])
-                except LevelError as exc:
-                    ctx.fail("note", "code.unknown", str(exc))
+                level = ctx.level("note", note[0])
                 side = ctx.label("note", "side", note[1])
         reason = ((r.get("statusReason") or [{}])[0].get("text") or "").strip()
         if reason:

@@ -7,7 +7,6 @@ from collections.abc import Callable, Sequence
 
 from drg_etl.core.delivery import Delivery
 from drg_etl.core.formats import FORMATS
-from drg_etl.core.levels import LevelError, parse_level
 from drg_etl.core.mappings import SourceMap, source_map
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.sources.base import RowContext, StagedDelivery
@@ -20,14 +19,7 @@ FORMAT = FORMATS["auh"]
 
 def read_level(ctx: RowContext, column: str, raw: str) -> str | None:
     """A spinal level, or an issue."""
-    text = ctx.required(column, raw)
-    if text is None:
-        return None
-    try:
-        return parse_level(text)
-    except LevelError as exc:
-        ctx.fail(column, "code.unknown", str(exc))
-        return None
+    return ctx.level(column, ctx.required(column, raw))
 
 
 def nrs_average(text: str) -> float:

@@ -29,6 +29,7 @@ from drg_etl.core.cpr import (
     scrub_cpr,
 )
 from drg_etl.core.delivery import Delivery, Issue
+from drg_etl.core.levels import LevelError, parse_level
 from drg_etl.core.mappings import SourceMap
 from drg_etl.core.model import CANONICAL_TABLES, TABLES
 from drg_etl.core.pseudonym import Pseudonymizer
@@ -226,6 +227,17 @@ class RowContext:
             return parse(text)
         except ValueProblem as exc:
             self.fail(column, exc.rule_id, str(exc))
+            return None
+
+    def level(self, column: str, text: str | None) -> str | None:
+        """A spinal level (:func:`drg_etl.core.levels.parse_level`) or, when ``text`` names none, None with a
+        ``code.unknown`` issue; None when there is no text."""
+        if text is None:
+            return None
+        try:
+            return parse_level(text)
+        except LevelError as exc:
+            self.fail(column, "code.unknown", str(exc))
             return None
 
     def check_sex(self, column: str, recorded: str | None) -> None:

@@ -60,9 +60,10 @@ ValueStep = Callable[[RowContext, str, str], Any]  # (context, column, raw text)
 class Probe:
     """One column's values read by a row reader's step, once per distinct text.
 
-    ``name`` is the relation the role's SQL joins (``raw``, ``ok``, ``value``); ``sql_type`` the value's
-    DuckDB type. ``step`` must read an empty text as None without a finding (a required value is the SQL's
-    rule, see :func:`optional`), so that ``value is null`` means the text was empty.
+    ``name`` is the relation the role's SQL joins (``raw``, ``ok``, ``value``, and ``given``: ok and a value, the
+    test of a required value); ``sql_type`` the value's DuckDB type. ``step`` must read an empty text as None
+    without a finding (a required value is the SQL's rule, see :func:`optional`), so that ``value is null`` means
+    the text was empty.
     """
 
     name: str
@@ -137,7 +138,8 @@ class Verdicts:
                     seen[text] = (False, None)
         verdicts = [seen[t] for t in raws]
         return pa.table({"raw": pa.array(raws, pa.string()), "ok": pa.array([v[0] for v in verdicts], pa.bool_()),
-                         "value": pa.array([v[1] for v in verdicts], _ARROW_TYPES[probe.sql_type])})
+                         "value": pa.array([v[1] for v in verdicts], _ARROW_TYPES[probe.sql_type]),
+                         "given": pa.array([v[0] and v[1] is not None for v in verdicts], pa.bool_())})
 
     def patients_by_cpr(self, file: str, column: str, texts: pa.Array) -> pa.Table:
         """The patient of each CPR text of ``texts``, in their order (``RowContext.cpr``): ``patient_key``,

@@ -22,7 +22,6 @@ from drg_etl.core.formats import (
     OUH_REVISION_SLOTS,
     sheet_file,
 )
-from drg_etl.core.levels import LevelError, parse_level
 from drg_etl.core.mappings import source_map
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.sources.auh import add_measurements
@@ -124,10 +123,8 @@ def _lead(ctx: RowContext, column: str, text: str) -> tuple[str | None, str | No
     if not match:
         ctx.fail(column, "code.unknown", f"{text!r} is not a lead level and side like 'L5 sin'")
         return None, None
-    try:
-        level = parse_level(match.group(1))
-    except LevelError as exc:
-        ctx.fail(column, "code.unknown", str(exc))
+    level = ctx.level(column, match.group(1))
+    if level is None:
         return None, None
     return level, ctx.label(column, "side", match.group(2))
 

@@ -20,7 +20,6 @@ import pyarrow.compute as pc
 from drg_etl.core.cpr import CprError, holds_cpr, parse_cpr
 from drg_etl.core.delivery import Delivery, FileRejected, Issue
 from drg_etl.core.formats import FORMATS
-from drg_etl.core.levels import LevelError, parse_level
 from drg_etl.core.mappings import SourceMap, source_map
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.sources.auh import add_measurements
@@ -353,13 +352,7 @@ def _implant(r: _Record, event: str) -> None:
 def _lead(r: _Record, event: str) -> None:
     ctx = r.ctx
     placed = r.date("lead_date")
-    level_label = r.code("lead_level", None)
-    level = None
-    if level_label is not None:
-        try:
-            level = parse_level(level_label)
-        except LevelError as exc:
-            ctx.fail("lead_level", "code.unknown", str(exc))
+    level = ctx.level("lead_level", r.code("lead_level", None))
     side = r.code("lead_side", "side")
     serial = ctx.required("lead_serial", r.row.get("lead_serial"))
     status = r.code("lead_status", "lead_status")
@@ -428,14 +421,7 @@ def set_plan(dictionary: Dictionary, columns: list[str], verdicts: Verdicts, fil
         return lambda ctx, column, raw: _Record(ctx, {field: raw}, dictionary).code(field, concept, required=False)
 
     def level(ctx: RowContext, column: str, raw: str) -> str | None:
-        label = _Record(ctx, {column: raw}, dictionary).code(column, None, required=False)
-        if label is None:
-            return None
-        try:
-            return parse_level(label)
-        except LevelError as exc:
-            ctx.fail(column, "code.unknown", str(exc))
-            return None
+        return ctx.level(column, _Record(ctx, {column: raw}, dictionary).code(column, None, required=False))
 
     def score(name: str, low: float, high: float, integer: bool) -> Callable[[RowContext, str, str], Any]:
         return lambda ctx, column, raw: ctx.value(column, _score(name, low, high, integer), raw)

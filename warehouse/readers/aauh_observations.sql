@@ -11,6 +11,6 @@ join measure on measure.raw = c.code
 join day on day.raw = c.effective
 join score_ranges s on s.measure = measure.value
 where c.earlier = 'none'
-  and measure.ok and measure.value is not null
-  and day.ok and day.value is not null
+  and measure.given
+  and day.given
   and c.value <> '' and cast(c.value as double) between s.low and s.high

@@ -6,7 +6,7 @@ from ready c
 join day on day.raw = c."Dato"
 join kind on kind.raw = c."Type"
 join permanent on permanent.raw = c."Permanent"
-where day.ok and day.value is not null
-  and kind.ok and kind.value is not null
+where day.given
+  and kind.given
   and permanent.ok
   and regexp_full_match(c."Note", '|[!-~]|[!-~].*[!-~]')

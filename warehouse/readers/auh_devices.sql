@@ -14,11 +14,11 @@ join level on level.raw = c."Niveau"
 join side on side.raw = c."Side"
 join status on status.raw = c."Status"
 join status_day on status_day.raw = c."Statusdato"
-where kind.ok and kind.value is not null
-  and serial.ok and serial.value is not null
-  and placed.ok and placed.value is not null
-  and status.ok and status.value is not null
-  and status_day.ok and status_day.value is not null
-  and (kind.value <> 'lead' or (level.ok and level.value is not null and side.ok and side.value is not null))
+where kind.given
+  and serial.given
+  and placed.given
+  and status.given
+  and status_day.given
+  and (kind.value <> 'lead' or (level.given and side.given))
   and status_day.value >= placed.value
   and regexp_full_match(c."Model", '|[!-~]|[!-~].*[!-~]')

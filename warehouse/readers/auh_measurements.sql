@@ -10,8 +10,8 @@ with clean as (
     join average on average.raw = c."NRS_gns"
     join worst on worst.raw = c."NRS_max"
     join pcs on pcs.raw = c."PCS"
-    where day.ok and day.value is not null
-      and timepoint.ok and timepoint.value is not null
+    where day.given
+      and timepoint.given
       and average.ok and worst.ok and pcs.ok
       and (average.value is not null or worst.value is not null or pcs.value is not null)
 )

@@ -11,9 +11,9 @@ join kind on kind.raw = c."Procedurekode"
 join day on day.raw = c."Dato"
 join ends on ends.raw = c."Slutdato"
 join result on result.raw = c."Resultat"
-where kind.ok and kind.value is not null
-  and day.ok and day.value is not null
+where kind.given
+  and day.given
   and ends.ok
-  and (kind.value <> 'trial' or (ends.value is not null and result.ok and result.value is not null))
+  and (kind.value <> 'trial' or (ends.value is not null and result.given))
   and not coalesce(ends.value < day.value, false)
   and regexp_full_match(c."Beskrivelse", '|[!-~]|[!-~].*[!-~]')

@@ -1,14 +1,14 @@
 -- rh's REDCap export read as a set (drg_etl.sources.columnar): the records rh.read_rh's row reader (the record's
 -- checks, then its instruments' readers: rh._demographics, _prom, _trial, _implant, _lead, _surgery, _complication)
 -- reads without a finding, with the values their facts take. `ready` holds the screened records: their fields, the
--- patient (the screening row's own CPR number; the other rows' from the record's screening row), `prom_filled`
--- (the prom instrument holds a value) and `checks` (comp_type's checkbox columns in the dictionary's order,
--- joined by '|'). Each probe relation (raw, ok, value) is the row reader's verdict on a column's distinct texts
--- (value null: empty): `code_<field>` decodes a coded field through the delivered dictionary and the map, `day`
--- reads every date column, `item` every PCS item. `event_forms` and `timepoints` are the project's events (their
--- instruments, a list) and the map's timepoints; `checkbox` the comp_type choices in the dictionary's order (position,
--- ok, value). A record id or repeat instance that a device reference could not hold as it is, is left to the
--- row reader.
+-- patient (the screening row's own CPR number; the other rows' from the record's screening row), `prom_filled` (the
+-- prom instrument holds a value) and `checks` (comp_type's checkbox columns in the dictionary's order, joined by
+-- '|'). Each probe relation (raw, ok, value; given: ok and a value) is the row reader's verdict on a column's
+-- distinct texts (value null: empty): `code_<field>` decodes a coded field through the delivered dictionary and the
+-- map, `day` reads every date column, `item` every PCS item. `event_forms` and `timepoints` are the project's events
+-- (their instruments, a list) and the map's timepoints; `checkbox` the comp_type choices in the dictionary's order
+-- (position, ok, value). A record id or repeat instance that a device reference could not hold as it is, is left to
+-- the row reader.
 with records as (
     select c.*, ef.forms as event_instruments
     from ready c
@@ -19,11 +19,11 @@ judged as (
            case when r.redcap_repeat_instrument <> '' then [r.redcap_repeat_instrument]
                 else r.event_instruments end as forms,
            -- demographics
-           sex.ok and sex.value is not null and loc.ok and loc.value is not null and dx.ok and dx.value is not null
+           sex.given and loc.given and dx.given
              and r.patient_sex is not null and sex.value = r.patient_sex as demographics_ok,
            sex.value as v_recorded_sex, loc.value as v_pain_location, dx.value as v_diagnosis,
            -- prom
-           not r.prom_filled or (prom_day.ok and prom_day.value is not null and avg.ok and worst.ok and total.ok
+           not r.prom_filled or (prom_day.given and avg.ok and worst.ok and total.ok
              and i1.ok and i2.ok and i3.ok and i4.ok and i5.ok and i6.ok and i7.ok and i8.ok and i9.ok and i10.ok
              and i11.ok and i12.ok and i13.ok and tp.timepoint is not null
              and (total.value is null or i1.value is null or i2.value is null or i3.value is null
@@ -35,26 +35,26 @@ judged as (
            prom_day.value as v_prom_date, tp.timepoint as v_timepoint, avg.value as v_nrs_average, worst.value as v_nrs_worst,
            total.value as v_pcs_total,
            -- trial
-           trial_start.ok and trial_start.value is not null and trial_end.ok and trial_end.value is not null
-             and success.ok and success.value is not null as trial_ok,
+           trial_start.given and trial_end.given
+             and success.given as trial_ok,
            trial_start.value as v_trial_start_day, trial_end.value as v_trial_end_day, success.value as v_trial_success,
            -- implant
-           implant_day.ok and implant_day.value is not null and model.ok and model.value is not null
-             and ipg_serial.ok and ipg_serial.value is not null as implant_ok,
+           implant_day.given and model.given
+             and ipg_serial.given as implant_ok,
            implant_day.value as v_implant_day, model.value as v_ipg_model, ipg_serial.value as v_ipg_serial,
            -- lead
-           lead_day.ok and lead_day.value is not null and level.ok and level.value is not null
-             and side.ok and side.value is not null and lead_serial.ok and lead_serial.value is not null
-             and status.ok and status.value is not null and status_day.ok and status_day.value is not null
+           lead_day.given and level.given
+             and side.given and lead_serial.given
+             and status.given and status_day.given
              and regexp_full_match(r.redcap_repeat_instance, '[0-9]+') as lead_ok,
            lead_day.value as v_lead_day, level.value as v_lead_level, side.value as v_lead_side,
            lead_serial.value as v_lead_serial, status.value as v_lead_status, status_day.value as v_lead_status_day,
            -- surgery
-           surg_day.ok and surg_day.value is not null and surg_type.ok and surg_type.value is not null
+           surg_day.given and surg_type.given
              and regexp_full_match(r.surg_reason, '|[!-~]|[!-~].*[!-~]') as surgery_ok,
            surg_day.value as v_surg_day, surg_type.value as v_surg_type,
            -- complication: every checkbox empty, 0 or 1; at least one checked; each checked choice known
-           comp_day.ok and comp_day.value is not null and permanent.ok
+           comp_day.given and permanent.ok
              and regexp_full_match(r.checks, $checks_pattern)
              and list_count(list_filter(string_split(r.checks, '|'), lambda v: v = '1')) > 0
              and not exists (select 1 from checkbox b
