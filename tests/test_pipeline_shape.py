@@ -97,6 +97,28 @@ def test_a_schema_check_of_the_model_catches_a_bad_value() -> None:
     assert "nrs.range" in set(failures["check"])
 
 
+def _measurements(dates: list[str], unit: str, value: float = 3.0) -> pd.DataFrame:
+    """A frame of measurements with its date columns in ``unit`` (DuckDB's dates come as microseconds)."""
+    n = len(dates)
+    return pd.DataFrame({"delivery_id": ["d"] * n, "center": ["auh"] * n,
+                         "cutoff": pd.Series(["2019-12-31"] * n, dtype=f"datetime64[{unit}]"), "source_file": ["f"] * n,
+                         "source_row": range(2, 2 + n), "patient_key": ["a" * 64] * n,
+                         "date": pd.Series(dates, dtype=f"datetime64[{unit}]"), "timepoint": ["month_12"] * n,
+                         "measure": ["nrs_average"] * n, "value": [value] * n})
+
+
+def test_a_schema_checks_dates_as_duckdb_gives_them_as_it_checks_them_coerced() -> None:
+    """Dates in microseconds are given the schema's type without pandera's coercion, with the same verdicts; a date
+    that type cannot hold is still a failure case of the coercion, never an error."""
+    for dates, value in ((["2019-01-01", "2018-05-05"], 3.0), (["2019-01-01", "2018-05-05"], 11.0)):
+        as_duckdb = schema_failures("measurements", _measurements(dates, "us", value))
+        coerced = schema_failures("measurements", _measurements(dates, "us", value).astype({"date": object}))
+        assert as_duckdb.to_dict("records") == coerced.to_dict("records")
+    assert set(schema_failures("measurements", _measurements(["2019-01-01"], "us", 11.0))["check"]) == {"nrs.range"}
+    far = schema_failures("measurements", _measurements(["2019-01-01", "9999-12-31"], "us"))
+    assert far["check"].tolist() == ["coerce_dtype('datetime64[ns]')"] and far["column"].tolist() == ["date"]
+
+
 def test_a_reader_fact_must_carry_exactly_the_models_columns() -> None:
     with pytest.raises(TypeError, match="missing \\['value'\\]"):
         TABLES["measurements"].check_fact({"date": None, "timepoint": None, "measure": "nrs_average"})

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 import duckdb
 import pandas as pd
 import pandera.pandas as pa
+from pandas.errors import OutOfBoundsDatetime
 from pandera.errors import SchemaErrors
 
 from drg_etl.core.delivery import Delivery
@@ -38,22 +39,42 @@ def _checks(column: Column) -> list[pa.Check]:
 
 
 @functools.cache
-def schema(table: str) -> pa.DataFrameSchema:
-    """The pandera schema of a canonical table (lineage and facts), from the model."""
+def schema(table: str, *, dates_typed: bool = False) -> pa.DataFrameSchema:
+    """The pandera schema of a canonical table (lineage and facts), from the model. ``dates_typed``: for a frame
+    whose date columns already have the schema's type (:func:`_dates_typed`), which it then need not coerce."""
     model = TABLES[table]
     columns = {c.name: pa.Column(_DTYPES[c.sql_type], _checks(c), nullable=c.nullable,
-                                 coerce=_DTYPES[c.sql_type] is not None, required=c.name not in SET_BY_WRITER)
+                                 coerce=_DTYPES[c.sql_type] is not None and not (dates_typed and c.sql_type == "date"),
+                                 required=c.name not in SET_BY_WRITER)
                for c in model.all_columns}
     checks = [pa.Check(check, name=name) for name, check in model.row_checks.items()]
     return pa.DataFrameSchema(columns, checks=checks, strict=False, name=table, description=model.description)
 
 
+def _dates_typed(table: str, frame: pd.DataFrame) -> bool:
+    """Give the frame's date columns the schema's type where that cannot fail (DuckDB's dates come as microseconds,
+    the schema's type is nanoseconds); True when every one then has it. pandera coerces a date column even when it
+    has the type already, at more cost than the column's checks; a value it cannot coerce (a text, a date out of
+    the type's range) is left for it to report."""
+    for column in TABLES[table].all_columns:
+        if column.sql_type != "date" or column.name not in frame or frame[column.name].dtype == _DTYPES["date"]:
+            continue
+        if not pd.api.types.is_datetime64_dtype(frame[column.name]):
+            return False
+        try:
+            frame[column.name] = frame[column.name].astype(_DTYPES["date"])
+        except (OutOfBoundsDatetime, OverflowError):
+            return False
+    return True
+
+
 def schema_failures(table: str, frame: pd.DataFrame) -> pd.DataFrame:
-    """The failure cases of a canonical table against its schema (empty when it passes)."""
+    """The failure cases of a canonical table against its schema (empty when it passes). The frame's date columns
+    may be given the schema's type (:func:`_dates_typed`)."""
     if frame.empty:
         return pd.DataFrame(columns=FAILURE_COLUMNS)
     try:
-        schema(table).validate(frame, lazy=True)
+        schema(table, dates_typed=_dates_typed(table, frame)).validate(frame, lazy=True)
     except SchemaErrors as exc:
         return exc.failure_cases
     return pd.DataFrame(columns=FAILURE_COLUMNS)
