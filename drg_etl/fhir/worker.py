@@ -12,6 +12,7 @@ Nothing but paths, keys and counts crosses.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from drg_etl.core.process import die_with_parent
@@ -51,3 +52,6 @@ def serve(sources: str, out: str, strict: bool) -> None:
 if __name__ == "__main__":
     die_with_parent()
     serve(sys.argv[1], sys.argv[2], "--strict" in sys.argv[3:])
+    # Every answer is written and flushed, the source file opened read-only: the worker ends without the
+    # interpreter's teardown (0.2 s the load would wait for).
+    os._exit(0)
