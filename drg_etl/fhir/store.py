@@ -58,10 +58,10 @@ def _batch_bounds(con: duckdb.DuckDBPyConnection, targets: str, size: int) -> li
         group by batch order by batch""", {"size": size}).fetchall()
 
 
-def _insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[Row]) -> None:
+def _insert(con: duckdb.DuckDBPyConnection, relation: str, rows: list[Row]) -> None:
     if rows:
         con.register("incoming", rows_frame(rows))
-        con.execute(f"insert into fhir.{table} select resource_type, id, patient_id, center, resource::json "
+        con.execute(f"insert into {relation} select resource_type, id, patient_id, center, resource::json "
                     "from incoming")
         con.unregister("incoming")
 
@@ -99,21 +99,28 @@ def _build_into(con: duckdb.DuckDBPyConnection, table: str, validate: Validator,
     orgs = list(organizations())
     validate(orgs)
     con.execute(f"delete from fhir.{table} where resource_type = 'Organization'")
-    _insert(con, table, [row_of(r) for r in orgs])
+    _insert(con, f"fhir.{table}", [row_of(r) for r in orgs])
     bounds = _batch_bounds(con, TARGETS, batch_patients)
     patients = con.execute(f"select count(*) from {TARGETS}").fetchone()[0]
     if commit_each_batch and patients >= PARALLEL_PATIENTS and worker_count() > 1:
         return patients, len(orgs) + _build_on_every_core(con, table, bounds, validate.strict)
     for name in TABLES:
         con.execute(f"create or replace temp table fhir_src_{name} as {_source_select(name, TARGETS)}")
+    # An incremental build keeps the patients' resources it built in a temp table too: the flat rows and the check
+    # for a resource built twice read them there, instead of finding them among every resource's JSON.
+    into = f"fhir.{table}" if commit_each_batch else BUILT
+    if not commit_each_batch:
+        con.execute(f"create or replace temp table {BUILT} as select * from fhir.{table} limit 0")
     built = len(orgs)
     for first, last in bounds:
         rows = built_rows(con, "fhir_src", first, last, validate)
-        _insert(con, table, rows)
+        _insert(con, into, rows)
         if commit_each_batch:
             con.execute("commit")
             con.execute("begin transaction")
         built += len(rows)
+    if not commit_each_batch:
+        con.execute(f"insert into fhir.{table} select * from {BUILT}")
     for name in TABLES:
         con.execute(f"drop table if exists fhir_src_{name}")
     return patients, built
@@ -157,8 +164,7 @@ def _finish(con: duckdb.DuckDBPyConnection, mode: str, strict: bool, patients: i
     # A resource can only be built twice among those this build wrote: an incremental build checks just their ids
     # (against every resource), not every id of the layer again.
     written = "" if mode == "full" else (
-        f" where (resource_type, id) in (select resource_type, id from fhir.resources where resource_type = "
-        f"'Organization' or patient_id in (select patient_id from {STALE}))")
+        f" where resource_type = 'Organization' or (resource_type, id) in (select resource_type, id from {BUILT})")
     twice = con.execute(f"select resource_type || '/' || id from fhir.resources{written} group by resource_type, id "
                         "having count(*) > 1 limit 5").fetchall()
     if twice:
@@ -180,6 +186,7 @@ def _finish(con: duckdb.DuckDBPyConnection, mode: str, strict: bool, patients: i
 
 _FLAT_TABLE = re.compile(r"create or replace table (fhir\.\w+) as\s+(select\b.*?);", re.S)
 STALE = "fhir_stale"  # the Patient ids an incremental build rebuilt (a temp table, kept for the marts)
+BUILT = "fhir_built"  # the resources an incremental build built, but the Organizations (a temp table)
 
 
 def rebuilt_patients(con: duckdb.DuckDBPyConnection) -> str | None:
@@ -192,16 +199,14 @@ def rebuilt_patients(con: duckdb.DuckDBPyConnection) -> str | None:
 
 def _refresh_flat_rows(con: duckdb.DuckDBPyConnection) -> None:
     """The flat tables' rows of the patients an incremental build rebuilt: deleted, then flattened again from
-    their resources alone, by the same statements that build the tables whole (``warehouse/fhir_flat.sql``)."""
+    their resources alone (the build's temp table of them), by the same statements that build the tables whole
+    (``warehouse/fhir_flat.sql``)."""
     sql = with_canonical_base(read_sql("fhir_flat.sql"))
     tables = _FLAT_TABLE.findall(sql)
     con.execute(sql[:sql.index("create or replace table")])  # the macros
-    con.execute(f"create or replace temp table fhir_changed as select * from fhir.resources "
-                f"where patient_id in (select patient_id from {STALE})")
     for table, select in tables:
         con.execute(f"delete from {table} where patient_id in (select patient_id from {STALE})")
-        con.execute(f"insert into {table} by name {select.replace('from fhir.resources', 'from fhir_changed')}")
-    con.execute("drop table fhir_changed")
+        con.execute(f"insert into {table} by name {select.replace('from fhir.resources', f'from {BUILT}')}")
 
 
 def refresh_fhir(con: duckdb.DuckDBPyConnection, *, full: bool = False, strict: bool = False,
@@ -240,6 +245,7 @@ def refresh_fhir(con: duckdb.DuckDBPyConnection, *, full: bool = False, strict: 
         counts = _finish(con, mode, strict, patients, built, started)
         con.execute("insert or replace into quality.settings values ('canonical_base', ?)", [base])
         con.execute(f"drop table if exists {TARGETS}")
+        con.execute(f"drop table if exists {BUILT}")
         if mode == "full":
             con.execute(f"drop table if exists {STALE}")
         con.execute("commit")

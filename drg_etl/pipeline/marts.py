@@ -42,6 +42,18 @@ MART_QUERIES: tuple[tuple[WarehouseTable, str], ...] = (
 )
 _PARAMETER = re.compile(r"\$([a-z_]+)")
 _COMMENT = re.compile(r"--[^\n]*")
+# What a per-patient mart reads of other tables: the flat tables and the follow-up mart, each row a patient's.
+_PATIENT_SOURCE = re.compile(r"\b(from|join)\s+(fhir\.\w+_flat|marts\.follow_up)\b")
+
+
+def of_patients(sql: str, patients: str) -> str:
+    """``sql``, a per-patient mart's query, reading only the rows of ``patients`` (a relation of ``patient_id``) of
+    the flat tables and the follow-up mart. A per-patient mart's row depends on its patient's rows alone, so those
+    patients' rows come out the same; DuckDB does not push a patient filter given outside the query below its
+    windows, groupings and correlated subqueries, so without this every patient's rows would be computed again."""
+    return _PATIENT_SOURCE.sub(
+        lambda m: f"{m[1]} (select * from {m[2]} where patient_id in (select patient_id from {patients}))",
+        _COMMENT.sub("", sql))
 
 
 def study_parameters(observation_end: dt.date) -> dict[str, Any]:
@@ -151,9 +163,9 @@ def refresh_marts(con: duckdb.DuckDBPyConnection, changed_patients: str | None =
             sql = read_sql(query)
             if row_by_row and _per_patient(table):
                 mine = f"patient_id in (select patient_id from {changed_patients})"
+                sql = of_patients(sql, changed_patients)
                 if table is not MART_PATIENT_FLAGS_TABLE:  # the later marts read the flags mart built first: just
-                    # the changed patients' flags, so that a query joining them computes no other patient's rows
-                    # (DuckDB does not push the filter below a window or a correlated subquery)
+                    # the changed patients' flags too
                     sql = (f"with patient_flags as (select * from {MART_PATIENT_FLAGS} where {mine}) "
                            f"select * from ({sql})")
                 con.execute(f"delete from {table.qualified} where {mine}")
