@@ -32,7 +32,7 @@ from typing import Any
 import duckdb
 
 KEY = "9c41d7e0b25a4f38a6e1d09c7b3f52e8d4a0c6b19e7f3a25c8d0b4e61f9a7c33"  # fixed benchmark key (hex), never a real one
-CLI = ([sys.executable, "-m", "drg_etl.cli"] if importlib.util.find_spec("drg_etl.cli")
+CLI = ([sys.executable, "-m", "drg_etl.entry"] if importlib.util.find_spec("drg_etl.entry")
        else [str(Path(sys.executable).with_name("drg-etl"))])
 QUERY_PROBE = """import json, pathlib, sys, time, duckdb
 from drg_etl.analysis.national import national_analysis
