@@ -39,10 +39,10 @@ class WarehouseTable:
     description: str
     columns: tuple[Column, ...]
     primary_key: tuple[str, ...] = ()
-    # Whether the primary key is an index DuckDB keeps. A table of tens of millions of rows (a mart of every
-    # assessment at a million patients) would hold its index in memory while the load fills it, past the memory cap;
-    # such a key holds by construction instead (said in the table's description, held by a test) and is the
-    # release's key all the same.
+    # Whether the primary key is an index DuckDB keeps. An index is held in memory while the load fills its table
+    # (about 90 MiB a million 36-character ids): the marts of every assessment, lead and patient at a million
+    # patients would hold theirs past the memory cap. Such a key holds by construction instead (said in the table's
+    # description, held by a test) and is the release's key all the same.
     key_indexed: bool = True
 
     @property
@@ -326,7 +326,8 @@ MART_FOLLOW_UP_TABLE = WarehouseTable(
     ), ("observation_id",), key_indexed=False)
 MART_PATIENT_COURSE_TABLE = WarehouseTable(
     "marts", "patient_course", "One row per trial patient: the per-patient figures the national analysis groups, as "
-                               "dates that hold at any observation end (the analysis compares them with its own).", (
+                               "dates that hold at any observation end (the analysis compares them with its own). "
+                               "Key patient_id, without an index: one row per row of marts.patient_flags.", (
         _req("patient_id", "varchar", "the Patient's id in the FHIR layer"),
         _req("implanted", "boolean", "an implantation in the study window"),
         _col("first_implant", "date", "the first full implantation in the study window, at any center"),
@@ -349,10 +350,11 @@ MART_PATIENT_COURSE_TABLE = WarehouseTable(
         _req("leads", "struct(placed_date date, status varchar, status_date date, next_placed_date date)[]",
              "per lead: its placement, status, the day of that status and the first lead placed after it at its "
              "level and side (null: none, or no level or side)"),
-    ), ("patient_id",))
+    ), ("patient_id",), key_indexed=False)
 MART_LEAD_HISTORY_TABLE = WarehouseTable(
     "marts", "lead_history", "One row per lead (Device) of a patient: placement, status, state at the observation "
-                             "end, repair, and the complications the source links to it.", (
+                             "end, repair, and the complications the source links to it. Key device_id, without "
+                             "an index: one row per lead Device, whose ids the FHIR build keeps unique.", (
         _req("device_id", "varchar", "the Device's id in the FHIR layer"),
         _req("patient_id", "varchar", "the Patient's id in the FHIR layer"),
         _req("center", "varchar", "the center that placed the lead"),
@@ -366,7 +368,7 @@ MART_LEAD_HISTORY_TABLE = WarehouseTable(
         _col("replaced_date", "date", "for a faulty lead: the first lead placed later at its level and side"),
         _req("defect_complications", "integer", "lead fracture or malfunction complications that name this lead"),
         _col("first_defect_date", "date", "the first of them"),
-    ), ("device_id",))
+    ), ("device_id",), key_indexed=False)
 MART_QUALITY_BY_RULE_TABLE = WarehouseTable(
     "marts", "quality_by_rule", "The data-quality summary: records quarantined per center and rule, among the "
                                 "deliveries in force.", (

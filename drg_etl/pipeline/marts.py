@@ -46,14 +46,28 @@ _COMMENT = re.compile(r"--[^\n]*")
 _PATIENT_SOURCE = re.compile(r"\b(from|join)\s+(fhir\.\w+_flat|marts\.follow_up)\b")
 
 
-def of_patients(sql: str, patients: str) -> str:
-    """``sql``, a per-patient mart's query, reading only the rows of ``patients`` (a relation of ``patient_id``) of
-    the flat tables and the follow-up mart. A per-patient mart's row depends on its patient's rows alone, so those
-    patients' rows come out the same; DuckDB does not push a patient filter given outside the query below its
-    windows, groupings and correlated subqueries, so without this every patient's rows would be computed again."""
-    return _PATIENT_SOURCE.sub(
-        lambda m: f"{m[1]} (select * from {m[2]} where patient_id in (select patient_id from {patients}))",
-        _COMMENT.sub("", sql))
+def of_patients(sql: str, mine: str) -> str:
+    """``sql``, a per-patient mart's query, reading only the rows of the flat tables and the follow-up mart whose
+    ``patient_id`` meets ``mine`` (an SQL condition). A per-patient mart's row depends on its patient's rows alone,
+    so those patients' rows come out the same; DuckDB does not push a patient filter given outside the query below
+    its windows, groupings and correlated subqueries, so without this every patient's rows would be computed."""
+    return _PATIENT_SOURCE.sub(lambda m: f"{m[1]} (select * from {m[2]} where {mine})", _COMMENT.sub("", sql))
+
+
+# A whole rebuild of a per-patient mart takes the patients in parts of about this many, by a hash of their id: the
+# lists a patient's row aggregates are held in memory, and at a million patients marts.patient_course outgrew
+# DuckDB's 512 MiB in one statement.
+MART_PART_PATIENTS = 250_000
+
+
+def _parts(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The conditions on ``patient_id`` that split the patients into parts of at most about
+    :data:`MART_PART_PATIENTS` (one part, no condition, for a registry that size or smaller)."""
+    patients = con.execute("select count(*) from fhir.patient_flat").fetchone()[0]  # a row per Patient: the size
+    count = -(-patients // MART_PART_PATIENTS)
+    if count <= 1:
+        return ["true"]
+    return [f"hash(patient_id) % {count} = {part}" for part in range(count)]
 
 
 def study_parameters(observation_end: dt.date) -> dict[str, Any]:
@@ -127,13 +141,15 @@ MARTS_SETTING = "marts_built_for"  # quality.settings: what the marts were last 
 
 
 def _built_for(parameters: dict[str, Any]) -> str:
-    """A hash of what every mart row depends on beyond its patient's facts: the parameters and the queries."""
-    text = repr(sorted(parameters.items())) + "".join(read_sql(query) for _, query in MART_QUERIES)
+    """A hash of what every mart row depends on beyond its patient's facts: the parameters and the queries; and of
+    the marts' declarations, so that a changed declaration (a key no longer indexed) is built whole."""
+    text = (repr(sorted(parameters.items())) + "".join(read_sql(query) for _, query in MART_QUERIES)
+            + "".join(table.ddl() for table, _ in MART_QUERIES))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _built_for_the_same(con: duckdb.DuckDBPyConnection, built_for: str) -> bool:
-    """Whether every mart exists, last built whole for the same parameters and queries."""
+    """Whether every mart exists, last built whole for the same parameters, queries and declarations."""
     stored = con.execute("select value from quality.settings where name = ?", [MARTS_SETTING]).fetchone()
     return stored is not None and stored[0] == built_for and all(_exists(con, t.qualified) for t in MARTS)
 
@@ -142,13 +158,24 @@ def _per_patient(table: WarehouseTable) -> bool:
     return "patient_id" in table.column_names
 
 
+def _insert_patients(con: duckdb.DuckDBPyConnection, table: WarehouseTable, sql: str, mine: str,
+                     parameters: dict[str, Any]) -> None:
+    """Insert the rows of the patients whose ``patient_id`` meets ``mine`` into a per-patient mart, computed from
+    those patients' rows alone (:func:`of_patients`; the later marts read just their rows of the flags mart)."""
+    sql = of_patients(sql, mine)
+    if table is not MART_PATIENT_FLAGS_TABLE:
+        sql = f"with patient_flags as (select * from {MART_PATIENT_FLAGS} where {mine}) select * from ({sql})"
+    con.execute(f"insert into {table.qualified} by name select * from ({sql}) where {mine}", bind(sql, parameters))
+
+
 def refresh_marts(con: duckdb.DuckDBPyConnection, changed_patients: str | None = None) -> dict[str, int]:
     """Bring every mart up to date with the flat tables, in one transaction; return their row counts.
 
     ``changed_patients``: a relation of the Patient ids (``patient_id``) whose resources an incremental FHIR
     build rebuilt. When the marts were built for the same parameters (the observation end above all, which a
     delivery may move) and queries, only those patients' rows are deleted and computed again; otherwise, and for
-    a mart not kept per patient, the mart is rebuilt from its declaration and query.
+    a mart not kept per patient, the mart is rebuilt from its declaration and query (a per-patient mart of a large
+    registry in parts of patients, :data:`MART_PART_PATIENTS`).
     """
     end = warehouse_observation_end(con)
     parameters = study_parameters(end) if end is not None else {}
@@ -159,25 +186,25 @@ def refresh_marts(con: duckdb.DuckDBPyConnection, changed_patients: str | None =
     con.execute("set preserve_insertion_order = false")
     con.execute("begin transaction")
     try:
+        parts = None if row_by_row or end is None else _parts(con)
         for table, query in MART_QUERIES:
-            sql = read_sql(query)
             if row_by_row and _per_patient(table):
                 mine = f"patient_id in (select patient_id from {changed_patients})"
-                sql = of_patients(sql, changed_patients)
-                if table is not MART_PATIENT_FLAGS_TABLE:  # the later marts read the flags mart built first: just
-                    # the changed patients' flags too
-                    sql = (f"with patient_flags as (select * from {MART_PATIENT_FLAGS} where {mine}) "
-                           f"select * from ({sql})")
                 con.execute(f"delete from {table.qualified} where {mine}")
-                con.execute(f"insert into {table.qualified} by name select * from ({sql}) where {mine}",
-                            bind(sql, parameters))
+                _insert_patients(con, table, read_sql(query), mine, parameters)
                 continue
-            if table is not MART_PATIENT_FLAGS_TABLE:
-                sql = f"with patient_flags as (select * from {MART_PATIENT_FLAGS}) select * from ({sql})"
             con.execute(f"drop table if exists {table.qualified}")
             con.execute(table.ddl())
-            if end is not None:  # nothing loaded: the marts exist, empty
-                con.execute(f"insert into {table.qualified} by name {sql}", bind(sql, parameters))
+            if end is None:  # nothing loaded: the marts exist, empty
+                continue
+            if _per_patient(table) and parts is not None and len(parts) > 1:
+                for part in parts:
+                    _insert_patients(con, table, read_sql(query), part, parameters)
+                continue
+            sql = read_sql(query)
+            if table is not MART_PATIENT_FLAGS_TABLE:
+                sql = f"with patient_flags as (select * from {MART_PATIENT_FLAGS}) select * from ({sql})"
+            con.execute(f"insert into {table.qualified} by name {sql}", bind(sql, parameters))
         write_comments(con, MARTS)  # the data dictionary: each mart's and column's description (new tables)
         con.execute("insert or replace into quality.settings values (?, ?)", [MARTS_SETTING, built_for])
         con.execute("commit")
