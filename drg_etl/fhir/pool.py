@@ -92,7 +92,7 @@ def built_batches(sources: Path, out: Path, batches: list[tuple[str, str]], work
                     raise InvalidResource(*reply["invalid"])
                 if "error" in reply:
                     raise FhirWorkerFailed(f"a FHIR worker failed: {reply['error']}")
-                done[reply["n"]] = (out / f"{reply['n']}.tsv", reply["resources"])
+                done[reply["n"]] = (out / f"{reply['n']}.parquet", reply["resources"])
                 worker.task = None
         finished = True
     finally:

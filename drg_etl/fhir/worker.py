@@ -3,8 +3,8 @@
 ``python -m drg_etl.fhir.worker SOURCES OUT [--strict]`` (started by :mod:`drg_etl.fhir.pool`). SOURCES is a
 DuckDB file holding key-sorted copies of the canonical tables (``src_<table>``); it is opened read-only. Each line
 on stdin is a task, ``{"n": 3, "first": KEY, "last": KEY}``; the worker builds those patients' resources in SQL and
-validates every one (:func:`drg_etl.fhir.sql_build.built_rows`), writes them to ``OUT/<n>.tsv``
-(:func:`drg_etl.fhir.batch.write_rows`) and answers one line on stdout:
+validates every one (:func:`drg_etl.fhir.sql_build.built_table`), writes them to ``OUT/<n>.parquet``
+(:func:`drg_etl.fhir.batch.write_table`) and answers one line on stdout:
 ``{"n": 3, "resources": ..}``, or ``{"n": 3, "error": "..."}``. It ends when stdin closes.
 Nothing but paths, keys and counts crosses.
 """
@@ -26,8 +26,8 @@ def serve(sources: str, out: str, strict: bool) -> None:
 
     import duckdb
 
-    from drg_etl.fhir.batch import Validator, write_rows
-    from drg_etl.fhir.sql_build import built_rows
+    from drg_etl.fhir.batch import Validator, write_table
+    from drg_etl.fhir.sql_build import built_table
     from drg_etl.fhir.validate import InvalidResource
 
     validate = Validator(strict)
@@ -38,9 +38,9 @@ def serve(sources: str, out: str, strict: bool) -> None:
         try:
             if con is None:
                 con = duckdb.connect(sources, read_only=True, config={"memory_limit": "256MB", "threads": 1})
-            rows = built_rows(con, SOURCE_PREFIX, task["first"], task["last"], validate)
-            write_rows(Path(out) / f"{task['n']}.tsv", rows)
-            reply.update(resources=len(rows))
+            table = built_table(con, SOURCE_PREFIX, task["first"], task["last"], validate)
+            write_table(Path(out) / f"{task['n']}.parquet", table)
+            reply.update(resources=table.num_rows)
         except InvalidResource as exc:
             reply.update(error=str(exc), invalid=[exc.resource_type, exc.resource_id, exc.errors])
         except Exception as exc:  # reported to the load, which stops with it
