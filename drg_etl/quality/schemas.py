@@ -9,6 +9,7 @@ Tables are validated in bounded batches (:func:`frames`), never whole.
 from __future__ import annotations
 
 import functools
+import gc
 from collections.abc import Iterable, Iterator
 
 import duckdb
@@ -82,9 +83,16 @@ def schema_failures(table: str, frame: pd.DataFrame) -> pd.DataFrame:
 
 def frames(cursor: duckdb.DuckDBPyConnection, vectors: int = 64) -> Iterator[pd.DataFrame]:
     """A query's result as pandas frames of ``vectors`` x 2,048 rows at most (131,072: pandera's cost is mostly per
-    column and check, so a larger frame checks a delivery in fewer calls; a third less time than 32,768 rows)."""
+    column and check, so a larger frame checks a delivery in fewer calls; a third less time than 32,768 rows).
+
+    Before each next frame the cyclic garbage the last one left is collected: checking a frame leaves objects of
+    pandera's and pandas' that refer to each other and hold its columns, which Python's generational collector
+    frees only now and then. Without this the load's process grew by about 80 MiB a frame over a delivery's 2.5
+    million measurements at a million patients (to 1.9 GiB); the collection costs about 40 ms a frame."""
     while len(frame := cursor.fetch_df_chunk(vectors)):
         yield frame
+        del frame
+        gc.collect()
 
 
 def batch_failures(table: str, batches: Iterable[pd.DataFrame]) -> tuple[int, pd.DataFrame]:
