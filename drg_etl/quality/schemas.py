@@ -85,14 +85,17 @@ def frames(cursor: duckdb.DuckDBPyConnection, vectors: int = 64) -> Iterator[pd.
     """A query's result as pandas frames of ``vectors`` x 2,048 rows at most (131,072: pandera's cost is mostly per
     column and check, so a larger frame checks a delivery in fewer calls; a third less time than 32,768 rows).
 
-    Before each next frame the cyclic garbage the last one left is collected: checking a frame leaves objects of
+    Before each further frame the cyclic garbage the last one left is collected: checking a frame leaves objects of
     pandera's and pandas' that refer to each other and hold its columns, which Python's generational collector
     frees only now and then. Without this the load's process grew by about 80 MiB a frame over a delivery's 2.5
-    million measurements at a million patients (to 1.9 GiB); the collection costs about 40 ms a frame."""
-    while len(frame := cursor.fetch_df_chunk(vectors)):
+    million measurements at a million patients (to 1.9 GiB). A collection costs some 40 ms, so a result of one
+    frame (a small delivery's table) makes none."""
+    frame = cursor.fetch_df_chunk(vectors)
+    while len(frame):
         yield frame
-        del frame
-        gc.collect()
+        frame = cursor.fetch_df_chunk(vectors)
+        if len(frame):
+            gc.collect()
 
 
 def batch_failures(table: str, batches: Iterable[pd.DataFrame]) -> tuple[int, pd.DataFrame]:
