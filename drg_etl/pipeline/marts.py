@@ -161,7 +161,8 @@ def _per_patient(table: WarehouseTable) -> bool:
 def _insert_patients(con: duckdb.DuckDBPyConnection, table: WarehouseTable, sql: str, mine: str,
                      parameters: dict[str, Any]) -> None:
     """Insert the rows of the patients whose ``patient_id`` meets ``mine`` into a per-patient mart, computed from
-    those patients' rows alone (:func:`of_patients`; the later marts read just their rows of the flags mart)."""
+    those patients' rows alone (:func:`of_patients`; the later marts read just their rows of the flags mart). With
+    ``mine`` ``true``: every row of any mart."""
     sql = of_patients(sql, mine)
     if table is not MART_PATIENT_FLAGS_TABLE:
         sql = f"with patient_flags as (select * from {MART_PATIENT_FLAGS} where {mine}) select * from ({sql})"
@@ -197,14 +198,8 @@ def refresh_marts(con: duckdb.DuckDBPyConnection, changed_patients: str | None =
             con.execute(table.ddl())
             if end is None:  # nothing loaded: the marts exist, empty
                 continue
-            if _per_patient(table) and parts is not None and len(parts) > 1:
-                for part in parts:
-                    _insert_patients(con, table, read_sql(query), part, parameters)
-                continue
-            sql = read_sql(query)
-            if table is not MART_PATIENT_FLAGS_TABLE:
-                sql = f"with patient_flags as (select * from {MART_PATIENT_FLAGS}) select * from ({sql})"
-            con.execute(f"insert into {table.qualified} by name {sql}", bind(sql, parameters))
+            for part in parts if parts is not None and _per_patient(table) else ["true"]:
+                _insert_patients(con, table, read_sql(query), part, parameters)
         write_comments(con, MARTS)  # the data dictionary: each mart's and column's description (new tables)
         con.execute("insert or replace into quality.settings values (?, ?)", [MARTS_SETTING, built_for])
         con.execute("commit")
