@@ -205,22 +205,24 @@ class _Reader:
         # generators, one per file (its role is its resource type): read in the order below
         lines = {f.role: read_lines(self.delivery, f.role) for f in FORMAT.files}
         pain: dict[str, tuple[str | None, str | None]] = {}
-        patient_rows = []
+        waiting = []  # the Patients read clean, each finished once the Conditions give its pain
         for number, line, r in lines["Patient"]:
-            patient_rows.append(self.guarded(self.patient, number, line, r) or (None, None))
+            ctx, sex = self.guarded(self.patient, number, line, r) or (None, None)
+            if ctx is not None and ctx.ok:
+                ctx.record = {}  # kept already; the patient's fact names no source column (a million: ~300 MiB)
+                waiting.append((ctx, sex))
         self.forget("Patient")
         for number, line, r in lines["Condition"]:
             self.guarded(self.condition, number, line, r, pain)
         self.forget("Condition")
-        for ctx, sex in patient_rows:
-            if ctx is None or not ctx.ok:
-                continue
+        for ctx, sex in waiting:
             location, diagnosis = pain.get(ctx.patient_key, (None, None))
             if location is None:
                 ctx.fail("Condition", "value.missing_required", "the patient has no pain Condition")
                 continue
             ctx.add("patients", sex=ctx.cpr_sex(), birth_year=ctx.birth_year(), pain_location=location,
                     diagnosis=diagnosis, recorded_sex=sex)
+        del waiting, pain
         placed: dict[str, Any] = {}
         removed: dict[str, Any] = {}
         for number, line, r in lines["Procedure"]:
@@ -229,6 +231,8 @@ class _Reader:
         for number, line, r in lines["Device"]:
             self.guarded(self.device, number, line, r, placed, removed, self.faults)
         self.forget("Device")
+        del placed, removed
+        self.faults.clear()
         self.observations(lines["Observation"])
         self.forget("Observation")
 
