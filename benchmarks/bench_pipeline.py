@@ -1,13 +1,15 @@
 """Benchmark the pipeline end to end through the ``drg-etl`` CLI, one subprocess per stage.
 
 Usage: python benchmarks/bench_pipeline.py [--patients N [N ...]] [--workdir DIR] [--keep] [--json-out FILE] [--seed S]
+       [--load-only N [--inbox DIR]]
 
 Per N: generate, load (in a process of its own running ``load_inbox``, the function ``drg-etl load`` calls, which
 reports when each stage began: the per-stage split), the same load again with nothing new, analyze (plus the analysis
 query timed in-process) and export-fhir; then the incremental scenario: load three centers, add a one-center ``rh``
 delivery of a small second cohort (~1% of N), then re-deliver ``ouh`` from that cohort with a later cutoff, which
 supersedes ouh's delivery in force. ``--load-only N`` runs just generate, load and the no-op load (a million patients:
-the incremental scenario would take as long again) and reports the warehouse's size. Each stage's wall time and
+the incremental scenario would take as long again) and reports the warehouse's size; with ``--inbox DIR`` it loads
+the deliveries there (kept) instead of generating them. Each stage's wall time and
 peak RSS come from ``os.wait4`` on its own process (``ru_maxrss`` also covers children it reaped). A given --workdir
 is kept; the default temporary one is removed unless --keep or a stage fails.
 """
@@ -102,19 +104,21 @@ def split(marks: list[tuple[str, float]]) -> dict[str, float]:
     return stages
 
 
-def bench_load(n: int, seed: int, root: Path) -> tuple[Path, list[dict[str, Any]], dict[str, Any]]:
-    """Generate N patients, load them (timed stage by stage) and load again with nothing new."""
+def bench_load(n: int, seed: int, root: Path, given: Path | None = None
+               ) -> tuple[Path, list[dict[str, Any]], dict[str, Any]]:
+    """Generate N patients (or take the deliveries ``given``), load them (timed stage by stage) and load again with
+    nothing new."""
     work = root / f"n{n}"
     shutil.rmtree(work, ignore_errors=True)
-    inbox, logs, full = work / "inbox", work / "logs", work / "full.duckdb"
-    gen = run("generate", [*CLI, "generate", "--out", str(inbox), "--patients", str(n), "--seed", str(seed)],
-              logs, work)
+    inbox, logs, full = given or work / "inbox", work / "logs", work / "full.duckdb"
+    gen = None if given else run("generate", [*CLI, "generate", "--out", str(inbox), "--patients", str(n),
+                                              "--seed", str(seed)], logs, work)
     load = run("load", [sys.executable, "-c", LOAD_PROBE, str(inbox), str(full), str(logs / "load.json")],
                logs, work)
     probe = json.loads((logs / "load.json").read_text())
     records, resources = rows_read(full), query(full, "select count(*) from fhir.resources")
     noop = run("load, nothing new", [*CLI, "load", str(inbox), "--warehouse", str(full)], logs, work)
-    stages = [with_items(gen, records, "records"),
+    stages = [*([] if gen is None else [with_items(gen, records, "records")]),
               {**with_items(load, records, "records"), "split_s": split(probe["marks"]),
                "fhir_resources": resources, "warehouse_mib": round(full.stat().st_size / 2**20, 1)},
               with_items(noop, None, None)]
@@ -215,7 +219,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=2021, help="seed of the N cohort; the small one uses seed+1")
     parser.add_argument("--load-only", type=int, nargs="*", default=[], metavar="N",
                         help="cohort sizes to generate and load only (with the no-op load), e.g. 1000000")
+    parser.add_argument("--inbox", type=Path, help="with one --load-only N: load these deliveries (kept) instead of "
+                                                   "generating them (e.g. what `drg-etl generate --patients N` wrote)")
     args = parser.parse_args()
+    if args.inbox is not None and len(args.load_only) != 1:
+        parser.error("--inbox needs exactly one --load-only N")
     root = args.workdir or Path(tempfile.mkdtemp(prefix="drg-bench-"))
     root.mkdir(parents=True, exist_ok=True)
     machine = {"cpu_count": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform(),
@@ -228,8 +236,8 @@ def main() -> None:
             runs.append(bench_one(n, args.seed, root))
         for n in args.load_only:
             print(f"N={n} (generate and load only) ...", flush=True)
-            work, stages, _ = bench_load(n, args.seed, root)
-            runs.append({"patients": n, "stages": stages})
+            work, stages, _ = bench_load(n, args.seed, root, args.inbox)
+            runs.append({"patients": n, "stages": stages, **({"inbox": str(args.inbox)} if args.inbox else {})})
             shutil.rmtree(work / "inbox", ignore_errors=True)  # a million patients' deliveries: gigabytes
     except StageFailed as exc:
         if runs:
