@@ -243,8 +243,8 @@ def test_what_a_checked_frame_leaves_in_cycles_is_freed_before_the_next_frame() 
     class Left:
         """What a check leaves behind: an object in a cycle that holds the frame."""
 
-    cursor = duckdb.connect().execute("select range as n from range(3 * 2048)")
-    batches = frames(cursor, vectors=1)
+    relation = duckdb.connect().sql("select range as n from range(3 * 2048)")
+    batches = frames(relation, rows=2048)
     was_enabled = gc.isenabled()
     gc.disable()  # no collection but the one frames() makes
     try:
@@ -258,3 +258,47 @@ def test_what_a_checked_frame_leaves_in_cycles_is_freed_before_the_next_frame() 
     finally:
         if was_enabled:
             gc.enable()
+
+
+HOSTILE_FACTS = {  # canonical facts as a staged delivery may hold them, each row breaking the schema its own way
+    "procedures": """select * from (values
+        ('d', 'auh', date '2019-12-31', 'f', 2, repeat('a', 64), 'trial', date '2019-01-01', date '2019-01-08', true,
+         null, null),
+        ('d', 'auh', date '2019-12-31', 'f', 3, repeat('a', 64), 'trial', date '2019-01-01', null, null, null, null),
+        ('d', 'auh', date '2019-12-31', 'f', 4, repeat('a', 64), null, date '2019-01-01', null, null, null, null),
+        ('d', 'auh', date '2019-12-31', 'f', 5, 'short', 'implant', date '2019-01-01', null, null, null, null),
+        ('d', 'auh', date '2019-12-31', 'f', 6, repeat('a', 64), 'cure', null, null, null, null, 'æøå'))
+        t(delivery_id, center, cutoff, source_file, source_row, patient_key, procedure, date, end_date,
+          trial_success, device_ref, reason)""",
+    "measurements": """select * from (values
+        ('d', 'auh', date '2019-12-31', 'f', 2, repeat('a', 64), date '2019-01-01', 'month_12', 'nrs_average', 3.0),
+        ('d', 'auh', date '2019-12-31', 'f', 3, repeat('a', 64), date '2019-01-01', 'month_12', 'nrs_average', 11.0),
+        ('d', 'auh', date '2019-12-31', 'f', 4, repeat('a', 64), date '2019-01-01', null, null, 11.0),
+        ('d', 'auh', date '2019-12-31', 'f', 5, repeat('a', 64), date '2019-01-01', 'month_99', 'pcs_total', 60.0),
+        ('d', 'auh', date '2019-12-31', 'f', -1, null, null, 'month_12', 'nrs_worst', null))
+        t(delivery_id, center, cutoff, source_file, source_row, patient_key, date, timepoint, measure, value)""",
+}
+
+
+@pytest.mark.parametrize("table", sorted(HOSTILE_FACTS))
+def test_the_canonical_check_of_arrow_backed_frames_finds_what_it_finds_in_python_objects(table: str) -> None:
+    """The canonical check reads a delivery's facts as Arrow-backed frames (quality.schemas.frames): every value
+    a schema check, a null or a row check (whose texts compare as None would) finds there, it finds in the frame of
+    Python objects DuckDB's pandas output gives."""
+    from drg_etl.quality.schemas import frames
+
+    con = duckdb.connect()
+    con.execute(f"create table facts as {HOSTILE_FACTS[table]}")
+    (arrow_frame,) = frames(con.sql("select * from facts order by source_row"))
+    assert isinstance(arrow_frame["patient_key"].dtype, pd.StringDtype)
+    objects = con.execute("select * from facts order by source_row").fetch_df()
+
+    def cases(frame: pd.DataFrame) -> list[tuple[object, str, str]]:
+        found = schema_failures(table, frame)
+        return sorted({(str(i), str(c), str(k)) for i, c, k in zip(found["index"], found["column"], found["check"],
+                                                                    strict=True)})
+
+    found = cases(arrow_frame)
+    assert found == cases(objects)
+    assert {check for _, _, check in found} >= set(TABLES[table].row_checks)  # the row checks too
+    assert len({index for index, _, _ in found}) >= 4  # and every hostile row

@@ -124,16 +124,18 @@ PATIENT_KEY = Column("patient_key", "varchar", nullable=False, length=64,
                      doc="the patient's pseudonym: a keyed hash (HMAC-SHA-256) of the CPR number, never the CPR")
 
 
+# The row checks compare texts that may be null: a null is unequal to any text (as Python's None is), whether the
+# frame's texts are Python objects or pandas' Arrow-backed strings (whose comparisons give NA for a null).
 def _trial_is_complete(frame: pd.DataFrame) -> pd.Series:
-    return (frame["procedure"] != "trial") | (frame["end_date"].notna() & frame["trial_success"].notna())
+    return frame["procedure"].ne("trial").fillna(True) | (frame["end_date"].notna() & frame["trial_success"].notna())
 
 
 def _lead_is_placed(frame: pd.DataFrame) -> pd.Series:
-    return (frame["device_type"] != "lead") | (frame["level"].notna() & frame["side"].notna())
+    return frame["device_type"].ne("lead").fillna(True) | (frame["level"].notna() & frame["side"].notna())
 
 
 def _nrs_in_range(frame: pd.DataFrame) -> pd.Series:
-    return (frame["measure"] == "pcs_total") | (frame["value"] <= 10)
+    return frame["measure"].eq("pcs_total").fillna(False) | (frame["value"] <= 10)
 
 
 TABLES: dict[str, Table] = {t.name: t for t in (
