@@ -7,12 +7,15 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pytest
 from helpers import TEST_KEY, Generated
 
+from drg_etl.core.errors import Interrupted
 from drg_etl.core.transaction import transaction
 from drg_etl.entry import MESSAGE
 
@@ -113,3 +116,50 @@ def test_a_failed_transaction_reports_its_first_cause_not_the_rollbacks() -> Non
         con.execute("create table u (x integer primary key)")
         con.execute("insert into u values (1), (1)")
     assert con.execute("select count(*) from duckdb_tables() where table_name = 'u'").fetchone()[0] == 0
+
+
+def _reader_meeting_a_signal(wrapped: bool) -> Callable[[str], Callable[..., None]]:
+    """ouh's reader, but a SIGTERM arrives while it reads and a library takes it for an error of its own: raised
+    wrapped (as DuckDB and pyarrow raise a Python error met in a callback, with its trace) or swallowed."""
+    from drg_etl.sources import deliveries
+
+    real = deliveries.format_reader
+
+    def reader_of(center: str) -> Callable[..., None]:
+        read = real(center)
+        if center != "ouh":
+            return read
+
+        def read_meeting_the_signal(delivery: Any, staged: Any, pseudonymize: Any) -> None:
+            read(delivery, staged, pseudonymize)
+            Interrupted.received = signal.SIGTERM  # what the handler notes before it raises
+            if wrapped:
+                raise ValueError("Python exception in a callback: Traceback (most recent call last): Interrupted")
+
+        return read_meeting_the_signal
+
+    return reader_of
+
+
+@pytest.mark.parametrize("wrapped", [True, False], ids=["wrapped", "swallowed"])
+def test_a_signal_a_library_takes_for_its_own_error_still_stops_the_load_before_it_writes(
+        demo: Generated, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, wrapped: bool) -> None:
+    """A signal a library turns into its own error while a delivery is read does not reject the delivery (a
+    rejection is written to the warehouse, its reason a trace); one a library swallows does not let the load
+    write: either way the load stops as if interrupted, and the next load finds the warehouse as it was."""
+    from drg_etl.pipeline.load import load_inbox
+    from drg_etl.sources import deliveries
+
+    monkeypatch.setattr(Interrupted, "received", None)
+    real = deliveries.format_reader
+    monkeypatch.setattr(deliveries, "format_reader", _reader_meeting_a_signal(wrapped))
+    monkeypatch.setenv("DRG_ETL_READ_WORKERS", "1")  # read in this process, where the reader is replaced
+    warehouse = tmp_path / "w.duckdb"
+    with pytest.raises(Interrupted):
+        load_inbox(demo.inbox, warehouse, TEST_KEY)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("select count(*) from quality.rejections").fetchall() == [(0,)]
+        assert con.execute("select count(*) from canonical.patients").fetchall() == [(0,)]
+    monkeypatch.setattr(deliveries, "format_reader", real)
+    Interrupted.received = None
+    assert len(load_inbox(demo.inbox, warehouse, TEST_KEY).loaded) == 4  # the next load completes it

@@ -22,7 +22,7 @@ import duckdb
 from drg_etl.core import file_hashes
 from drg_etl.core.cpr import scrub_cpr
 from drg_etl.core.delivery import Delivery, DeliveryRejected, InboxProblem, Issue
-from drg_etl.core.errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, DrgEtlError, UsageError
+from drg_etl.core.errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, DrgEtlError, UsageError, interrupted_by
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.tables import FILE_HASHES, LOADS, REJECTIONS, insert_row, insert_rows
 from drg_etl.core.vocabulary import CENTERS
@@ -288,6 +288,8 @@ def load_inbox(inbox: Path, warehouse_path: Path, key: bytes, progress: Callable
         for center in CENTERS:
             skipped += staged[center].skipped
             rejected += staged[center].rejected
+        if (stop := interrupted_by()) is not None:  # a signal a library took for an error of its own and swallowed
+            raise stop  # (a row it made unreadable): the load stops before it writes anything
         if progress:
             progress("writing")
         write_pending(con, load_id)

@@ -18,6 +18,7 @@ from drg_etl.core.delivery import (
     Issue,
     registry_today,
 )
+from drg_etl.core.errors import interrupted_by
 from drg_etl.core.formats import FORMATS
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.vocabulary import CENTERS
@@ -158,9 +159,12 @@ def read_delivery(delivery: Delivery, pseudonymize: Pseudonymizer, sink: Sink | 
     try:
         format_reader(delivery.center)(delivery, staged, pseudonymize)
         staged.flush()
-    except FileRejected as exc:
-        raise DeliveryRejected(delivery, [exc], hashes) from exc
-    except Exception as exc:  # anything else a hostile file provokes: reject this delivery, not the load
+    except Exception as exc:
+        if (stop := interrupted_by()) is not None:  # a library turned Ctrl-C or SIGTERM into its own error (DuckDB
+            raise stop from exc  # and pyarrow wrap it, with its trace): the load stops, the delivery is not rejected
+        if isinstance(exc, FileRejected):
+            raise DeliveryRejected(delivery, [exc], hashes) from exc
+        # anything else a hostile file provokes: reject this delivery, not the load
         file, row = staged.position
         where = f"at row {row}" if row else "while opening it"
         reason = f"cannot be read {where}: {type(exc).__name__}: {scrub_cpr(str(exc))[:200]}"
