@@ -39,9 +39,8 @@ def _schema_check(table: str) -> dg.AssetChecksDefinition:
                     description=f"canonical.{table} of the center passes its pandera schema (drg_etl/core/model.py).")
     def check(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         with warehouse.connection() as con:
-            cursor = con.execute(f"select * from canonical.current_{table} where center = ?",
-                                 [context.partition_key])
-            rows, cases = batch_failures(table, frames(cursor))
+            facts = con.sql(f"select * from canonical.current_{table} where center = ?", params=[context.partition_key])
+            rows, cases = batch_failures(table, frames(facts))
         examples = cases.head(10).astype(str).to_dict("records")
         return dg.AssetCheckResult(passed=len(cases) == 0, metadata={
             "rows": rows, "failure cases": len(cases), "examples": dg.MetadataValue.json(examples)})

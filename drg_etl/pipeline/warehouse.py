@@ -96,7 +96,10 @@ def schema_fingerprint() -> str:
 def _schema_current(con: duckdb.DuckDBPyConnection) -> bool:
     """Whether the warehouse already has this code's schema, rules and dictionary (then opening writes nothing)."""
     try:
-        row = con.execute("select value from quality.settings where name = ?", [SCHEMA_SETTING]).fetchone()
+        # read to the end (fetchall): the connection is handed over with no result left open, which a relation's
+        # query (con.sql) would find in its way
+        row = next(iter(con.execute("select value from quality.settings where name = ?", [SCHEMA_SETTING]).fetchall()),
+                   None)
     except duckdb.CatalogException:  # a new file, or one an early drg-etl wrote
         return False
     return row is not None and row[0] == schema_fingerprint()
