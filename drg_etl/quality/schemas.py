@@ -127,11 +127,12 @@ def validate_pending(con: duckdb.DuckDBPyConnection, delivery: Delivery, deliver
             cases = schema_failures(table, frame)
             if not len(cases):
                 continue
-            bad = range(len(frame)) if cases["index"].isna().any() else sorted(set(cases["index"].astype(int)))
+            # each failing row's (column, check) pairs, grouped once (not a scan of the cases for every row)
+            named = {int(i): list(zip(group["column"], group["check"], strict=True))
+                     for i, group in cases.dropna(subset=["index"]).groupby("index", sort=False)}
+            bad = range(len(frame)) if cases["index"].isna().any() else sorted(named)
             for i in bad:
-                check = cases[cases["index"] == i]
-                what = "; ".join(f"{c}: {k}" for c, k in zip(check["column"], check["check"], strict=True)) or \
-                    "schema failure"
+                what = "; ".join(f"{c}: {k}" for c, k in named.get(i, [])) or "schema failure"
                 fact = frame.iloc[i]
                 key = None if pd.isna(fact["patient_key"]) else str(fact["patient_key"])
                 failed.append((table, int(fact["fact_seq"]), str(fact["source_file"]), int(fact["source_row"]), key,
