@@ -281,6 +281,8 @@ def load_inbox(inbox: Path, warehouse_path: Path, key: bytes, progress: Callable
         staged: dict[str, StageResult] = {}
         with prefetched(new, key) as reader:
             for center in CENTERS if reader is None else reader.ready_centers(CENTERS):  # as the workers finish
+                if (stop := interrupted_by()) is not None:  # see below: a signal a library swallowed
+                    raise stop
                 if progress:
                     progress(f"staging {center}")
                 staged[center] = stage_center(inbox, center, con, pseudonymize, load_id, reader,

@@ -8,6 +8,7 @@ dies (Linux's ``PR_SET_PDEATHSIG``), and a watchdog thread ends it wherever that
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from drg_etl.core.process import LOAD_PID_VARIABLE, die_with_parent
@@ -51,6 +52,9 @@ def read_one(folder: str, center: str, cutoff: str, key: bytes, out: str) -> Non
 
 if __name__ == "__main__":
     die_with_parent()
+    # Ctrl-C reaches the terminal's whole process group: the load stops its workers itself, and a worker that took it
+    # (DuckDB turns it into an error of its own) would report its delivery rejected
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     read_one(*sys.argv[1:4], bytes.fromhex(os.environ.pop(KEY_HANDOVER)), sys.argv[4])
     # What the worker wrote is closed: it ends without the interpreter's teardown (freeing a reader's heap takes
     # 0.3 s, and the load waits for the worker's end before it stages the delivery or starts the next worker).
