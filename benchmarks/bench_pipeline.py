@@ -226,6 +226,8 @@ def main() -> None:
         parser.error("--inbox needs exactly one --load-only N")
     root = args.workdir or Path(tempfile.mkdtemp(prefix="drg-bench-"))
     root.mkdir(parents=True, exist_ok=True)
+    if args.inbox is not None and args.inbox.resolve().is_relative_to((root / f"n{args.load_only[0]}").resolve()):
+        parser.error(f"--inbox {args.inbox} lies in the work folder the benchmark clears first; move it out")
     machine = {"cpu_count": os.cpu_count(), "python": sys.version.split()[0], "platform": platform.platform(),
                "cli": " ".join(CLI), "workdir": str(root)}
     print(f"cores: {machine['cpu_count']}  python: {machine['python']}  platform: {machine['platform']}", flush=True)
