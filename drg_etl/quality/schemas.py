@@ -104,6 +104,7 @@ def frames(relation: duckdb.DuckDBPyRelation, rows: int = FRAME_ROWS) -> Iterato
             gc.collect()
         first = False
         yield batch.to_pandas(types_mapper=_ARROW_STRINGS, date_as_object=False)
+    pyarrow.default_memory_pool().release_unused()  # the frames' buffers back to the system, not kept by Arrow's pool
 
 
 def batch_failures(table: str, batches: Iterable[pd.DataFrame]) -> tuple[int, pd.DataFrame]:
