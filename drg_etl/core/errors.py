@@ -48,3 +48,10 @@ class Interrupted(BaseException):
 def interrupted_by() -> Interrupted | None:
     """The interrupt to raise instead of an error, if a signal has arrived."""
     return Interrupted(Interrupted.received) if Interrupted.received is not None else None
+
+
+def stop_if_interrupted() -> None:
+    """Raise the interrupt if a signal has arrived, though a library swallowed it (took it for an error of its own
+    and went on): before a load writes, nothing it read after the signal may count."""
+    if (stop := interrupted_by()) is not None:
+        raise stop

@@ -22,7 +22,7 @@ import duckdb
 from drg_etl.core import file_hashes
 from drg_etl.core.cpr import scrub_cpr
 from drg_etl.core.delivery import Delivery, DeliveryRejected, InboxProblem, Issue
-from drg_etl.core.errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, DrgEtlError, UsageError, interrupted_by
+from drg_etl.core.errors import EXIT_OK, EXIT_REJECTED, EXIT_USAGE, DrgEtlError, UsageError, stop_if_interrupted
 from drg_etl.core.pseudonym import Pseudonymizer
 from drg_etl.core.tables import FILE_HASHES, LOADS, REJECTIONS, insert_row, insert_rows
 from drg_etl.core.vocabulary import CENTERS
@@ -281,8 +281,7 @@ def load_inbox(inbox: Path, warehouse_path: Path, key: bytes, progress: Callable
         staged: dict[str, StageResult] = {}
         with prefetched(new, key) as reader:
             for center in CENTERS if reader is None else reader.ready_centers(CENTERS):  # as the workers finish
-                if (stop := interrupted_by()) is not None:  # see below: a signal a library swallowed
-                    raise stop
+                stop_if_interrupted()
                 if progress:
                     progress(f"staging {center}")
                 staged[center] = stage_center(inbox, center, con, pseudonymize, load_id, reader,
@@ -290,8 +289,7 @@ def load_inbox(inbox: Path, warehouse_path: Path, key: bytes, progress: Callable
         for center in CENTERS:
             skipped += staged[center].skipped
             rejected += staged[center].rejected
-        if (stop := interrupted_by()) is not None:  # a signal a library took for an error of its own and swallowed
-            raise stop  # (a row it made unreadable): the load stops before it writes anything
+        stop_if_interrupted()  # a signal a library swallowed while the last center was staged: nothing is written
         if progress:
             progress("writing")
         write_pending(con, load_id)

@@ -98,11 +98,10 @@ def _schema_current(con: duckdb.DuckDBPyConnection) -> bool:
     try:
         # read to the end (fetchall): the connection is handed over with no result left open, which a relation's
         # query (con.sql) would find in its way
-        row = next(iter(con.execute("select value from quality.settings where name = ?", [SCHEMA_SETTING]).fetchall()),
-                   None)
+        rows = con.execute("select value from quality.settings where name = ?", [SCHEMA_SETTING]).fetchall()
     except duckdb.CatalogException:  # a new file, or one an early drg-etl wrote
         return False
-    return row is not None and row[0] == schema_fingerprint()
+    return rows == [(schema_fingerprint(),)]
 
 
 def known_delivery(con: duckdb.DuckDBPyConnection, delivery_id: str) -> bool:
